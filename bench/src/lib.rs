@@ -1,0 +1,2 @@
+pub mod kernel_echo;
+pub mod kernel_gen;

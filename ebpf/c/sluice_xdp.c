@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/* sluice's steering program: frames for a configured service go to the
+ * AF_XDP socket of the queue they arrived on; everything else (ARP, other
+ * ports, IPv6 for now, fragments, malformed frames) goes to the kernel. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "sluice_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, SLUICE_MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_SERVICES);
+	__type(key, struct sluice_service_key);
+	__type(value, struct sluice_service_value);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_xdp_counters);
+} counters SEC(".maps");
+
+/* <linux/icmp.h> pulls in libc socket headers that do not build for
+ * -target bpf; the first bytes of an ICMP header are all we read. */
+struct icmp_head {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+};
+#define ICMP_ECHO 8
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+
+enum verdict { PASS, MALFORMED, FRAGMENT, IPV6, STEER };
+
+/* Fill `key` from the frame; the return value says what to do with it. */
+static __always_inline enum verdict classify(void *data, void *data_end,
+					     struct sluice_service_key *key)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return MALFORMED;
+
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return MALFORMED;
+		/* The key is ready for IPv6 services; none are served yet. */
+		return IPV6;
+	}
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return PASS;
+
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return MALFORMED;
+	void *l4 = (void *)ip + ip->ihl * 4;
+	if (l4 > data_end)
+		return MALFORMED;
+
+	key->family = SLUICE_FAMILY_IPV4;
+	key->proto = ip->protocol;
+	__builtin_memcpy(key->addr, &ip->daddr, 4);
+
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return FRAGMENT;
+
+	switch (ip->protocol) {
+	case IPPROTO_UDP:
+	case IPPROTO_TCP: {
+		/* Source and destination ports are the first 4 bytes of both. */
+		__u16 *ports = l4;
+		if ((void *)(ports + 2) > data_end)
+			return MALFORMED;
+		key->port = ports[1];
+		return STEER;
+	}
+	case IPPROTO_ICMP: {
+		struct icmp_head *icmp = l4;
+		if ((void *)(icmp + 1) > data_end)
+			return MALFORMED;
+		if (icmp->type != ICMP_ECHO)
+			return PASS;
+		key->port = 0;
+		return STEER;
+	}
+	default:
+		return PASS;
+	}
+}
+
+SEC("xdp")
+int sluice_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct sluice_service_key key = {};
+	__u32 zero = 0;
+	__u32 queue = ctx->rx_queue_index;
+
+	struct sluice_xdp_counters *c = bpf_map_lookup_elem(&counters, &zero);
+	if (!c)
+		return XDP_PASS;
+
+	enum verdict v = classify(data, data_end, &key);
+	switch (v) {
+	case MALFORMED:
+		c->malformed++;
+		return XDP_PASS;
+	case IPV6:
+		c->ipv6++;
+		return XDP_PASS;
+	case PASS:
+		c->passed++;
+		return XDP_PASS;
+	case FRAGMENT:
+		/* Only count fragments aimed at a service address+protocol we
+		 * serve on some port would need a second map; count them all. */
+		c->fragments++;
+		return XDP_PASS;
+	case STEER:
+		break;
+	}
+
+	if (!bpf_map_lookup_elem(&services, &key)) {
+		c->passed++;
+		return XDP_PASS;
+	}
+	if (!bpf_map_lookup_elem(&xsks, &queue)) {
+		c->no_socket++;
+		return XDP_PASS;
+	}
+	c->redirected++;
+	return bpf_redirect_map(&xsks, queue, XDP_PASS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

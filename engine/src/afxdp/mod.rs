@@ -1,0 +1,19 @@
+//! The AF_XDP layer: UMEM, the four rings, socket set-up with a shared UMEM,
+//! need_wakeup kicks, and the eventfd that wakes a sleeping core.
+//!
+//! This is the only module of the engine with `unsafe` code (mmap'd rings and
+//! frames, raw socket options); every block carries a `// SAFETY:` note. What
+//! it exports is safe to use: rings copy descriptors in and out, and frames are
+//! reached through [`umem::FrameAccess`], whose soundness rests on the frame
+//! ownership protocol of [`crate::pool`] (a frame has exactly one owner).
+#![allow(unsafe_code)]
+
+pub mod ring;
+pub mod socket;
+pub mod umem;
+pub mod wake;
+
+pub use ring::{ConsumerRing, Desc, ProducerRing};
+pub use socket::{BindMode, SocketMode, XskConfig, XskError, XskSocket, XskStatistics};
+pub use umem::{FrameAccess, UmemArea};
+pub use wake::{poll_fds, EventFd};

@@ -1,0 +1,592 @@
+//! The configuration file (TOML): parsing, defaults and validation.
+//!
+//! Validation happens in two steps, both before anything is attached:
+//! [`Config::parse`] checks the file itself (unknown keys, types, addresses,
+//! duplicate listeners, kinds this version serves), and
+//! [`Config::check_system`] checks it against the machine (interface, queues,
+//! cores, privileges). Every error names the file and the field.
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration, used when `sluiced` gets no
+/// `--config`: UDP echo and discard on the lab's server address.
+pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/sluice.default.toml");
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {field}: {problem}")]
+pub struct ConfigError {
+    /// The file (or "embedded default").
+    pub source_name: String,
+    /// The field, as a TOML path (`engine.queues`, `service[1].listen`).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// How a core waits for work.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin on the rings always (lowest latency, one full core each).
+    Busy,
+    /// Spin while there is work, then sleep in poll() (the default).
+    #[default]
+    Adaptive,
+    /// Sleep in poll() whenever a pass finds no work.
+    Interrupt,
+}
+
+/// Whether to ask for zero-copy.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopy {
+    /// Zero-copy if the driver offers it, else copy mode.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// What a service does with its traffic.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceKind {
+    /// Send every datagram back to its sender.
+    Echo,
+    /// Count and drop.
+    Discard,
+    /// HTTP responder (TCP; comes with the TCP stack).
+    Http,
+    /// TCP load balancer (comes with the load balancer).
+    TcpProxy,
+    /// UDP load balancer (comes with the load balancer).
+    UdpForward,
+}
+
+impl ServiceKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Echo => "echo",
+            ServiceKind::Discard => "discard",
+            ServiceKind::Http => "http",
+            ServiceKind::TcpProxy => "tcp-proxy",
+            ServiceKind::UdpForward => "udp-forward",
+        }
+    }
+}
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Udp => 17,
+            Proto::Tcp => 6,
+        }
+    }
+
+    /// "udp" or "tcp".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    engine: RawEngine,
+    #[serde(default)]
+    service: Vec<RawService>,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/sluice/ctl.sock")
+}
+fn default_batch() -> u32 {
+    64
+}
+fn default_frames() -> u32 {
+    4096
+}
+fn default_ring() -> u32 {
+    2048
+}
+fn default_frame_size() -> u32 {
+    4096
+}
+fn default_idle() -> u64 {
+    30
+}
+fn default_spin() -> u32 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    interface: String,
+    queues: Option<u32>,
+    cores: Option<Vec<usize>>,
+    #[serde(default = "default_socket")]
+    control_socket: PathBuf,
+    #[serde(default = "default_batch")]
+    batch_size: u32,
+    #[serde(default)]
+    poll: PollMode,
+    #[serde(default = "default_spin")]
+    spin_iterations: u32,
+    #[serde(default)]
+    zero_copy: ZeroCopy,
+    #[serde(default = "default_frames")]
+    frames: u32,
+    #[serde(default = "default_frame_size")]
+    frame_size: u32,
+    #[serde(default = "default_ring")]
+    ring_size: u32,
+    #[serde(default = "default_idle")]
+    flow_idle_timeout_s: u64,
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: String,
+    proto: Proto,
+    listen: String,
+    kind: ServiceKind,
+    #[serde(default)]
+    backends: Vec<String>,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Interface to attach to.
+    pub interface: String,
+    /// Queues to serve (`None`: all rx queues of the interface).
+    pub queues: Option<u32>,
+    /// CPU of each queue's worker (`None`: CPU i for queue i).
+    pub cores: Option<Vec<usize>>,
+    /// Path of the control socket.
+    pub control_socket: PathBuf,
+    /// Frames per rx/tx batch.
+    pub batch_size: u32,
+    /// How cores wait.
+    pub poll: PollMode,
+    /// Empty passes an adaptive core spins before it sleeps.
+    pub spin_iterations: u32,
+    /// Zero-copy request.
+    pub zero_copy: ZeroCopy,
+    /// UMEM frames in all.
+    pub frames: u32,
+    /// Bytes per frame.
+    pub frame_size: u32,
+    /// Slots of each rx/tx/fill/completion ring.
+    pub ring_size: u32,
+    /// Seconds after which an idle flow's ownership lapses.
+    pub flow_idle_timeout_s: u64,
+    /// Loopback address of the Prometheus endpoint, if any.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// One service.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ServiceConfig {
+    /// Unique name.
+    pub name: String,
+    /// Transport.
+    pub proto: Proto,
+    /// Address and port it listens on.
+    pub listen: SocketAddr,
+    /// What it does.
+    pub kind: ServiceKind,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source_name: String,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Services, in file order (the index is the service id).
+    pub services: Vec<ServiceConfig>,
+}
+
+struct Errs<'a> {
+    source: &'a str,
+}
+
+impl Errs<'_> {
+    fn at(&self, field: impl fmt::Display, problem: impl fmt::Display) -> ConfigError {
+        ConfigError { source_name: self.source.to_string(), field: field.to_string(), problem: problem.to_string() }
+    }
+}
+
+fn check_range(e: &Errs, field: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(e.at(format!("engine.{field}"), format!("{v} is out of range ({lo}..={hi})")));
+    }
+    Ok(())
+}
+
+fn check_pow2(e: &Errs, field: &str, v: u32) -> Result<(), ConfigError> {
+    if !v.is_power_of_two() {
+        return Err(e.at(format!("engine.{field}"), format!("{v} must be a power of two")));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            source_name: path.display().to_string(),
+            field: "(file)".into(),
+            problem: format!("cannot read: {err}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default.
+    pub fn embedded_default() -> Config {
+        Self::parse(DEFAULT_CONFIG, "embedded default").expect("the embedded default config is valid (tested)")
+    }
+
+    /// Parses and validates TOML text; `source_name` names it in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let e = Errs { source: source_name };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            let span = err.span().map(|s| line_of(text, s.start));
+            let field = span.map(|l| format!("line {l}")).unwrap_or_else(|| "(syntax)".into());
+            e.at(field, err.message().trim())
+        })?;
+        let r = raw.engine;
+        if r.interface.is_empty() || r.interface.len() > 15 || r.interface.contains(['/', ' ']) {
+            return Err(e.at("engine.interface", format!("{:?} is not a valid interface name", r.interface)));
+        }
+        if let Some(q) = r.queues {
+            check_range(&e, "queues", q as u64, 1, sluice_ebpf::abi::MAX_QUEUES as u64)?;
+        }
+        if let Some(cores) = &r.cores {
+            if cores.is_empty() {
+                return Err(e.at("engine.cores", "must list at least one CPU"));
+            }
+            if let Some(q) = r.queues {
+                if cores.len() != q as usize {
+                    return Err(e.at("engine.cores", format!("lists {} CPUs for {q} queues", cores.len())));
+                }
+            }
+        }
+        check_range(&e, "batch_size", r.batch_size as u64, 1, 256)?;
+        check_range(&e, "frames", r.frames as u64, 64, 1 << 20)?;
+        if r.frame_size != 2048 && r.frame_size != 4096 {
+            return Err(e.at("engine.frame_size", format!("{} must be 2048 or 4096", r.frame_size)));
+        }
+        check_pow2(&e, "ring_size", r.ring_size)?;
+        check_range(&e, "ring_size", r.ring_size as u64, 64, 16384)?;
+        check_range(&e, "flow_idle_timeout_s", r.flow_idle_timeout_s, 1, 86400)?;
+        let metrics_listen = match &r.metrics_listen {
+            None => None,
+            Some(s) => {
+                let a: SocketAddr =
+                    s.parse().map_err(|_| e.at("engine.metrics_listen", format!("{s:?} is not an address:port")))?;
+                if !a.ip().is_loopback() {
+                    return Err(e.at("engine.metrics_listen", format!("{a} is not a loopback address")));
+                }
+                Some(a)
+            }
+        };
+        let engine = EngineConfig {
+            interface: r.interface,
+            queues: r.queues,
+            cores: r.cores,
+            control_socket: r.control_socket,
+            batch_size: r.batch_size,
+            poll: r.poll,
+            spin_iterations: r.spin_iterations,
+            zero_copy: r.zero_copy,
+            frames: r.frames,
+            frame_size: r.frame_size,
+            ring_size: r.ring_size,
+            flow_idle_timeout_s: r.flow_idle_timeout_s,
+            metrics_listen,
+        };
+        let services = validate_services(&e, raw.service)?;
+        Ok(Config { source_name: source_name.to_string(), engine, services })
+    }
+
+    /// The IPv4 addresses that have a service.
+    pub fn service_addrs(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self
+            .services
+            .iter()
+            .filter_map(|s| match s.listen.ip() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn validate_services(e: &Errs, raw: Vec<RawService>) -> Result<Vec<ServiceConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(e.at("service", "no services: add at least one [[service]]"));
+    }
+    let mut names = HashSet::new();
+    let mut listeners = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, s) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("service[{i}].{f}");
+        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(e.at(at("name"), format!("{:?}: use letters, digits, '-' and '_'", s.name)));
+        }
+        if !names.insert(s.name.clone()) {
+            return Err(e.at(at("name"), format!("duplicate service name {:?}", s.name)));
+        }
+        let listen: SocketAddr = s.listen.parse().map_err(|_| {
+            e.at(at("listen"), format!("{:?} is not an address:port (e.g. \"198.18.0.2:7\")", s.listen))
+        })?;
+        let v4 = match listen.ip() {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => return Err(e.at(at("listen"), "IPv6 services are not served yet")),
+        };
+        if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || v4.is_loopback() {
+            return Err(e.at(at("listen"), format!("{v4} cannot be a service address")));
+        }
+        if listen.port() == 0 {
+            return Err(e.at(at("listen"), "port 0 is not a port to listen on"));
+        }
+        if !listeners.insert((s.proto, listen)) {
+            return Err(e.at(at("listen"), format!("duplicate listener {} {listen}", s.proto.as_str())));
+        }
+        match (s.proto, s.kind) {
+            (Proto::Udp, ServiceKind::Echo | ServiceKind::Discard) => {}
+            (Proto::Tcp, ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Http | ServiceKind::TcpProxy) => {
+                return Err(e.at(at("proto"), "TCP services come with the TCP stack and are not served by this version"))
+            }
+            (Proto::Udp, ServiceKind::UdpForward) => {
+                return Err(
+                    e.at(at("kind"), "udp-forward comes with the load balancer and is not served by this version")
+                )
+            }
+            (p, k) => return Err(e.at(at("kind"), format!("{} is not a {} service", k.as_str(), p.as_str()))),
+        }
+        if !s.backends.is_empty() {
+            return Err(e.at(at("backends"), format!("a {} service has no backends", s.kind.as_str())));
+        }
+        out.push(ServiceConfig { name: s.name, proto: s.proto, listen, kind: s.kind });
+    }
+    Ok(out)
+}
+
+/// What the system check found: the queues and CPUs to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemPlan {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Queues to serve: 0..queues.
+    pub queues: u32,
+    /// CPU of each queue's worker.
+    pub cpus: Vec<usize>,
+}
+
+/// Rx queues of an interface, from sysfs.
+pub fn interface_rx_queues(ifname: &str) -> std::io::Result<u32> {
+    let dir = Path::new("/sys/class/net").join(ifname).join("queues");
+    let n = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n as u32)
+}
+
+/// Index of an interface, or None if it does not exist here.
+pub fn interface_index(ifname: &str) -> Option<u32> {
+    let p = Path::new("/sys/class/net").join(ifname).join("ifindex");
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Effective capabilities of this process (CapEff of /proc/self/status).
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Config {
+    /// Checks the configuration against this machine: privileges, the
+    /// interface, its queues and the CPUs.
+    pub fn check_system(&self) -> Result<SystemPlan, ConfigError> {
+        let e = Errs { source: &self.source_name };
+        const CAP_NET_ADMIN: u64 = 12;
+        const CAP_NET_RAW: u64 = 13;
+        const CAP_SYS_ADMIN: u64 = 21;
+        const CAP_BPF: u64 = 39;
+        let caps = effective_caps();
+        let has = |c: u64| caps & (1 << c) != 0;
+        if !has(CAP_NET_ADMIN) || !has(CAP_NET_RAW) || !(has(CAP_BPF) || has(CAP_SYS_ADMIN)) {
+            return Err(e.at(
+                "(privileges)",
+                "sluiced needs root (CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF) to attach XDP and open AF_XDP sockets",
+            ));
+        }
+        let ifname = &self.engine.interface;
+        let ifindex = interface_index(ifname).ok_or_else(|| {
+            e.at("engine.interface", format!("no interface {ifname:?} in this network namespace (see `ip link`)"))
+        })?;
+        let have = interface_rx_queues(ifname)
+            .map_err(|err| e.at("engine.interface", format!("cannot read the queues of {ifname}: {err}")))?;
+        if have == 0 {
+            return Err(e.at("engine.interface", format!("{ifname} reports no rx queues")));
+        }
+        let queues = match self.engine.queues {
+            Some(q) if q > have => {
+                return Err(e.at("engine.queues", format!("{q} queues requested but {ifname} has {have} rx queues")))
+            }
+            Some(q) => q,
+            None => have.min(sluice_ebpf::abi::MAX_QUEUES),
+        };
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = match &self.engine.cores {
+            Some(c) if c.len() != queues as usize => {
+                return Err(e.at("engine.cores", format!("lists {} CPUs for {queues} queues", c.len())))
+            }
+            Some(c) => c.clone(),
+            None => (0..queues as usize).map(|q| q % ncpu).collect(),
+        };
+        if let Some(bad) = cpus.iter().find(|&&c| c >= ncpu) {
+            return Err(e.at("engine.cores", format!("CPU {bad} does not exist (this machine has {ncpu})")));
+        }
+        if self.engine.frames < queues * self.engine.ring_size {
+            return Err(e.at(
+                "engine.frames",
+                format!(
+                    "{} frames cannot stock {queues} fill rings of {} (need at least {})",
+                    self.engine.frames,
+                    self.engine.ring_size,
+                    queues * self.engine.ring_size
+                ),
+            ));
+        }
+        Ok(SystemPlan { ifindex, queues, cpus })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, "test.toml")
+    }
+
+    const OK: &str = r#"
+[engine]
+interface = "sluice0"
+
+[[service]]
+name = "echo"
+proto = "udp"
+listen = "198.18.0.2:7"
+kind = "echo"
+"#;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert!(!c.services.is_empty());
+        assert_eq!(c.engine.poll, PollMode::Adaptive);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.engine.batch_size, 64);
+        assert_eq!(c.engine.control_socket, PathBuf::from("/run/sluice/ctl.sock"));
+        assert_eq!(c.service_addrs(), vec![Ipv4Addr::new(198, 18, 0, 2)]);
+    }
+
+    fn err_of(s: &str) -> String {
+        parse(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err_of(&OK.replace("interface = \"sluice0\"", "interface = \"sluice0\"\nqueus = 2"));
+        assert!(e.contains("test.toml") && e.contains("unknown field `queus`") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let e = err_of(&OK.replace("198.18.0.2:7", "198.18.0.300:7"));
+        assert!(e.contains("service[0].listen") && e.contains("198.18.0.300:7"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_listener_is_refused() {
+        let two = format!(
+            "{OK}\n[[service]]\nname = \"e2\"\nproto = \"udp\"\nlisten = \"198.18.0.2:7\"\nkind = \"discard\"\n"
+        );
+        let e = err_of(&two);
+        assert!(e.contains("service[1].listen") && e.contains("duplicate listener"), "{e}");
+    }
+
+    #[test]
+    fn missing_interface_key_is_named() {
+        let e = err_of(&OK.replace("interface = \"sluice0\"", ""));
+        assert!(e.contains("missing field `interface`"), "{e}");
+    }
+
+    #[test]
+    fn ranges_and_kinds_are_checked() {
+        assert!(err_of(&OK.replace("[engine]", "[engine]\nbatch_size = 0")).contains("engine.batch_size"));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\nring_size = 1000")).contains("power of two"));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\npoll = \"sometimes\"")).contains("unknown variant"));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\nmetrics_listen = \"198.18.0.2:9100\"")).contains("loopback"));
+        assert!(err_of(&OK.replace("\"udp\"", "\"tcp\"")).contains("TCP services"));
+        assert!(err_of(&OK.replace("\"echo\"\n", "\"udp-forward\"\n")).contains("load balancer"));
+        assert!(err_of(&OK.replace("198.18.0.2:7", "[2001:db8::1]:7")).contains("IPv6"));
+        assert!(err_of(&OK.replace("198.18.0.2:7", "198.18.0.2:0")).contains("port 0"));
+        assert!(err_of("[engine]\ninterface = \"x\"\n").contains("no services"));
+        assert!(err_of("this is not toml").contains("test.toml"));
+    }
+
+    #[test]
+    fn missing_interface_on_the_system_is_named() {
+        let c = parse(&OK.replace("sluice0", "sluice-nope9")).unwrap();
+        let e = c.check_system().unwrap_err().to_string();
+        // As root the interface check speaks; otherwise the privilege check does.
+        assert!(e.contains("no interface \"sluice-nope9\"") || e.contains("needs root"), "{e}");
+    }
+}

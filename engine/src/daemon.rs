@@ -1,0 +1,331 @@
+//! Puts the engine together and takes it apart again.
+//!
+//! Start-up order, each step undone if a later one fails: check the config
+//! against the system, load the XDP program (verifier), fill the services map,
+//! map the UMEM, open one AF_XDP socket per queue (the first registers the
+//! UMEM, the rest share it), point the XSKMAP at them, start one pinned worker
+//! per queue, attach the program, start the control server. Shutdown (signal,
+//! worker failure) runs it backwards: detach XDP first so the kernel has the
+//! interface back at once, then stop and drain the workers, then close.
+use crate::afxdp::{BindMode, FrameAccess, UmemArea, XskConfig, XskSocket};
+use crate::config::{Config, SystemPlan, ZeroCopy};
+use crate::control::protocol::{
+    Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
+};
+use crate::control::server::{ControlServer, Handler};
+use crate::datapath::ServiceTable;
+use crate::handoff::Handoff;
+use crate::ownership::OwnerDirectory;
+use crate::pool::SharedFrames;
+use crate::stats::{Counter, DropReason, EngineStats, Gauge};
+use crate::steering::{Steering, XdpCounterReader};
+use crate::worker::{Shared, Worker, WorkerConfig};
+use anyhow::{bail, Context as _};
+use sluice_ebpf::abi::{ServiceKey, XdpCounters};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Frames each handoff queue between two cores holds.
+const HANDOFF_CAPACITY: usize = 1024;
+/// Slots of the flow owner directory.
+const OWNER_SLOTS: usize = 1 << 16;
+
+/// Runs the engine until `terminate` is set (by a signal) or a worker dies.
+pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let plan = cfg.check_system()?;
+    let mut engine = Engine::start(&cfg, &plan)?;
+    tracing::info!(
+        interface = %cfg.engine.interface, queues = plan.queues, socket_mode = engine.socket_mode,
+        xdp_mode = engine.steering.mode(), control = %cfg.engine.control_socket.display(),
+        "sluiced running"
+    );
+    let result = loop {
+        if terminate.load(Ordering::Relaxed) {
+            tracing::info!("signal received, shutting down");
+            break Ok(());
+        }
+        if let Some(i) = engine.workers.iter().position(|w| w.is_finished()) {
+            break Err(anyhow::anyhow!("worker {i} stopped unexpectedly (see the log above)"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    engine.shutdown();
+    result
+}
+
+struct Engine {
+    steering: Steering,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    control: Option<ControlServer>,
+    socket_mode: &'static str,
+}
+
+impl Engine {
+    fn start(cfg: &Config, plan: &SystemPlan) -> anyhow::Result<Engine> {
+        let e = &cfg.engine;
+        let (mut steering, counters) = Steering::load()?;
+        for (id, s) in cfg.services.iter().enumerate() {
+            steering.add_service(ServiceKey::new(s.proto.number(), s.listen.ip(), s.listen.port()), id as u32)?;
+        }
+        for a in cfg.service_addrs() {
+            steering.add_service(ServiceKey::icmp_echo(a), u32::MAX)?;
+        }
+
+        let area = UmemArea::new(e.frames, e.frame_size).context("mapping the UMEM")?;
+        let mode = match e.zero_copy {
+            ZeroCopy::Auto => BindMode::Auto,
+            ZeroCopy::On => BindMode::ZeroCopy,
+            ZeroCopy::Off => BindMode::Copy,
+        };
+        let mut sockets: Vec<XskSocket> = Vec::with_capacity(plan.queues as usize);
+        for q in 0..plan.queues {
+            let xc =
+                XskConfig { ifindex: plan.ifindex, queue: q, ring_size: e.ring_size, fill_size: e.ring_size, mode };
+            let s = match sockets.first() {
+                None => XskSocket::create_first(&area, &xc)?,
+                Some(first) => XskSocket::create_shared(first, &area, &xc)?,
+            };
+            steering.set_socket(q, &s)?;
+            sockets.push(s);
+        }
+        let socket_mode = sockets[0].mode().as_str();
+
+        let n = plan.queues as usize;
+        let stats = Arc::new(EngineStats::new(n));
+        let shared = Arc::new(Shared {
+            services: ServiceTable::from_config(cfg),
+            owners: OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
+            handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?,
+            stats: stats.clone(),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
+        });
+        let frames = SharedFrames::new(e.frames, e.frame_size);
+        let mut pools = frames.split(n as u16);
+        let per_core = e.frames as usize / n;
+        let ring = e.ring_size as usize;
+        for p in pools.iter_mut() {
+            p.set_marks(ring / 2, per_core.saturating_sub(ring / 2));
+        }
+        let wcfg = WorkerConfig { batch: e.batch_size as usize, poll: e.poll, spin: e.spin_iterations };
+        let mut workers = Vec::with_capacity(n);
+        for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
+            let cpu = plan.cpus[q];
+            let w = Worker::new(q as u16, sock, pool, FrameAccess::new(area.clone()), shared.clone(), wcfg);
+            let h = std::thread::Builder::new()
+                .name(format!("sluice-core{q}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                        tracing::warn!(core = q, cpu, "could not pin the worker to its CPU");
+                    }
+                    w.run();
+                })
+                .context("spawning a worker thread")?;
+            workers.push(h);
+        }
+        let mut engine = Engine { steering, shared, workers, control: None, socket_mode };
+        if let Err(err) = engine.steering.attach(&e.interface, plan.ifindex) {
+            engine.shutdown();
+            return Err(err.into());
+        }
+        let info = Arc::new(EngineInfo {
+            cfg: cfg.clone(),
+            plan: plan.clone(),
+            socket_mode,
+            xdp_mode: engine.steering.mode(),
+            counters,
+            frames,
+            shared: engine.shared.clone(),
+            started: Instant::now(),
+        });
+        let handler: Handler = Arc::new(move |c: &Command| info.answer(c));
+        match ControlServer::start(&e.control_socket, handler) {
+            Ok(s) => engine.control = Some(s),
+            Err(err) => {
+                engine.shutdown();
+                return Err(err.into());
+            }
+        }
+        Ok(engine)
+    }
+
+    fn shutdown(&mut self) {
+        self.steering.detach();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                tracing::error!("a worker panicked");
+            }
+        }
+        if let Some(c) = self.control.take() {
+            c.stop();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A seed for flow hashing from the kernel's random pool.
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_ne_bytes(b),
+        Err(_) => Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+    }
+}
+
+/// What the control thread answers from.
+struct EngineInfo {
+    cfg: Config,
+    plan: SystemPlan,
+    socket_mode: &'static str,
+    xdp_mode: &'static str,
+    counters: XdpCounterReader,
+    frames: Arc<SharedFrames>,
+    shared: Arc<Shared>,
+    started: Instant,
+}
+
+impl EngineInfo {
+    fn answer(&self, c: &Command) -> ReplyBody {
+        match c {
+            Command::Status => ReplyBody::Status(self.status()),
+            Command::Stats => ReplyBody::Stats(self.stats()),
+            Command::Services => ReplyBody::Services(self.services()),
+        }
+    }
+
+    fn services(&self) -> Vec<ServiceInfo> {
+        self.cfg
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceInfo {
+                id: i as u32,
+                name: s.name.clone(),
+                proto: s.proto.as_str().into(),
+                listen: s.listen.to_string(),
+                kind: s.kind.as_str().into(),
+            })
+            .collect()
+    }
+
+    fn status(&self) -> Status {
+        let e = &self.cfg.engine;
+        Status {
+            daemon_version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            interface: e.interface.clone(),
+            ifindex: self.plan.ifindex,
+            queues: self.plan.queues,
+            cpus: self.plan.cpus.clone(),
+            socket_mode: self.socket_mode.into(),
+            xdp_mode: self.xdp_mode.into(),
+            poll: format!("{:?}", e.poll).to_lowercase(),
+            batch_size: e.batch_size,
+            frames_total: e.frames,
+            frame_size: e.frame_size,
+            services: self.services(),
+        }
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        let st: &EngineStats = &self.shared.stats;
+        let mut cores = Vec::with_capacity(st.len());
+        let mut total = CoreSnapshot::default();
+        for i in 0..st.len() {
+            let c = st.core(i);
+            let mut snap =
+                CoreSnapshot { core: Some(i as u32), cpu: self.plan.cpus.get(i).copied(), ..Default::default() };
+            for k in Counter::ALL {
+                snap.counters.insert(k.name().into(), c.counter(*k));
+            }
+            for r in DropReason::ALL {
+                snap.drops.insert(r.name().into(), c.drops(*r));
+            }
+            for g in Gauge::ALL {
+                snap.gauges.insert(g.name().into(), c.gauge(*g));
+            }
+            snap.handoff_share = share(c.counter(Counter::HandoffOut), c.counter(Counter::RxPackets));
+            add_into(&mut total.counters, &snap.counters);
+            add_into(&mut total.drops, &snap.drops);
+            add_into(&mut total.gauges, &snap.gauges);
+            cores.push(snap);
+        }
+        total.handoff_share = share(
+            total.counters.get(Counter::HandoffOut.name()).copied().unwrap_or(0),
+            total.counters.get(Counter::RxPackets.name()).copied().unwrap_or(0),
+        );
+        let g = |name: &str| total.gauges.get(name).copied().unwrap_or(0);
+        let exchange = self.frames.exchanged() as u64;
+        let handoff_queued = self.shared.handoff.queued() as u64;
+        let free = g(Gauge::FramesFree.name());
+        let on_cores = free + g(Gauge::FramesRx.name()) + g(Gauge::FramesTx.name()) + g(Gauge::FramesInHand.name());
+        let frames = FramesSnapshot {
+            total: self.frames.total() as u64,
+            exchange,
+            handoff_queued,
+            accounted: on_cores + exchange + handoff_queued,
+            in_use: (self.frames.total() as u64).saturating_sub(free + exchange),
+        };
+        let per_cpu_raw = self.counters.read();
+        let mut xdp = XdpSnapshot::default();
+        let mut sum = XdpCounters::default();
+        for c in &per_cpu_raw {
+            sum = sum.add(c);
+            xdp.per_cpu.push(c.fields().iter().map(|(k, v)| (k.to_string(), *v)).collect());
+        }
+        xdp.total = sum.fields().iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        StatsSnapshot {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            socket_mode: self.socket_mode.into(),
+            cores,
+            total,
+            frames,
+            xdp,
+        }
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn add_into(total: &mut BTreeMap<String, u64>, part: &BTreeMap<String, u64>) {
+    for (k, v) in part {
+        *total.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+/// Validates `cfg` fully (file and system) without attaching anything; the
+/// message `sluiced --check-config` prints on success.
+pub fn check(cfg: &Config) -> anyhow::Result<String> {
+    let plan = cfg.check_system()?;
+    if cfg.services.iter().any(|s| !matches!(s.listen.ip(), IpAddr::V4(_))) {
+        bail!("IPv6 services are not served yet");
+    }
+    Ok(format!(
+        "{}: ok: {} service(s) on {} (ifindex {}), {} queue(s) on CPUs {:?}",
+        cfg.source_name,
+        cfg.services.len(),
+        cfg.engine.interface,
+        plan.ifindex,
+        plan.queues,
+        plan.cpus
+    ))
+}

@@ -1,0 +1,16 @@
+//! sluice engine: XDP steering, per-core AF_XDP workers, UDP and ICMP
+//! services, control plane. See docs/ARCHITECTURE.md for the map.
+#![deny(unsafe_code)]
+
+pub mod afxdp;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod datapath;
+pub mod handoff;
+pub mod ownership;
+pub mod pool;
+pub mod stats;
+pub mod steering;
+pub mod wire;
+pub mod worker;

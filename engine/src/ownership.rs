@@ -1,0 +1,212 @@
+//! Which core owns a flow, found from any core for every packet.
+//!
+//! A flow's packets may arrive on any queue (on veth the queue follows the
+//! sender's hash, which a kernel peer changes after an RTO), but its state
+//! lives on exactly one core. The [`OwnerDirectory`] is a shared, read-mostly
+//! table of slots indexed by the flow's hash: the first core to see a flow in
+//! a free (or expired) slot claims it with one compare-and-swap, and every
+//! core reads the owner with one relaxed load afterwards. The owner refreshes
+//! the slot's timestamp at most once a second while the flow is active, so a
+//! slot is written rarely and its cache line stays shared.
+//!
+//! Flows that hash to one slot share its owner; that keeps the table a fixed
+//! size with no deletion, and only costs a handoff when two such flows first
+//! arrived on different cores. A slot idle for longer than the idle timeout is
+//! free to claim again.
+//!
+//! Why learned ownership rather than a fixed hash of the flow: on veth the
+//! arrival queue is the sender's choice, so a fixed function of the flow would
+//! hand off about (n-1)/n of all frames; learned ownership hands off only the
+//! frames that change queue mid-flow. (On a NIC with a known RSS key a fixed
+//! function matching the NIC's hash is the alternative; see ARCHITECTURE.md.)
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A flow as the service sees it: protocol and both endpoints, as received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Remote address.
+    pub src: Ipv4Addr,
+    /// Local (service) address.
+    pub dst: Ipv4Addr,
+    /// Remote port (0 for ICMP: the echo identifier goes here instead).
+    pub src_port: u16,
+    /// Local port.
+    pub dst_port: u16,
+}
+
+impl FlowKey {
+    /// A 64-bit hash of the flow, keyed by `seed` so outsiders cannot aim
+    /// many flows at one slot.
+    #[inline]
+    pub fn hash(&self, seed: u64) -> u64 {
+        let a = (u32::from(self.src) as u64) << 32 | u32::from(self.dst) as u64;
+        let b = (self.src_port as u64) << 32 | (self.dst_port as u64) << 16 | self.proto as u64;
+        mix(mix(a ^ seed) ^ b.rotate_left(17))
+    }
+}
+
+/// splitmix64's finaliser: a cheap full-avalanche mixer.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What the directory says about a flow for the asking core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// The asking core owns it; `claimed` if it just became the owner.
+    Mine {
+        /// The claim happened on this lookup.
+        claimed: bool,
+    },
+    /// Another core owns it: hand the frame to that core.
+    Other(u16),
+}
+
+const SEEN_BITS: u32 = 48;
+const SEEN_MASK: u64 = (1 << SEEN_BITS) - 1;
+
+/// A slot: owner core + 1 in the top 16 bits (0 = none), last-seen second
+/// + 1 in the low 48 bits.
+#[inline]
+fn encode(owner: u16, now_s: u64) -> u64 {
+    ((owner as u64 + 1) << SEEN_BITS) | ((now_s + 1) & SEEN_MASK)
+}
+
+#[inline]
+fn decode(v: u64) -> Option<(u16, u64)> {
+    let owner = (v >> SEEN_BITS) as u16;
+    (owner != 0).then(|| (owner - 1, (v & SEEN_MASK).saturating_sub(1)))
+}
+
+/// The shared owner table.
+pub struct OwnerDirectory {
+    slots: Box<[AtomicU64]>,
+    mask: u64,
+    seed: u64,
+    idle_s: u64,
+}
+
+impl OwnerDirectory {
+    /// A table of `slots` (rounded up to a power of two) slots; ownership of
+    /// a slot lapses after `idle_s` seconds without traffic.
+    pub fn new(slots: usize, idle_s: u64, seed: u64) -> Self {
+        let n = slots.max(1).next_power_of_two();
+        OwnerDirectory { slots: (0..n).map(|_| AtomicU64::new(0)).collect(), mask: n as u64 - 1, seed, idle_s }
+    }
+
+    /// The seed flows are hashed with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Who owns `flow`, claiming it for `me` when its slot is free or has
+    /// lapsed. `now_s` is the engine's clock in whole seconds.
+    #[inline]
+    pub fn lookup(&self, flow: &FlowKey, me: u16, now_s: u64) -> Ownership {
+        let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
+        let v = slot.load(Ordering::Acquire);
+        match decode(v) {
+            Some((owner, seen)) if owner == me => {
+                if now_s > seen {
+                    // Refresh at most once a second; losing the race is harmless.
+                    let _ = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Relaxed);
+                }
+                return Ownership::Mine { claimed: false };
+            }
+            Some((owner, seen)) if now_s.saturating_sub(seen) <= self.idle_s => return Ownership::Other(owner),
+            _ => {}
+        }
+        match slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Ownership::Mine { claimed: true },
+            Err(now_v) => match decode(now_v) {
+                Some((owner, _)) if owner != me => Ownership::Other(owner),
+                _ => Ownership::Mine { claimed: false },
+            },
+        }
+    }
+
+    /// Slots currently owned (not lapsed) by each of `cores` cores.
+    pub fn owned_per_core(&self, cores: usize, now_s: u64) -> Vec<u64> {
+        let mut n = vec![0u64; cores];
+        for s in self.slots.iter() {
+            if let Some((o, seen)) = decode(s.load(Ordering::Relaxed)) {
+                if now_s.saturating_sub(seen) <= self.idle_s && (o as usize) < cores {
+                    n[o as usize] += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(port: u16) -> FlowKey {
+        FlowKey {
+            proto: 17,
+            src: Ipv4Addr::new(198, 18, 0, 1),
+            dst: Ipv4Addr::new(198, 18, 0, 2),
+            src_port: port,
+            dst_port: 7,
+        }
+    }
+
+    #[test]
+    fn first_core_to_see_a_flow_owns_it() {
+        let d = OwnerDirectory::new(1024, 30, 7);
+        assert_eq!(d.lookup(&flow(1000), 1, 5), Ownership::Mine { claimed: true });
+        assert_eq!(d.lookup(&flow(1000), 1, 5), Ownership::Mine { claimed: false });
+        assert_eq!(d.lookup(&flow(1000), 0, 6), Ownership::Other(1));
+    }
+
+    #[test]
+    fn ownership_lapses_after_the_idle_timeout_only() {
+        let d = OwnerDirectory::new(16, 30, 7);
+        d.lookup(&flow(1), 0, 100);
+        assert_eq!(d.lookup(&flow(1), 1, 130), Ownership::Other(0));
+        // The owner's traffic refreshes the slot.
+        d.lookup(&flow(1), 0, 125);
+        assert_eq!(d.lookup(&flow(1), 1, 150), Ownership::Other(0));
+        assert_eq!(d.lookup(&flow(1), 1, 156), Ownership::Mine { claimed: true });
+        assert_eq!(d.lookup(&flow(1), 0, 157), Ownership::Other(1));
+    }
+
+    #[test]
+    fn concurrent_claims_agree_on_one_owner() {
+        let d = std::sync::Arc::new(OwnerDirectory::new(4096, 30, 99));
+        let results: Vec<Vec<Ownership>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4u16)
+                .map(|me| {
+                    let d = d.clone();
+                    s.spawn(move || (0..2000u16).map(|p| d.lookup(&flow(p), me, 1)).collect::<Vec<_>>())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for p in 0..2000usize {
+            let owners: Vec<u16> = (0..4u16)
+                .zip(&results)
+                .map(|(me, r)| match r[p] {
+                    Ownership::Mine { .. } => me,
+                    Ownership::Other(o) => o,
+                })
+                .collect();
+            assert!(owners.windows(2).all(|w| w[0] == w[1]), "flow {p}: {owners:?}");
+        }
+    }
+
+    #[test]
+    fn hash_spreads_ports_and_depends_on_the_seed() {
+        let a: std::collections::HashSet<u64> = (0..1000).map(|p| flow(p).hash(1) & 255).collect();
+        assert!(a.len() > 200, "only {} of 256 slots hit", a.len());
+        assert_ne!(flow(5).hash(1), flow(5).hash(2));
+    }
+}

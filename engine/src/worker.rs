@@ -1,0 +1,332 @@
+//! The per-core run-to-completion loop.
+//!
+//! One pass: take completions back, take a batch from the rx ring and handle
+//! each frame (reply in place, consume, drop, or hand off to the flow's
+//! owner), take frames other cores handed over, put the replies on the tx ring
+//! in one batch (one sendto() kick per pass in copy mode), restock the fill
+//! ring, publish gauges. When a pass finds no work the core spins (`busy`),
+//! spins a while then sleeps in poll() (`adaptive`), or sleeps at once
+//! (`interrupt`).
+use crate::afxdp::{poll_fds, Desc, FrameAccess, XskSocket};
+use crate::config::PollMode;
+use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
+use crate::handoff::Handoff;
+use crate::ownership::OwnerDirectory;
+use crate::pool::FramePool;
+use crate::stats::{CoreStats, Counter, DropReason, EngineStats, Gauge};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest sleep in poll(), so a sleeping core still notices shutdown.
+const MAX_SLEEP_MS: i32 = 100;
+/// How long a stopping core keeps draining its rings.
+const DRAIN_TIME: Duration = Duration::from_millis(200);
+
+/// Tunables of the loop.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerConfig {
+    /// Frames per rx/tx batch.
+    pub batch: usize,
+    /// How to wait.
+    pub poll: PollMode,
+    /// Empty passes before an adaptive core sleeps.
+    pub spin: u32,
+}
+
+/// What the workers share.
+pub struct Shared {
+    /// Services by address and port.
+    pub services: ServiceTable,
+    /// Flow ownership.
+    pub owners: OwnerDirectory,
+    /// Cross-core queues.
+    pub handoff: Handoff,
+    /// Everyone's stats.
+    pub stats: Arc<EngineStats>,
+    /// Set to stop the workers.
+    pub stop: AtomicBool,
+    /// The engine's start, the zero of `now`.
+    pub epoch: Instant,
+}
+
+/// One core's worker.
+pub struct Worker {
+    core: u16,
+    xsk: XskSocket,
+    pool: FramePool,
+    frames: FrameAccess,
+    shared: Arc<Shared>,
+    cfg: WorkerConfig,
+    rx: Vec<Desc>,
+    tx: Vec<Desc>,
+    addrs: Vec<u64>,
+    umem_len: u64,
+}
+
+impl Worker {
+    /// A worker for `core` over its socket and frames.
+    pub fn new(
+        core: u16,
+        xsk: XskSocket,
+        pool: FramePool,
+        frames: FrameAccess,
+        shared: Arc<Shared>,
+        cfg: WorkerConfig,
+    ) -> Self {
+        let batch = cfg.batch.max(1);
+        let umem_len = frames.area().len() as u64;
+        Worker {
+            core,
+            xsk,
+            pool,
+            frames,
+            shared,
+            cfg,
+            rx: vec![Desc::default(); batch],
+            // Room for a batch from the rx ring plus a batch from the inbox.
+            tx: Vec::with_capacity(2 * batch),
+            addrs: vec![0; 2 * batch.max(64)],
+            umem_len,
+        }
+    }
+
+    fn stats(&self) -> &CoreStats {
+        self.shared.stats.core(self.core as usize)
+    }
+
+    /// Runs until the shared stop flag is set, then drains for a moment.
+    pub fn run(mut self) {
+        let mut idle: u32 = 0;
+        let mut next_kernel_stats = Instant::now();
+        self.refill();
+        loop {
+            let now = Instant::now();
+            let work = self.pass(now);
+            if now >= next_kernel_stats {
+                self.publish_kernel_stats();
+                next_kernel_stats = now + Duration::from_secs(1);
+            }
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if work > 0 {
+                idle = 0;
+                self.publish_gauges();
+                continue;
+            }
+            match self.cfg.poll {
+                PollMode::Busy => std::hint::spin_loop(),
+                PollMode::Adaptive if idle < self.cfg.spin => {
+                    idle += 1;
+                    std::hint::spin_loop();
+                }
+                PollMode::Adaptive | PollMode::Interrupt => {
+                    self.sleep();
+                    idle = 0;
+                }
+            }
+        }
+        self.drain();
+    }
+
+    /// One pass over the rings; returns how many frames it moved.
+    fn pass(&mut self, now: Instant) -> usize {
+        let now_s = now.duration_since(self.shared.epoch).as_secs();
+        let mut work = self.complete();
+        work += self.receive(now_s);
+        work += self.adopt(now_s);
+        self.transmit();
+        work += self.refill();
+        work
+    }
+
+    /// Completion ring → free list.
+    fn complete(&mut self) -> usize {
+        let n = self.xsk.comp.consume(&mut self.addrs);
+        for &a in &self.addrs[..n] {
+            self.pool.completed(a);
+        }
+        n
+    }
+
+    /// Rx ring → handle each frame.
+    fn receive(&mut self, now_s: u64) -> usize {
+        let n = self.xsk.rx.consume(&mut self.rx);
+        if n == 0 {
+            return 0;
+        }
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let d = self.rx[i];
+            bytes += d.len as u64;
+            self.pool.received(d.addr);
+            self.handle(d, Arrival::Rx, now_s);
+        }
+        let st = self.stats();
+        st.add(Counter::RxBatches, 1);
+        st.add(Counter::RxPackets, n as u64);
+        st.add(Counter::RxBytes, bytes);
+        n
+    }
+
+    /// Inbox → handle each frame handed over by another core.
+    fn adopt(&mut self, now_s: u64) -> usize {
+        let mut taken = [Desc::default(); 64];
+        let max = self.cfg.batch.min(taken.len());
+        let mut k = 0;
+        let n = self.shared.handoff.receive(self.core, max, |d| {
+            taken[k] = d;
+            k += 1;
+        });
+        for &d in &taken[..n] {
+            self.pool.adopted(d.addr);
+            self.handle(d, Arrival::HandedOver, now_s);
+        }
+        if n > 0 {
+            self.stats().add(Counter::HandoffIn, n as u64);
+        }
+        n
+    }
+
+    fn handle(&mut self, d: Desc, arrival: Arrival, now_s: u64) {
+        let Worker { core, frames, shared, pool, tx, .. } = self;
+        let st = shared.stats.core(*core as usize);
+        let Some(bytes) = frames.bytes_mut(d.addr, d.len) else {
+            st.drop_frames(DropReason::BadDescriptor, 1);
+            if d.addr < self.umem_len {
+                pool.release(d.addr);
+            }
+            return;
+        };
+        let cx = Context { services: &shared.services, owners: &shared.owners, core: *core, now_s, stats: st };
+        match handle_frame(bytes, arrival, &cx) {
+            Verdict::Send(len) => tx.push(Desc { addr: d.addr, len, options: 0 }),
+            Verdict::Consumed => pool.release(d.addr),
+            Verdict::Drop(r) => {
+                st.drop_frames(r, 1);
+                pool.release(d.addr);
+            }
+            Verdict::HandOff(owner) => {
+                pool.handed_off(d.addr);
+                match shared.handoff.send(*core, owner, d) {
+                    Ok(()) => st.add(Counter::HandoffOut, 1),
+                    Err(d) => {
+                        pool.adopted(d.addr);
+                        st.drop_frames(DropReason::HandoffFull, 1);
+                        pool.release(d.addr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pending replies → tx ring, and one kick if the kernel wants it.
+    fn transmit(&mut self) {
+        if !self.tx.is_empty() {
+            let n = self.xsk.tx.produce(&self.tx);
+            let st = self.shared.stats.core(self.core as usize);
+            let mut bytes = 0u64;
+            for d in &self.tx[..n] {
+                bytes += d.len as u64;
+                self.pool.lend_for_tx(d.addr);
+            }
+            for d in &self.tx[n..] {
+                st.drop_frames(DropReason::TxRingFull, 1);
+                self.pool.release(d.addr);
+            }
+            if n > 0 {
+                st.add(Counter::TxPackets, n as u64);
+                st.add(Counter::TxBytes, bytes);
+                st.add(Counter::TxBatches, 1);
+            }
+            self.tx.clear();
+        }
+        if self.xsk.tx.occupancy() > 0 && self.xsk.tx.needs_wakeup() {
+            self.stats().add(Counter::TxKicks, 1);
+            if let Err(e) = self.xsk.kick_tx() {
+                tracing::warn!(core = self.core, "tx kick: {e}");
+            }
+        }
+    }
+
+    /// Free list → fill ring, after rebalancing with the other cores.
+    fn refill(&mut self) -> usize {
+        let (lent, borrowed) = self.pool.rebalance();
+        if lent + borrowed > 0 {
+            let st = self.stats();
+            st.add(Counter::FramesLent, lent as u64);
+            st.add(Counter::FramesBorrowed, borrowed as u64);
+        }
+        let room = self.xsk.fill.free(self.cfg.batch as u32) as usize;
+        let k = room.min(self.pool.free_len());
+        if k == 0 {
+            return 0;
+        }
+        let n = self.xsk.fill.produce(self.pool.free_tail(k));
+        self.pool.lend_for_rx(n);
+        if n > 0 && self.xsk.fill.needs_wakeup() {
+            self.stats().add(Counter::RxKicks, 1);
+            self.xsk.kick_rx();
+        }
+        // Restocking is bookkeeping, not traffic: it does not keep the core awake.
+        0
+    }
+
+    fn sleep(&mut self) {
+        self.publish_gauges();
+        let shared = self.shared.clone();
+        if !shared.handoff.prepare_sleep(self.core) {
+            return;
+        }
+        if self.xsk.rx.occupancy() > 0 || self.xsk.comp.occupancy() > 0 {
+            shared.handoff.woke(self.core);
+            return;
+        }
+        self.stats().add(Counter::Sleeps, 1);
+        let fds = [self.xsk.as_fd(), shared.handoff.waker(self.core).as_fd()];
+        match poll_fds(&fds, MAX_SLEEP_MS) {
+            Ok(true) => self.stats().add(Counter::Wakeups, 1),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(core = self.core, "poll: {e}"),
+        }
+        shared.handoff.woke(self.core);
+    }
+
+    /// After stop: keep serving what is already on the rings for a moment,
+    /// so in-flight requests get their answers, then hand frames back.
+    fn drain(&mut self) {
+        let until = Instant::now() + DRAIN_TIME;
+        while Instant::now() < until {
+            let work = self.pass(Instant::now());
+            if work == 0 && self.xsk.tx.occupancy() == 0 && !self.shared.handoff.pending(self.core) {
+                break;
+            }
+        }
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let st = self.stats();
+        st.set(Gauge::FillRing, self.xsk.fill.occupancy() as u64);
+        st.set(Gauge::RxRing, self.xsk.rx.occupancy() as u64);
+        st.set(Gauge::TxRing, self.xsk.tx.occupancy() as u64);
+        st.set(Gauge::CompRing, self.xsk.comp.occupancy() as u64);
+        let c = self.pool.counts();
+        st.set(Gauge::FramesFree, c.free as u64);
+        st.set(Gauge::FramesRx, c.rx as u64);
+        st.set(Gauge::FramesTx, c.tx as u64);
+        st.set(Gauge::FramesInHand, c.in_hand as u64);
+    }
+
+    fn publish_kernel_stats(&self) {
+        if let Ok(k) = self.xsk.statistics() {
+            let st = self.stats();
+            st.set(Gauge::XskRxRingFull, k.rx_ring_full);
+            st.set(Gauge::XskRxDropped, k.rx_dropped);
+            st.set(Gauge::XskFillRingEmpty, k.rx_fill_ring_empty);
+            st.set(Gauge::XskTxInvalid, k.tx_invalid_descs);
+        }
+    }
+}
