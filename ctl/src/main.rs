@@ -185,7 +185,9 @@ mod tests {
     fn parses_the_promised_interface() {
         let c = Cli::try_parse_from(["sluicectl", "--socket", "/s", "stats", "--watch", "--interval", "0.5"]).unwrap();
         assert_eq!(c.socket, Some(PathBuf::from("/s")));
-        assert!(matches!(c.command, Cmd::Stats { watch: true, json: false, interval } if interval == Duration::from_millis(500)));
+        assert!(
+            matches!(c.command, Cmd::Stats { watch: true, json: false, interval } if interval == Duration::from_millis(500))
+        );
         let c = Cli::try_parse_from(["sluicectl", "stats"]).unwrap();
         assert!(matches!(c.command, Cmd::Stats { watch: false, interval, .. } if interval == Duration::from_secs(1)));
         let c = Cli::try_parse_from(["sluicectl", "status", "--json", "--socket", "/t"]).unwrap();

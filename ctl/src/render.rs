@@ -70,8 +70,13 @@ pub fn render_stats(s: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
     let dt = prev.and_then(|p| interval(p, s));
     let rates = dt.and_then(|dt| prev.map(|p| (&p.total, dt)));
     let mut out = String::new();
-    let _ =
-        writeln!(out, "uptime {}  socket {}  cores {}", human::duration(s.uptime_s), text(&s.socket_mode), s.cores.len());
+    let _ = writeln!(
+        out,
+        "uptime {}  socket {}  cores {}",
+        human::duration(s.uptime_s),
+        text(&s.socket_mode),
+        s.cores.len()
+    );
     if let Some(p) = prev {
         out.push_str(&rate_line(s, p, dt));
     }
@@ -151,10 +156,10 @@ fn names<'a>(
     out
 }
 
-fn all_maps<'a>(
-    s: &'a StatsSnapshot,
+fn all_maps(
+    s: &StatsSnapshot,
     pick: fn(&CoreSnapshot) -> &BTreeMap<String, u64>,
-) -> impl Iterator<Item = &'a BTreeMap<String, u64>> {
+) -> impl Iterator<Item = &BTreeMap<String, u64>> {
     s.cores.iter().chain(std::iter::once(&s.total)).map(pick)
 }
 
@@ -316,7 +321,9 @@ fn xdp_section(s: &StatsSnapshot, prev: Option<&StatsSnapshot>, dt: Option<f64>)
         r.extend(busy.iter().map(|&i| human::opt_count(get(&x.per_cpu[i], name))));
         r.push(human::opt_count(get(&x.total, name)));
         if let Some((p, dt)) = rate {
-            r.push(per_second(get(&x.total, name), get(p, name), dt).map(human::rate).unwrap_or_else(|| MISSING.into()));
+            r.push(
+                per_second(get(&x.total, name), get(p, name), dt).map(human::rate).unwrap_or_else(|| MISSING.into()),
+            );
         }
         t.row(r);
     }
@@ -409,7 +416,9 @@ mod tests {
         assert_eq!(cells(&out, "redirected"), ["redirected", "1000", "1000"], "idle cpu 0 hidden");
         assert_eq!(cells(&out, "XDP PROGRAM"), ["XDP PROGRAM", "cpu 1", "TOTAL"]);
         assert!(out.contains("(1 of 2 CPUs counted nothing and are not shown)"));
-        assert!(out.contains("frames: total 4096  in use 300  exchange 100  handoff queued 0  accounted 4096 (= total)"));
+        assert!(
+            out.contains("frames: total 4096  in use 300  exchange 100  handoff queued 0  accounted 4096 (= total)")
+        );
         assert!(!out.contains("RATE"), "no rates without a previous snapshot");
     }
 

@@ -46,7 +46,7 @@ pub fn run<W: Write>(
             } else if shown > 0 {
                 f.push('\n');
             }
-            f.push_str(&format!("every {:.1}s, Ctrl-C to quit", opts.interval.as_secs_f64()));
+            f.push_str(&format!("every {}s, Ctrl-C to quit", seconds(opts.interval)));
             f.push_str(if prev.is_none() { " (rates from the next refresh)\n" } else { "\n" });
             f.push_str(&render_stats(&snap, prev.as_ref()));
             f
@@ -68,6 +68,12 @@ pub fn run<W: Write>(
             next = now;
         }
     }
+}
+
+/// "1", "0.2", "0.15": at most two decimals, no trailing zeros.
+fn seconds(d: Duration) -> String {
+    let s = format!("{:.2}", d.as_secs_f64());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -94,10 +100,18 @@ mod tests {
         let mut out = Vec::new();
         run(&mut out, &opts(false, false), Some(3), ticking()).unwrap();
         let out = String::from_utf8(out).unwrap();
-        assert_eq!(out.matches("every 0.0s, Ctrl-C to quit").count(), 3);
+        assert_eq!(out.matches("every 0.01s, Ctrl-C to quit").count(), 3);
         assert_eq!(out.matches("\n\nevery").count(), 2, "blank line between frames");
         assert!(!out.contains(CLEAR));
         assert_eq!(out.matches("rates over 1.0s: rx 1000/s").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn interval_text() {
+        assert_eq!(seconds(Duration::from_secs(1)), "1");
+        assert_eq!(seconds(Duration::from_secs(60)), "60");
+        assert_eq!(seconds(Duration::from_millis(200)), "0.2");
+        assert_eq!(seconds(Duration::from_millis(150)), "0.15");
     }
 
     #[test]

@@ -1,0 +1,426 @@
+//! End-to-end tests: the real `sluiced` in a veth lab, talking to the Linux
+//! kernel's own sockets in the peer namespace.
+//!
+//! They need root, XDP and network namespaces (CI has them); without root they
+//! say so in one line and return, and with `CI` set they fail instead. They run
+//! one at a time (they share two cores), and every lab is removed on drop,
+//! also when a test fails.
+use sluice_engine::control::client;
+use sluice_engine::control::protocol::{Command, ReplyBody, StatsSnapshot, Status};
+use sluice_lab::{Lab, LabConfig, Side};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lab(prefix: &str, queues: u32) -> Lab {
+    Lab::up(LabConfig::unique(prefix).with_queues(queues)).expect("lab up")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("sluice-e2e-{}-{name}", std::process::id()))
+}
+
+fn config_text(socket: &Path, extra_engine: &str) -> String {
+    format!(
+        r#"
+[engine]
+interface = "sluice0"
+control_socket = "{}"
+frames = 8192
+{extra_engine}
+
+[[service]]
+name = "echo"
+proto = "udp"
+listen = "198.18.0.2:7"
+kind = "echo"
+
+[[service]]
+name = "discard"
+proto = "udp"
+listen = "198.18.0.2:9"
+kind = "discard"
+"#,
+        socket.display()
+    )
+}
+
+/// A running sluiced in the lab's server namespace, stopped (SIGTERM, then
+/// SIGKILL) by PID on drop.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(lab: &Lab, name: &str, extra_engine: &str) -> Daemon {
+        let socket = tmp(&format!("{name}.sock"));
+        let cfg = tmp(&format!("{name}.toml"));
+        let log = tmp(&format!("{name}.log"));
+        std::fs::write(&cfg, config_text(&socket, extra_engine)).unwrap();
+        let child = lab
+            .command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced"))
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn sluiced");
+        let mut d = Daemon { child: Some(child), socket, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if client::request(&d.socket, Command::Status, Duration::from_secs(2)).is_ok() {
+                return d;
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sluiced exited early ({st}):\n{}", d.log_text());
+            }
+            assert!(Instant::now() < deadline, "sluiced did not answer in 15 s:\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        match client::request(&self.socket, Command::Stats, Duration::from_secs(5)).expect("stats") {
+            ReplyBody::Stats(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        match client::request(&self.socket, Command::Status, Duration::from_secs(5)).expect("status") {
+            ReplyBody::Status(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Sends `sig` and waits for the exit.
+    fn stop_with(&mut self, sig: nix::sys::signal::Signal) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sluiced did not exit after {sig}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop_with(nix::sys::signal::Signal::SIGTERM);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- sluiced log ---\n{}", self.log_text());
+        }
+    }
+}
+
+fn counter(s: &StatsSnapshot, core: Option<usize>, name: &str) -> u64 {
+    let c = match core {
+        Some(i) => &s.cores[i],
+        None => &s.total,
+    };
+    c.counters.get(name).copied().unwrap_or(0)
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = lab.command_in(Side::Server, "ip").args(["link", "show", "dev", "sluice0"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// A payload that differs per flow and per datagram, of length 1..=1400.
+fn payload(flow: usize, i: usize) -> Vec<u8> {
+    let len = 1 + (flow * 131 + i * 977) % 1400;
+    (0..len).map(|k| (k as u8) ^ (flow as u8).wrapping_mul(31) ^ (i as u8)).collect()
+}
+
+#[test]
+fn udp_echo_over_many_ports_returns_every_byte_and_both_queues_serve() {
+    if !sluice_lab::root_or_skip("udp_echo_over_many_ports") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2eecho", 2);
+    let d = Daemon::start(&lab, "echo", "");
+    const FLOWS: usize = 128;
+    const PER_FLOW: usize = 8;
+    let (sent, mismatches, missing) = lab
+        .run_on(Side::Client, || {
+            let mut sent = 0;
+            let mut mismatches = 0;
+            let mut missing = 0;
+            for f in 0..FLOWS {
+                let s = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                s.connect(SocketAddrV4::new(SERVER, 7)).unwrap();
+                for i in 0..PER_FLOW {
+                    let p = payload(f, i);
+                    s.send(&p).unwrap();
+                    sent += 1;
+                    let mut buf = [0u8; 2048];
+                    match s.recv(&mut buf) {
+                        Ok(n) if buf[..n] == p[..] => {}
+                        Ok(_) => mismatches += 1,
+                        Err(_) => missing += 1,
+                    }
+                }
+            }
+            (sent, mismatches, missing)
+        })
+        .unwrap();
+    assert_eq!((mismatches, missing), (0, 0), "of {sent} datagrams");
+    let s = d.stats();
+    assert_eq!(counter(&s, None, "udp_echoed"), sent as u64);
+    for core in 0..2 {
+        assert!(counter(&s, Some(core), "rx_packets") > 0, "queue {core} carried no traffic: {:?}", s.cores[core]);
+    }
+    assert!(s.xdp.total["redirected"] >= sent as u64);
+    assert_eq!(s.total.drops.values().sum::<u64>(), 0, "drops: {:?}", s.total.drops);
+    assert!(s.total.handoff_share >= 0.0 && s.total.handoff_share <= 1.0);
+    // Quiet now: every frame is accounted for in exactly one place.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = d.stats();
+    assert_eq!(s.frames.accounted, s.frames.total, "{:?}", s.frames);
+    let st = d.status();
+    assert_eq!((st.queues, st.socket_mode.as_str()), (2, "copy"));
+}
+
+#[test]
+fn ping_of_the_service_address_is_answered_by_sluice() {
+    if !sluice_lab::root_or_skip("ping_answered") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2eping", 2);
+    let d = Daemon::start(&lab, "ping", "");
+    let out = lab
+        .command_in(Side::Client, "ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"])
+        .output()
+        .expect("ping runs");
+    assert!(out.status.success(), "ping failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(counter(&d.stats(), None, "icmp_echoed") >= 3);
+}
+
+#[test]
+fn tcp_to_a_port_that_is_not_a_service_reaches_the_kernel() {
+    if !sluice_lab::root_or_skip("tcp_pass_through") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2epass", 2);
+    let listener = lab.run_on(Side::Server, || TcpListener::bind(SocketAddrV4::new(SERVER, 8080))).unwrap().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).unwrap();
+        c.write_all(&buf).unwrap();
+    });
+    let d = Daemon::start(&lab, "pass", "");
+    let before = d.stats().xdp.total["passed"];
+    let echoed = lab
+        .run_on(Side::Client, || {
+            let mut c = TcpStream::connect_timeout(&SocketAddrV4::new(SERVER, 8080).into(), Duration::from_secs(5))?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"hello")?;
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf)?;
+            Ok::<_, std::io::Error>(buf)
+        })
+        .unwrap()
+        .expect("TCP through the kernel");
+    assert_eq!(&echoed, b"hello");
+    server.join().unwrap();
+    assert!(d.stats().xdp.total["passed"] > before, "the XDP program passed the TCP frames");
+}
+
+#[test]
+fn after_sigterm_the_program_is_gone_and_the_kernel_answers_udp_again() {
+    if !sluice_lab::root_or_skip("sigterm_detaches") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2eterm", 2);
+    // A kernel echo server on the service port: it only sees traffic when
+    // sluice is not steering it away.
+    let kernel_sock = lab.run_on(Side::Server, || UdpSocket::bind(SocketAddrV4::new(SERVER, 7))).unwrap().unwrap();
+    kernel_sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ks, st) = (kernel_sock.try_clone().unwrap(), stop.clone());
+    let kernel = std::thread::spawn(move || {
+        let mut served = 0u32;
+        let mut buf = [0u8; 2048];
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = ks.recv_from(&mut buf) {
+                ks.send_to(&buf[..n], from).unwrap();
+                served += 1;
+            }
+        }
+        served
+    });
+    let ask = |lab: &Lab| {
+        lab.run_on(Side::Client, || {
+            let s = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send_to(b"are you there", SocketAddrV4::new(SERVER, 7)).unwrap();
+            let mut buf = [0u8; 64];
+            s.recv(&mut buf).map(|n| buf[..n].to_vec())
+        })
+        .unwrap()
+    };
+    let mut d = Daemon::start(&lab, "term", "");
+    assert!(xdp_attached(&lab));
+    assert_eq!(ask(&lab).unwrap(), b"are you there");
+    assert_eq!(counter(&d.stats(), None, "udp_echoed"), 1, "sluice, not the kernel, answered");
+    let status = d.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", d.log_text());
+    assert!(!xdp_attached(&lab), "XDP program detached");
+    assert!(!d.socket.exists(), "control socket removed");
+    assert_eq!(ask(&lab).unwrap(), b"are you there");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(kernel.join().unwrap(), 1, "the kernel answered after sluice stopped");
+}
+
+#[test]
+fn sigint_and_sigkill_both_leave_the_interface_to_the_kernel() {
+    if !sluice_lab::root_or_skip("sigint_sigkill_detach") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2ekill", 1);
+    let mut d = Daemon::start(&lab, "int", "");
+    assert!(d.stop_with(nix::sys::signal::Signal::SIGINT).success());
+    assert!(!xdp_attached(&lab));
+    // A crash: the bpf link dies with the process, so the kernel detaches.
+    let mut d = Daemon::start(&lab, "kill", "");
+    assert!(xdp_attached(&lab));
+    let _ = d.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&lab) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!xdp_attached(&lab), "XDP program left attached after SIGKILL");
+}
+
+/// Runs sluiced on a bad config in the server namespace; returns (exit ok, stderr).
+fn run_bad_config(lab: &Lab, name: &str, text: &str) -> (bool, String) {
+    let cfg = tmp(&format!("{name}.toml"));
+    std::fs::write(&cfg, text).unwrap();
+    let out = lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--config").arg(&cfg).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_configs_fail_clearly_and_attach_nothing() {
+    if !sluice_lab::root_or_skip("bad_configs") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2ecfg", 1);
+    let good = config_text(&tmp("cfg.sock"), "");
+    let cases = [
+        ("unknown", good.replace("frames = 8192", "frames = 8192\nturbo = true"), "unknown field `turbo`"),
+        ("badaddr", good.replace("198.18.0.2:7", "198.18.0.256:7"), "service[0].listen"),
+        ("noif", good.replace("\"sluice0\"", "\"sluice9\""), "no interface \"sluice9\""),
+        ("queues", good.replace("frames = 8192", "frames = 8192\nqueues = 4"), "4 queues requested but sluice0 has 1"),
+    ];
+    for (name, text, want) in cases {
+        let (ok, err) = run_bad_config(&lab, name, &text);
+        assert!(!ok, "{name}: sluiced accepted a bad config");
+        assert!(err.contains(want), "{name}: stderr lacks {want:?}:\n{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line, not a backtrace:\n{err}");
+        assert!(!xdp_attached(&lab), "{name}: left a program attached");
+    }
+    // --check-config says the same and exits non-zero, and accepts the good one.
+    let cfg = tmp("check.toml");
+    std::fs::write(&cfg, good.replace("198.18.0.2:7", "nonsense")).unwrap();
+    let out = lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("service[0].listen"));
+    std::fs::write(&cfg, &good).unwrap();
+    let out = lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 service(s) on sluice0"));
+}
+
+/// Builds an IPv4/UDP packet by hand (header checksum left to the kernel, as
+/// IP_HDRINCL does) with a chosen UDP checksum and length field.
+fn raw_udp(dport: u16, payload: &[u8], udp_csum: u16, udp_len: u16) -> Vec<u8> {
+    let total = 20 + 8 + payload.len() as u16;
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&CLIENT.octets());
+    p.extend_from_slice(&SERVER.octets());
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&udp_len.to_be_bytes());
+    p.extend_from_slice(&udp_csum.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn malformed_datagrams_are_counted_drops_and_service_goes_on() {
+    if !sluice_lab::root_or_skip("malformed_input") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2ebad", 2);
+    let d = Daemon::start(&lab, "bad", "");
+    lab.run_on(Side::Client, || {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc_ipproto_raw()))).unwrap();
+        let to = SockAddr::from(SocketAddrV4::new(SERVER, 0));
+        for i in 0..50u16 {
+            s.send_to(&raw_udp(7, b"bad checksum", 0x1234 ^ i, 20), &to).unwrap();
+            s.send_to(&raw_udp(7, b"too long", 0, 200), &to).unwrap();
+        }
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = d.stats();
+    assert_eq!(s.total.drops["udp_bad_checksum"], 50, "{:?}", s.total.drops);
+    assert_eq!(s.total.drops["udp_malformed"], 50, "{:?}", s.total.drops);
+    assert_eq!(counter(&s, None, "udp_echoed"), 0);
+    // Still serving.
+    let back = lab
+        .run_on(Side::Client, || {
+            let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+            u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            u.send_to(b"still there?", SocketAddrV4::new(SERVER, 7)).unwrap();
+            let mut buf = [0u8; 64];
+            u.recv(&mut buf).map(|n| buf[..n].to_vec())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"still there?");
+}
+
+/// IPPROTO_RAW (255): a raw socket that sends complete IPv4 packets.
+fn libc_ipproto_raw() -> i32 {
+    255
+}
