@@ -530,6 +530,18 @@ kind = "echo"
     }
 
     #[test]
+    fn shipped_example_configs_are_valid() {
+        for (name, text) in [
+            ("udp-echo-busy.toml", include_str!("../../deploy/examples/udp-echo-busy.toml")),
+            ("sluice.default.toml", DEFAULT_CONFIG),
+        ] {
+            if let Err(e) = Config::parse(text, name) {
+                panic!("{e}");
+            }
+        }
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = parse(OK).unwrap();
         assert_eq!(c.engine.batch_size, 64);

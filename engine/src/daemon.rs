@@ -9,6 +9,7 @@
 //! interface back at once, then stop and drain the workers, then close.
 use crate::afxdp::{BindMode, FrameAccess, UmemArea, XskConfig, XskSocket};
 use crate::config::{Config, SystemPlan, ZeroCopy};
+use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
     Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
 };
@@ -63,6 +64,7 @@ struct Engine {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     control: Option<ControlServer>,
+    metrics: Option<MetricsServer>,
     socket_mode: &'static str,
 }
 
@@ -129,7 +131,7 @@ impl Engine {
                 .context("spawning a worker thread")?;
             workers.push(h);
         }
-        let mut engine = Engine { steering, shared, workers, control: None, socket_mode };
+        let mut engine = Engine { steering, shared, workers, control: None, metrics: None, socket_mode };
         if let Err(err) = engine.steering.attach(&e.interface, plan.ifindex) {
             engine.shutdown();
             return Err(err.into());
@@ -144,6 +146,19 @@ impl Engine {
             shared: engine.shared.clone(),
             started: Instant::now(),
         });
+        if let Some(addr) = e.metrics_listen {
+            let i = info.clone();
+            match MetricsServer::start(addr, Arc::new(move || i.stats())) {
+                Ok(m) => {
+                    tracing::info!("Prometheus metrics on http://{}/metrics", m.addr());
+                    engine.metrics = Some(m);
+                }
+                Err(err) => {
+                    engine.shutdown();
+                    bail!("engine.metrics_listen {addr}: {err}");
+                }
+            }
+        }
         let handler: Handler = Arc::new(move |c: &Command| info.answer(c));
         match ControlServer::start(&e.control_socket, handler) {
             Ok(s) => engine.control = Some(s),
@@ -166,6 +181,7 @@ impl Engine {
         if let Some(c) = self.control.take() {
             c.stop();
         }
+        self.metrics = None;
     }
 }
 

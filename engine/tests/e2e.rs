@@ -217,7 +217,7 @@ fn ping_of_the_service_address_is_answered_by_sluice() {
     }
     let _g = serial();
     let lab = lab("e2eping", 2);
-    let d = Daemon::start(&lab, "ping", "");
+    let d = Daemon::start(&lab, "ping", "metrics_listen = \"127.0.0.1:9464\"");
     let out = lab
         .command_in(Side::Client, "ping")
         .args(["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"])
@@ -225,6 +225,25 @@ fn ping_of_the_service_address_is_answered_by_sluice() {
         .expect("ping runs");
     assert!(out.status.success(), "ping failed: {}", String::from_utf8_lossy(&out.stdout));
     assert!(counter(&d.stats(), None, "icmp_echoed") >= 3);
+    // The opt-in Prometheus endpoint, on the server namespace's loopback.
+    let metrics = lab
+        .run_on(Side::Server, || {
+            let mut c = TcpStream::connect("127.0.0.1:9464")?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+            let mut body = String::new();
+            c.read_to_string(&mut body)?;
+            Ok::<_, std::io::Error>(body)
+        })
+        .unwrap()
+        .expect("metrics endpoint answers");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    let sum: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_icmp_echoed_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(sum >= 3, "{metrics}");
 }
 
 #[test]
@@ -356,14 +375,31 @@ fn bad_configs_fail_clearly_and_attach_nothing() {
         assert_eq!(err.trim().lines().count(), 1, "{name}: one line, not a backtrace:\n{err}");
         assert!(!xdp_attached(&lab), "{name}: left a program attached");
     }
+    // Without privileges: one line that says what is missing.
+    let cfg = tmp("nopriv.toml");
+    std::fs::write(&cfg, &good).unwrap();
+    let out = lab
+        .command_in(Side::Server, "setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_sluiced"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("sluiced needs root (CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)"), "{err}");
+    assert!(!xdp_attached(&lab));
     // --check-config says the same and exits non-zero, and accepts the good one.
     let cfg = tmp("check.toml");
     std::fs::write(&cfg, good.replace("198.18.0.2:7", "nonsense")).unwrap();
-    let out = lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
+    let out =
+        lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("service[0].listen"));
     std::fs::write(&cfg, &good).unwrap();
-    let out = lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
+    let out =
+        lab.command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced")).arg("--check-config").arg(&cfg).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 service(s) on sluice0"));
 }

@@ -4,5 +4,6 @@
 //! the daemon's std thread that answers them, [`client`] is what `sluicectl`
 //! and the tests use to ask.
 pub mod client;
+pub mod metrics;
 pub mod protocol;
 pub mod server;

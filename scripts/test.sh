@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit and property tests, and
+# the end-to-end tests that start sluiced in veth labs (those need root; with
+# CI set they fail rather than skip when they cannot run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+require_cargo
+install_packages "${SLUICE_PACKAGES[@]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "note: not root: the end-to-end tests (veth labs, XDP) will say so and skip" >&2
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build (the bench smoke test runs the built sluiced)"
+cargo build --workspace --quiet
+echo "== cargo test"
+cargo test --workspace
