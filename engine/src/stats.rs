@@ -44,6 +44,8 @@ named_enum! {
         TxBatches = "tx_batches",
         /// sendto() kicks of the tx ring.
         TxKicks = "tx_kicks",
+        /// sendto() kicks that failed with a non-transient error.
+        TxKickErrors = "tx_kick_errors",
         /// recvfrom() kicks of the fill ring.
         RxKicks = "rx_kicks",
         /// Times the core went to sleep in poll().

@@ -246,7 +246,11 @@ impl Worker {
         if self.xsk.tx.occupancy() > 0 && self.xsk.tx.needs_wakeup() {
             self.stats().add(Counter::TxKicks, 1);
             if let Err(e) = self.xsk.kick_tx() {
-                tracing::warn!(core = self.core, "tx kick: {e}");
+                // Logged once; the counter tells whether it persists.
+                if self.stats().counter(Counter::TxKickErrors) == 0 {
+                    tracing::warn!(core = self.core, "tx kick failed (further failures are only counted): {e}");
+                }
+                self.stats().add(Counter::TxKickErrors, 1);
             }
         }
     }

@@ -460,3 +460,43 @@ fn malformed_datagrams_are_counted_drops_and_service_goes_on() {
 fn libc_ipproto_raw() -> i32 {
     255
 }
+
+#[test]
+fn every_poll_mode_serves_and_wakes_up_after_idling() {
+    if !sluice_lab::root_or_skip("poll_modes") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2epoll", 2);
+    for mode in ["busy", "adaptive", "interrupt"] {
+        let d = Daemon::start(&lab, &format!("poll-{mode}"), &format!("poll = \"{mode}\"\nspin_iterations = 100"));
+        for round in 0..3 {
+            // Idle long enough for adaptive/interrupt cores to be asleep in poll().
+            std::thread::sleep(Duration::from_millis(300));
+            let got = lab
+                .run_on(Side::Client, || {
+                    let mut ok = 0;
+                    for p in 0..16 {
+                        let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+                        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        let msg = format!("{mode} {round} {p}");
+                        u.send_to(msg.as_bytes(), SocketAddrV4::new(SERVER, 7)).unwrap();
+                        let mut buf = [0u8; 64];
+                        if matches!(u.recv(&mut buf), Ok(n) if &buf[..n] == msg.as_bytes()) {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+                .unwrap();
+            assert_eq!(got, 16, "poll = {mode}, round {round}");
+        }
+        let s = d.stats();
+        assert_eq!(d.status().poll, mode);
+        if mode != "busy" {
+            assert!(counter(&s, None, "sleeps") > 0, "{mode}: cores never slept");
+        } else {
+            assert_eq!(counter(&s, None, "sleeps"), 0, "busy cores never sleep");
+        }
+    }
+}
