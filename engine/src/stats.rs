@@ -104,8 +104,6 @@ named_enum! {
         HandoffFull = "handoff_full",
         /// The rx descriptor pointed outside the UMEM or across frames.
         BadDescriptor = "bad_descriptor",
-        /// The engine is shutting down.
-        ShuttingDown = "shutting_down",
     }
 }
 
