@@ -124,9 +124,6 @@ fn default_socket() -> PathBuf {
 fn default_batch() -> u32 {
     64
 }
-fn default_frames() -> u32 {
-    4096
-}
 fn default_ring() -> u32 {
     2048
 }
@@ -156,8 +153,7 @@ struct RawEngine {
     spin_iterations: u32,
     #[serde(default)]
     zero_copy: ZeroCopy,
-    #[serde(default = "default_frames")]
-    frames: u32,
+    frames: Option<u32>,
     #[serde(default = "default_frame_size")]
     frame_size: u32,
     #[serde(default = "default_ring")]
@@ -197,8 +193,8 @@ pub struct EngineConfig {
     pub spin_iterations: u32,
     /// Zero-copy request.
     pub zero_copy: ZeroCopy,
-    /// UMEM frames in all.
-    pub frames: u32,
+    /// UMEM frames in all (`None`: two rings' worth per queue).
+    pub frames: Option<u32>,
     /// Bytes per frame.
     pub frame_size: u32,
     /// Slots of each rx/tx/fill/completion ring.
@@ -299,7 +295,9 @@ impl Config {
             }
         }
         check_range(&e, "batch_size", r.batch_size as u64, 1, 256)?;
-        check_range(&e, "frames", r.frames as u64, 64, 1 << 20)?;
+        if let Some(f) = r.frames {
+            check_range(&e, "frames", f as u64, 64, 1 << 20)?;
+        }
         if r.frame_size != 2048 && r.frame_size != 4096 {
             return Err(e.at("engine.frame_size", format!("{} must be 2048 or 4096", r.frame_size)));
         }
@@ -416,6 +414,8 @@ pub struct SystemPlan {
     pub queues: u32,
     /// CPU of each queue's worker.
     pub cpus: Vec<usize>,
+    /// UMEM frames.
+    pub frames: u32,
 }
 
 /// Rx queues of an interface, from sysfs.
@@ -488,18 +488,21 @@ impl Config {
         if let Some(bad) = cpus.iter().find(|&&c| c >= ncpu) {
             return Err(e.at("engine.cores", format!("CPU {bad} does not exist (this machine has {ncpu})")));
         }
-        if self.engine.frames < queues * self.engine.ring_size {
+        // Each queue needs a full fill ring plus as much again for frames in
+        // flight (rx ring, in hand, tx ring) and for the other cores to lend.
+        let need = queues * 2 * self.engine.ring_size;
+        let frames = self.engine.frames.unwrap_or(need.max(4096));
+        if frames < need {
             return Err(e.at(
                 "engine.frames",
                 format!(
-                    "{} frames cannot stock {queues} fill rings of {} (need at least {})",
-                    self.engine.frames,
-                    self.engine.ring_size,
-                    queues * self.engine.ring_size
+                    "{frames} frames are too few for {queues} queue(s) with ring_size {}: need at least {need} \
+                     (2 x ring_size per queue)",
+                    self.engine.ring_size
                 ),
             ));
         }
-        Ok(SystemPlan { ifindex, queues, cpus })
+        Ok(SystemPlan { ifindex, queues, cpus, frames })
     }
 }
 

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ impl Engine {
             steering.add_service(ServiceKey::icmp_echo(a), u32::MAX)?;
         }
 
-        let area = UmemArea::new(e.frames, e.frame_size).context("mapping the UMEM")?;
+        let area = UmemArea::new(plan.frames, e.frame_size).context("mapping the UMEM")?;
         let mode = match e.zero_copy {
             ZeroCopy::Auto => BindMode::Auto,
             ZeroCopy::On => BindMode::ZeroCopy,
@@ -108,18 +108,45 @@ impl Engine {
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
         });
-        let frames = SharedFrames::new(e.frames, e.frame_size);
+        let frames = SharedFrames::new(plan.frames, e.frame_size);
         let mut pools = frames.split(n as u16);
-        let per_core = e.frames as usize / n;
+        let per_core = plan.frames as usize / n;
         let ring = e.ring_size as usize;
         for p in pools.iter_mut() {
-            p.set_marks(ring / 2, per_core.saturating_sub(ring / 2));
+            // Keep half a ring free for restocking; hold at most a fair share
+            // plus half a ring for receiving (free + fill/rx), lend the rest.
+            p.set_marks(ring / 2, per_core + ring / 2);
         }
         let wcfg = WorkerConfig { batch: e.batch_size as usize, poll: e.poll, spin: e.spin_iterations };
-        let mut workers = Vec::with_capacity(n);
+        let mut engine =
+            Engine { steering, shared, workers: Vec::with_capacity(n), control: None, metrics: None, socket_mode };
+        // From here on, any failure goes through `shutdown`, which stops and
+        // joins the workers started so far and detaches XDP if attached.
+        match engine.finish_start(cfg, plan, sockets, pools, area, frames, counters, wcfg) {
+            Ok(()) => Ok(engine),
+            Err(err) => {
+                engine.shutdown();
+                Err(err)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_start(
+        &mut self,
+        cfg: &Config,
+        plan: &SystemPlan,
+        sockets: Vec<XskSocket>,
+        pools: Vec<crate::pool::FramePool>,
+        area: Arc<UmemArea>,
+        frames: Arc<SharedFrames>,
+        counters: XdpCounterReader,
+        wcfg: WorkerConfig,
+    ) -> anyhow::Result<()> {
+        let e = &cfg.engine;
         for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let cpu = plan.cpus[q];
-            let w = Worker::new(q as u16, sock, pool, FrameAccess::new(area.clone()), shared.clone(), wcfg);
+            let w = Worker::new(q as u16, sock, pool, FrameAccess::new(area.clone()), self.shared.clone(), wcfg);
             let h = std::thread::Builder::new()
                 .name(format!("sluice-core{q}"))
                 .spawn(move || {
@@ -129,45 +156,33 @@ impl Engine {
                     w.run();
                 })
                 .context("spawning a worker thread")?;
-            workers.push(h);
-        }
-        let mut engine = Engine { steering, shared, workers, control: None, metrics: None, socket_mode };
-        if let Err(err) = engine.steering.attach(&e.interface, plan.ifindex) {
-            engine.shutdown();
-            return Err(err.into());
+            self.workers.push(h);
         }
         let info = Arc::new(EngineInfo {
             cfg: cfg.clone(),
             plan: plan.clone(),
-            socket_mode,
-            xdp_mode: engine.steering.mode(),
+            socket_mode: self.socket_mode,
+            xdp_mode: OnceLock::new(),
             counters,
             frames,
-            shared: engine.shared.clone(),
+            shared: self.shared.clone(),
             started: Instant::now(),
         });
+        // The control plane comes up before XDP is attached: if its socket is
+        // taken, sluiced fails without ever having steered a frame.
         if let Some(addr) = e.metrics_listen {
             let i = info.clone();
-            match MetricsServer::start(addr, Arc::new(move || i.stats())) {
-                Ok(m) => {
-                    tracing::info!("Prometheus metrics on http://{}/metrics", m.addr());
-                    engine.metrics = Some(m);
-                }
-                Err(err) => {
-                    engine.shutdown();
-                    bail!("engine.metrics_listen {addr}: {err}");
-                }
-            }
+            let m = MetricsServer::start(addr, Arc::new(move || i.stats()))
+                .with_context(|| format!("engine.metrics_listen {addr}"))?;
+            tracing::info!("Prometheus metrics on http://{}/metrics", m.addr());
+            self.metrics = Some(m);
         }
-        let handler: Handler = Arc::new(move |c: &Command| info.answer(c));
-        match ControlServer::start(&e.control_socket, handler) {
-            Ok(s) => engine.control = Some(s),
-            Err(err) => {
-                engine.shutdown();
-                return Err(err.into());
-            }
-        }
-        Ok(engine)
+        let i = info.clone();
+        let handler: Handler = Arc::new(move |c: &Command| i.answer(c));
+        self.control = Some(ControlServer::start(&e.control_socket, handler)?);
+        self.steering.attach(&e.interface, plan.ifindex)?;
+        let _ = info.xdp_mode.set(self.steering.mode());
+        Ok(())
     }
 
     fn shutdown(&mut self) {
@@ -205,7 +220,7 @@ struct EngineInfo {
     cfg: Config,
     plan: SystemPlan,
     socket_mode: &'static str,
-    xdp_mode: &'static str,
+    xdp_mode: OnceLock<&'static str>,
     counters: XdpCounterReader,
     frames: Arc<SharedFrames>,
     shared: Arc<Shared>,
@@ -247,10 +262,10 @@ impl EngineInfo {
             queues: self.plan.queues,
             cpus: self.plan.cpus.clone(),
             socket_mode: self.socket_mode.into(),
-            xdp_mode: self.xdp_mode.into(),
+            xdp_mode: self.xdp_mode.get().copied().unwrap_or("not attached").into(),
             poll: format!("{:?}", e.poll).to_lowercase(),
             batch_size: e.batch_size,
-            frames_total: e.frames,
+            frames_total: self.plan.frames,
             frame_size: e.frame_size,
             services: self.services(),
         }

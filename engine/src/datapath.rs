@@ -126,6 +126,7 @@ impl Context<'_> {
     #[inline]
     fn owner_elsewhere(&self, flow: &FlowKey, arrival: Arrival) -> Option<u16> {
         if arrival == Arrival::HandedOver {
+            self.owners.touch(flow, self.core, self.now_s);
             return None;
         }
         match self.owners.lookup(flow, self.core, self.now_s) {
@@ -148,6 +149,10 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     if eth.ethertype() != ethernet::ethertype::IPV4 {
         return Verdict::Drop(DropReason::NotIpv4);
     }
+    // A reply goes back to the source MAC from our own: neither may be a group address.
+    if !eth.dst_addr().is_unicast() || !eth.src_addr().is_unicast() {
+        return Verdict::Drop(DropReason::NotUnicast);
+    }
     let Ok(mut ip) = ipv4::Packet::new_checked(eth.payload_mut()) else {
         return Verdict::Drop(DropReason::Ipv4Malformed);
     };
@@ -157,7 +162,13 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     if ip.is_fragment() {
         return Verdict::Drop(DropReason::Ipv4Fragment);
     }
+    if ip.header_len() > ipv4::HEADER_LEN {
+        return Verdict::Drop(DropReason::Ipv4Options);
+    }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if is_martian(src) {
+        return Verdict::Drop(DropReason::MartianSource);
+    }
     let ip_len = ip.total_len();
     let verdict = match ip.protocol() {
         ip_proto::UDP => handle_udp(ip.payload_mut(), src, dst, arrival, cx),
@@ -173,6 +184,13 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     verdict
 }
 
+/// Sources no reply may go to (RFC 1122 3.2.1.3, RFC 5735): "this network",
+/// loopback, multicast, reserved and broadcast.
+fn is_martian(a: Ipv4Addr) -> bool {
+    let o = a.octets()[0];
+    o == 0 || o == 127 || o >= 224
+}
+
 fn handle_udp(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arrival, cx: &Context<'_>) -> Verdict {
     let Ok(mut dgram) = udp::Datagram::new_checked(l4) else {
         return Verdict::Drop(DropReason::UdpMalformed);
@@ -180,12 +198,13 @@ fn handle_udp(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arrival, cx:
     let Some(service) = cx.services.lookup(Proto::Udp, dst, dgram.dst_port()) else {
         return Verdict::Drop(DropReason::NoService);
     };
+    // Verify before the flow may claim a directory slot.
+    if !dgram.verify_checksum(src, dst) {
+        return Verdict::Drop(DropReason::UdpBadChecksum);
+    }
     let flow = FlowKey { proto: ip_proto::UDP, src, dst, src_port: dgram.src_port(), dst_port: dgram.dst_port() };
     if let Some(owner) = cx.owner_elsewhere(&flow, arrival) {
         return Verdict::HandOff(owner);
-    }
-    if !dgram.verify_checksum(src, dst) {
-        return Verdict::Drop(DropReason::UdpBadChecksum);
     }
     match service.kind {
         ServiceKind::Echo => {
@@ -214,12 +233,12 @@ fn handle_icmp(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arrival, cx
     if !cx.services.is_service_addr(dst) {
         return Verdict::Drop(DropReason::NoService);
     }
+    if !icmp.verify_checksum() {
+        return Verdict::Drop(DropReason::IcmpBadChecksum);
+    }
     let flow = FlowKey { proto: ip_proto::ICMP, src, dst, src_port: icmp.echo_ident(), dst_port: 0 };
     if let Some(owner) = cx.owner_elsewhere(&flow, arrival) {
         return Verdict::HandOff(owner);
-    }
-    if !icmp.verify_checksum() {
-        return Verdict::Drop(DropReason::IcmpBadChecksum);
     }
     icmp.set_msg_type_incremental(icmpv4::msg_type::ECHO_REPLY);
     cx.stats.add(Counter::IcmpEchoed, 1);
@@ -398,6 +417,29 @@ kind = "discard"
         }));
         frag[24..26].copy_from_slice(&c.to_be_bytes());
         assert_eq!(drop(frag), DropReason::Ipv4Fragment);
+        let mut bcast = udp_frame(1, 7, b"abc");
+        bcast[..6].copy_from_slice(&[0xff; 6]);
+        assert_eq!(drop(bcast), DropReason::NotUnicast);
+        let mut mcast_src = udp_frame(1, 7, b"abc");
+        mcast_src[6] |= 1;
+        assert_eq!(drop(mcast_src), DropReason::NotUnicast);
+        for martian in [[0, 0, 0, 0], [127, 0, 0, 1], [224, 0, 0, 5], [255, 255, 255, 255]] {
+            let mut f = udp_frame(1, 7, b"abc");
+            f[26..30].copy_from_slice(&martian);
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum::finish(checksum::sum(&f[14..34]));
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(drop(f), DropReason::MartianSource, "{martian:?}");
+        }
+        let mut opts = udp_frame(1, 7, b"abc");
+        opts.splice(34..34, [1u8, 1, 1, 0]); // four bytes of NOP/EOL options
+        opts[14] = 0x46;
+        let total = u16::from_be_bytes([opts[16], opts[17]]) + 4;
+        opts[16..18].copy_from_slice(&total.to_be_bytes());
+        opts[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum::finish(checksum::sum(&opts[14..38]));
+        opts[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(drop(opts), DropReason::Ipv4Options);
         let tcp = ip_frame(6, &[0u8; 20], 64);
         assert_eq!(drop(tcp), DropReason::ProtoUnsupported);
         let mut unreach = icmp_echo_frame(1, 1, b"");

@@ -5,7 +5,7 @@ use crate::afxdp::{Desc, EventFd};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 
 /// One queue per (to, from) pair of cores, so each has a single producer and
 /// a single consumer.
@@ -39,8 +39,11 @@ impl Handoff {
             return Err(d);
         }
         self.queue(to, from).push(d)?;
-        // Pairs with the SeqCst store + re-check in `prepare_sleep`: either
-        // the owner sees the frame before sleeping or we see it asleep.
+        // Pairs with the fence in `prepare_sleep` (store sleeping, fence,
+        // check queues): either the owner sees the frame before sleeping or
+        // we see it asleep. The fences make this independent of how the
+        // queue orders its own accesses.
+        fence(Ordering::SeqCst);
         if self.sleeping[to].load(Ordering::SeqCst) {
             self.wakers[to].signal();
         }
@@ -76,6 +79,7 @@ impl Handoff {
     /// already wait, so the caller must not sleep.
     pub fn prepare_sleep(&self, me: u16) -> bool {
         self.sleeping[me as usize].store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if self.pending(me) {
             self.sleeping[me as usize].store(false, Ordering::SeqCst);
             return false;

@@ -114,8 +114,14 @@ impl OwnerDirectory {
         match decode(v) {
             Some((owner, seen)) if owner == me => {
                 if now_s > seen {
-                    // Refresh at most once a second; losing the race is harmless.
-                    let _ = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Relaxed);
+                    // Refresh at most once a second. Losing the race means
+                    // another core claimed the lapsed slot: it owns it now.
+                    if let Err(now_v) = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        if let Some((o, _)) = decode(now_v).filter(|(o, _)| *o != me) {
+                            return Ownership::Other(o);
+                        }
+                    }
                 }
                 return Ownership::Mine { claimed: false };
             }
@@ -128,6 +134,19 @@ impl OwnerDirectory {
                 Some((owner, _)) if owner != me => Ownership::Other(owner),
                 _ => Ownership::Mine { claimed: false },
             },
+        }
+    }
+
+    /// Keeps `me`'s claim on `flow` fresh for traffic that reached `me`
+    /// through a handoff (the owner sees none of it in `lookup`).
+    #[inline]
+    pub fn touch(&self, flow: &FlowKey, me: u16, now_s: u64) {
+        let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
+        let v = slot.load(Ordering::Relaxed);
+        if let Some((owner, seen)) = decode(v) {
+            if owner == me && now_s > seen {
+                let _ = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Relaxed);
+            }
         }
     }
 
@@ -177,6 +196,28 @@ mod tests {
         assert_eq!(d.lookup(&flow(1), 1, 150), Ownership::Other(0));
         assert_eq!(d.lookup(&flow(1), 1, 156), Ownership::Mine { claimed: true });
         assert_eq!(d.lookup(&flow(1), 0, 157), Ownership::Other(1));
+    }
+
+    #[test]
+    fn handed_over_traffic_keeps_the_owner_fresh() {
+        let d = OwnerDirectory::new(16, 30, 7);
+        d.lookup(&flow(1), 0, 100);
+        // Every later frame arrives on core 1 and is handed to core 0.
+        for t in 101..200 {
+            assert_eq!(d.lookup(&flow(1), 1, t), Ownership::Other(0), "t = {t}");
+            d.touch(&flow(1), 0, t);
+        }
+        // touch never claims for a core that does not own the slot.
+        d.touch(&flow(1), 1, 300);
+        assert_eq!(d.lookup(&flow(1), 0, 200), Ownership::Mine { claimed: false });
+    }
+
+    #[test]
+    fn a_lapsed_owner_learns_the_new_owner() {
+        let d = OwnerDirectory::new(1, 30, 7);
+        d.lookup(&flow(1), 0, 10);
+        assert_eq!(d.lookup(&flow(1), 1, 100), Ownership::Mine { claimed: true });
+        assert_eq!(d.lookup(&flow(1), 0, 100), Ownership::Other(1));
     }
 
     #[test]

@@ -156,8 +156,11 @@ impl FramePool {
         FramePool { core, shared, free: Vec::with_capacity(cap), counts: FrameCounts::default(), low: 0, high: cap }
     }
 
-    /// Sets the marks [`rebalance`](Self::rebalance) keeps the free list
-    /// between.
+    /// Sets the marks [`rebalance`](Self::rebalance) keeps the core between:
+    /// the free list is topped up to `low` from the exchange, and what the
+    /// core holds for receiving (free list + lent for rx) is brought back
+    /// under `high` by lending free frames to the exchange. Counting the
+    /// frames parked on the fill ring keeps an idle core from hoarding.
     pub fn set_marks(&mut self, low: usize, high: usize) {
         self.low = low;
         self.high = high.max(low + 1);
@@ -247,14 +250,16 @@ impl FramePool {
         self.counts.in_hand += 1;
     }
 
-    /// Keeps the free list between the marks: lends the surplus over `high`
-    /// to the exchange, borrows up to `low` from it. Returns (lent, borrowed).
+    /// Keeps the core between the marks (see [`set_marks`](Self::set_marks)).
+    /// Returns (lent, borrowed).
     pub fn rebalance(&mut self) -> (usize, usize) {
         let mut lent = 0;
         let mut borrowed = 0;
-        if self.free.len() > self.high {
-            let target = (self.low + self.high) / 2;
-            while self.free.len() > target {
+        let held = self.free.len() + self.counts.rx as usize;
+        if held > self.high {
+            // Lend down to `high - low` (hysteresis), as far as the free list allows.
+            let surplus = held - (self.high - self.low.min(self.high));
+            while lent < surplus {
                 let Some(a) = self.free.pop() else { break };
                 self.shared.track(a, Some(Place::Free(self.core)), Place::Exchange);
                 if let Err(a) = self.shared.exchange.push(a) {
@@ -316,11 +321,23 @@ mod tests {
         let mut pools = shared.split(2);
         pools[0].set_marks(10, 20);
         pools[1].set_marks(60, 80);
-        assert_eq!(pools[0].rebalance(), (35, 0));
-        assert_eq!(pools[0].free_len(), 15);
+        assert_eq!(pools[0].rebalance(), (40, 0), "down to high - low");
+        assert_eq!(pools[0].free_len(), 10);
         assert_eq!(pools[1].rebalance(), (0, 10));
         assert_eq!(pools[1].free_len(), 60);
         assert_eq!(total_of(&pools, &shared, 0), 100);
+    }
+
+    #[test]
+    fn frames_on_the_fill_ring_count_against_the_high_mark() {
+        let shared = SharedFrames::new(100, 2048);
+        let mut p = shared.split(1).pop().unwrap();
+        p.set_marks(10, 40);
+        // 30 frames lent for rx, 70 free: holding 100 > 40.
+        p.lend_for_rx(30);
+        assert_eq!(p.rebalance(), (70, 0), "lends until it holds high - low = 30");
+        assert_eq!((p.free_len(), p.counts().rx), (0, 30));
+        assert_eq!(p.rebalance(), (0, 10), "then tops the free list up to low");
     }
 
     /// The kernel side of a core in the model: its fill/rx and tx/completion

@@ -76,6 +76,12 @@ named_enum! {
     DropReason {
         /// Shorter than an Ethernet header.
         EthTruncated = "eth_truncated",
+        /// Ethernet destination or source is not a unicast address.
+        NotUnicast = "not_unicast",
+        /// IPv4 source is 0/8, loopback, multicast or reserved.
+        MartianSource = "martian_source",
+        /// IPv4 header carries options (not answered).
+        Ipv4Options = "ipv4_options",
         /// Not IPv4 (the XDP program only steers IPv4 now).
         NotIpv4 = "not_ipv4",
         /// IPv4 header malformed (version, header or total length).

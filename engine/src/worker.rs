@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Longest sleep in poll(), so a sleeping core still notices shutdown.
 const MAX_SLEEP_MS: i32 = 100;
+/// Bound on tx kicks in one pass (32 frames each on kernels before 6.17).
+const MAX_KICKS_PER_PASS: usize = 64;
 /// How long a stopping core keeps draining its rings.
 const DRAIN_TIME: Duration = Duration::from_millis(200);
 
@@ -100,7 +102,7 @@ impl Worker {
     pub fn run(mut self) {
         let mut idle: u32 = 0;
         let mut next_kernel_stats = Instant::now();
-        self.refill();
+        self.refill(0);
         loop {
             let now = Instant::now();
             let work = self.pass(now);
@@ -135,10 +137,10 @@ impl Worker {
     fn pass(&mut self, now: Instant) -> usize {
         let now_s = now.duration_since(self.shared.epoch).as_secs();
         let mut work = self.complete();
-        work += self.receive(now_s);
-        work += self.adopt(now_s);
+        let received = self.receive(now_s);
+        work += received + self.adopt(now_s);
         self.transmit();
-        work += self.refill();
+        work += self.refill(received);
         work
     }
 
@@ -161,6 +163,11 @@ impl Worker {
         for i in 0..n {
             let d = self.rx[i];
             bytes += d.len as u64;
+            if d.addr >= self.umem_len {
+                // Not a frame of ours: nothing to account or give back.
+                self.stats().drop_frames(DropReason::BadDescriptor, 1);
+                continue;
+            }
             self.pool.received(d.addr);
             self.handle(d, Arrival::Rx, now_s);
         }
@@ -194,10 +201,9 @@ impl Worker {
         let Worker { core, frames, shared, pool, tx, .. } = self;
         let st = shared.stats.core(*core as usize);
         let Some(bytes) = frames.bytes_mut(d.addr, d.len) else {
+            // In the UMEM (checked on receipt) but crossing a frame boundary.
             st.drop_frames(DropReason::BadDescriptor, 1);
-            if d.addr < self.umem_len {
-                pool.release(d.addr);
-            }
+            pool.release(d.addr);
             return;
         };
         let cx = Context { services: &shared.services, owners: &shared.owners, core: *core, now_s, stats: st };
@@ -243,7 +249,14 @@ impl Worker {
             }
             self.tx.clear();
         }
-        if self.xsk.tx.occupancy() > 0 && self.xsk.tx.needs_wakeup() {
+        // One kick sends the whole ring when the kernel took our
+        // XDP_MAX_TX_SKB_BUDGET; older kernels stop after 32 frames, so kick
+        // again while the ring keeps draining (bounded).
+        let mut pending = self.xsk.tx.occupancy();
+        for _ in 0..MAX_KICKS_PER_PASS {
+            if pending == 0 || !self.xsk.tx.needs_wakeup() {
+                break;
+            }
             self.stats().add(Counter::TxKicks, 1);
             if let Err(e) = self.xsk.kick_tx() {
                 // Logged once; the counter tells whether it persists.
@@ -251,12 +264,20 @@ impl Worker {
                     tracing::warn!(core = self.core, "tx kick failed (further failures are only counted): {e}");
                 }
                 self.stats().add(Counter::TxKickErrors, 1);
+                break;
             }
+            let left = self.xsk.tx.occupancy();
+            if left >= pending {
+                break;
+            }
+            pending = left;
         }
     }
 
-    /// Free list → fill ring, after rebalancing with the other cores.
-    fn refill(&mut self) -> usize {
+    /// Free list → fill ring, after rebalancing with the other cores. The
+    /// fill ring is kicked whenever the kernel asks and nothing arrived this
+    /// pass, not only after producing: a wakeup lost to a race is retried.
+    fn refill(&mut self, received: usize) -> usize {
         let (lent, borrowed) = self.pool.rebalance();
         if lent + borrowed > 0 {
             let st = self.stats();
@@ -265,12 +286,9 @@ impl Worker {
         }
         let room = self.xsk.fill.free(self.cfg.batch as u32) as usize;
         let k = room.min(self.pool.free_len());
-        if k == 0 {
-            return 0;
-        }
-        let n = self.xsk.fill.produce(self.pool.free_tail(k));
+        let n = if k > 0 { self.xsk.fill.produce(self.pool.free_tail(k)) } else { 0 };
         self.pool.lend_for_rx(n);
-        if n > 0 && self.xsk.fill.needs_wakeup() {
+        if (n > 0 || received == 0) && self.xsk.fill.occupancy() > 0 && self.xsk.fill.needs_wakeup() {
             self.stats().add(Counter::RxKicks, 1);
             self.xsk.kick_rx();
         }
@@ -289,8 +307,11 @@ impl Worker {
             return;
         }
         self.stats().add(Counter::Sleeps, 1);
+        // A tx backlog does not make the socket readable: come back soon to
+        // kick it again (briefly, so a link that is down cannot make us spin).
+        let timeout = if self.xsk.tx.occupancy() > 0 { 1 } else { MAX_SLEEP_MS };
         let fds = [self.xsk.as_fd(), shared.handoff.waker(self.core).as_fd()];
-        match poll_fds(&fds, MAX_SLEEP_MS) {
+        match poll_fds(&fds, timeout) {
             Ok(true) => self.stats().add(Counter::Wakeups, 1),
             Ok(false) => {}
             Err(e) => tracing::warn!(core = self.core, "poll: {e}"),

@@ -58,10 +58,17 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
-    fn at<T>(&self, offset: u64) -> *mut T {
-        debug_assert!(offset as usize + std::mem::size_of::<T>() <= self.len);
-        // SAFETY: offsets come from the kernel's XDP_MMAP_OFFSETS for this very
-        // mapping and lie inside it (checked in debug builds).
+    /// A pointer `offset` bytes in, with room for `count` values of T there.
+    fn at<T>(&self, offset: u64, count: usize) -> *mut T {
+        let end = (offset as usize).checked_add(count * std::mem::size_of::<T>());
+        assert!(
+            end.is_some_and(|e| e <= self.len) && offset as usize % std::mem::align_of::<T>() == 0,
+            "ring offset {offset} (+{count} x {}) outside the {}-byte mapping",
+            std::mem::size_of::<T>(),
+            self.len
+        );
+        // SAFETY: the range lies inside the mapping and is aligned (asserted
+        // above; this runs once per ring at set-up).
         unsafe { self.ptr.as_ptr().cast::<u8>().add(offset as usize).cast() }
     }
 }
@@ -89,11 +96,12 @@ struct RingPtrs<T> {
 
 impl<T: Copy> RingPtrs<T> {
     fn new(map: Mapping, off: &libc::xdp_ring_offset, size: u32) -> Self {
+        assert!(size.is_power_of_two(), "ring size {size} is not a power of two");
         RingPtrs {
-            producer: map.at(off.producer),
-            consumer: map.at(off.consumer),
-            flags: map.at(off.flags),
-            descs: map.at(off.desc),
+            producer: map.at(off.producer, 1),
+            consumer: map.at(off.consumer, 1),
+            flags: map.at(off.flags, 1),
+            descs: map.at(off.desc, size as usize),
             mask: size - 1,
             size,
             _map: map,
@@ -175,8 +183,12 @@ impl<T: Copy> ProducerRing<T> {
         n
     }
 
-    /// Whether the kernel asked for a wakeup (XDP_RING_NEED_WAKEUP).
+    /// Whether the kernel asked for a wakeup (XDP_RING_NEED_WAKEUP). The
+    /// full fence orders our producer store before the flag load: the kernel
+    /// sets the flag and then reads the producer index, and without it both
+    /// sides could miss each other (a store→load pattern).
     pub fn needs_wakeup(&self) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.r.flags() & libc::XDP_RING_NEED_WAKEUP != 0
     }
 

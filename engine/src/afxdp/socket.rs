@@ -105,6 +105,10 @@ pub struct XskSocket {
     _umem: Arc<UmemArea>,
 }
 
+/// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, kernel 6.17+): frames one
+/// copy-mode sendto() may send.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
 fn err(step: &'static str, queue: u32, source: io::Error) -> XskError {
     let hint = match source.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => ": AF_XDP needs root (CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF)",
@@ -213,6 +217,13 @@ impl XskSocket {
             ("tx ring", libc::XDP_TX_RING, cfg.ring_size),
         ] {
             setsockopt(fd, opt, &size).map_err(|e| err(name, q, e))?;
+        }
+        // Copy mode sends at most this many frames per sendto() (32 by
+        // default since 6.17, EAGAIN after); let one kick send a whole ring.
+        // Older kernels do not know the option: the worker then kicks again
+        // while the ring drains.
+        if let Err(e) = setsockopt(fd, XDP_MAX_TX_SKB_BUDGET, &cfg.ring_size) {
+            tracing::debug!(queue = q, "XDP_MAX_TX_SKB_BUDGET not set: {e}");
         }
         let off = mmap_offsets(fd, q)?;
         let desc = std::mem::size_of::<Desc>();

@@ -1,8 +1,9 @@
 //! The daemon's control server: a std thread accepting on a unix socket
 //! (mode 0600), one short-lived thread per connection, never on a data core.
 use super::protocol::{Command, Reply, ReplyBody, Request, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
+use nix::sys::stat::{umask, Mode};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,21 +53,38 @@ impl ControlServer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
+        // Only a stale socket is removed, never a file someone put there.
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(io_err)?,
+            Ok(_) => {
+                return Err(io_err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket")));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
-        listener.set_nonblocking(true).map_err(io_err)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sluice-control".into())
-            .spawn(move || accept_loop(listener, handler, s))
-            .map_err(io_err)?;
-        Ok(ControlServer { path: path.to_path_buf(), stop, thread: Some(thread) })
+        // Bind under umask 077 so the socket is never reachable with looser
+        // permissions, then set 0600 explicitly.
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        umask(old);
+        let listener = bound.map_err(io_err)?;
+        let started = (|| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            listener.set_nonblocking(true)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let s = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name("sluice-control".into())
+                .spawn(move || accept_loop(listener, handler, s))?;
+            Ok((stop, thread))
+        })();
+        match started {
+            Ok((stop, thread)) => Ok(ControlServer { path: path.to_path_buf(), stop, thread: Some(thread) }),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(io_err(e))
+            }
+        }
     }
 
     /// Stops accepting and removes the socket file.
@@ -227,6 +245,15 @@ mod tests {
         assert!(matches!(got, ReplyBody::Services(v) if v[0].name == "echo"));
         let err = client::request(&path, Command::Status, Duration::from_secs(5)).unwrap_err();
         assert!(err.to_string().contains("no status in this test"));
+        // A regular file at the path is not deleted.
+        let file = sock("file");
+        std::fs::write(&file, b"precious").unwrap();
+        match ControlServer::start(&file, handler()) {
+            Err(e) => assert!(e.to_string().contains("not a socket"), "{e}"),
+            Ok(_) => panic!("started over a regular file"),
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+        std::fs::remove_file(&file).unwrap();
         // A second server on the same socket is refused while the first runs.
         assert!(matches!(ControlServer::start(&path, handler()), Err(ServerError::InUse(_))));
         server.stop();

@@ -58,9 +58,22 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u3
 /// `HC' = ~(~HC + ~m + m')`).
 ///
 /// The result verifies exactly as a full recomputation would; it may differ
-/// from one only in the `0x0000`/`0xFFFF` representation of zero.
+/// from one only in the `0x0000`/`0xFFFF` representation of zero. Eqn. 3
+/// yields 0x0000 when the new data sums to zero (e.g. an ICMP echo reply
+/// with ident, sequence and data all zero), which would not verify; 0xFFFF
+/// always does, so a zero result is returned as 0xFFFF.
 pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
-    !fold(u32::from(!csum) + u32::from(!old) + u32::from(new))
+    nonzero(!fold(u32::from(!csum) + u32::from(!old) + u32::from(new)))
+}
+
+/// 0x0000 → 0xFFFF: the representation of a zero checksum that verifies
+/// whatever the data (and that UDP reads as a checksum, not "none").
+fn nonzero(c: u16) -> u16 {
+    if c == 0 {
+        0xFFFF
+    } else {
+        c
+    }
 }
 
 /// Like [`update_u16`] for an aligned 32-bit field (e.g. an IPv4 address)
@@ -68,13 +81,30 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
 pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
     let hi = |v: u32| (v >> 16) as u16;
     let lo = |v: u32| v as u16;
-    !fold(u32::from(!csum) + u32::from(!hi(old)) + u32::from(!lo(old)) + u32::from(hi(new)) + u32::from(lo(new)))
+    nonzero(!fold(
+        u32::from(!csum) + u32::from(!hi(old)) + u32::from(!lo(old)) + u32::from(hi(new)) + u32::from(lo(new)),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn incremental_update_to_all_zero_data_still_verifies() {
+        // ICMP echo request, ident 0, seq 0, no data: checksum !0x0800.
+        let mut msg = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let c = finish(sum(&msg));
+        assert_eq!(c, 0xF7FF);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        // Turn it into a reply: type 8 -> 0 in the first word.
+        msg[0] = 0;
+        let c2 = update_u16(c, 0x0800, 0x0000);
+        msg[2..4].copy_from_slice(&c2.to_be_bytes());
+        assert_eq!(c2, 0xFFFF);
+        assert_eq!(fold(sum(&msg)), 0xFFFF, "the reply verifies");
+    }
 
     /// IPv4 header 198.18.0.1 -> 198.18.0.2, UDP, total length 33; checksum
     /// 0x925e computed independently.
@@ -116,8 +146,16 @@ mod tests {
 
     #[test]
     fn rfc1624_example() {
-        // RFC 1624 section 4: eqn. 3 yields 0x0000 here (not 0xFFFF).
-        assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
+        // RFC 1624 section 4: eqn. 3 yields 0x0000 here. The covered data is
+        // not all zero, so 0x0000 and 0xFFFF both verify; we always return
+        // 0xFFFF for zero, the form that also verifies over all-zero data.
+        let c = update_u16(0xdd2f, 0x5555, 0x3285);
+        assert_eq!(c, 0xFFFF);
+        // The rest of the header sums to !0xdd2f - 0x5555 + 0x3285 in
+        // ones' complement; with either checksum the total folds to 0xFFFF.
+        let rest = fold(u32::from(!0xdd2fu16) + u32::from(!0x5555u16) + 0x3285);
+        assert_eq!(fold(u32::from(rest) + u32::from(c)), 0xFFFF);
+        assert_eq!(fold(u32::from(rest)), 0xFFFF, "so 0x0000 would verify too");
     }
 
     #[test]
