@@ -62,7 +62,7 @@ impl Mapping {
     fn at<T>(&self, offset: u64, count: usize) -> *mut T {
         let end = (offset as usize).checked_add(count * std::mem::size_of::<T>());
         assert!(
-            end.is_some_and(|e| e <= self.len) && offset as usize % std::mem::align_of::<T>() == 0,
+            end.is_some_and(|e| e <= self.len) && (offset as usize).is_multiple_of(std::mem::align_of::<T>()),
             "ring offset {offset} (+{count} x {}) outside the {}-byte mapping",
             std::mem::size_of::<T>(),
             self.len
