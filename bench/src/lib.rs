@@ -1,2 +1,21 @@
+//! sluice-bench: veth labs, load generators (kernel sockets and AF_XDP),
+//! baselines (kernel UDP echo, a raw AF_XDP reflector) and the scenarios
+//! that measure sluice against them.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod cpu;
+pub mod frame;
+pub mod idle;
+pub mod interrupt;
+// The recvmmsg/sendmmsg batches are the only unsafe code of the bench.
+#[allow(unsafe_code)]
 pub mod kernel_echo;
 pub mod kernel_gen;
+pub mod netinfo;
+pub mod reflect;
+pub mod report;
+pub mod sluiced;
+pub mod summary;
+pub mod udp_echo;
+pub mod xdp_gen;

@@ -1,1 +1,137 @@
-fn main(){}
+//! sluice-bench: veth labs, load generators, baselines and reports.
+#![forbid(unsafe_code)]
+
+use anyhow::{anyhow, Context};
+use clap::Parser;
+use sluice_bench::cli::{Cli, Cmd, LabCmd, LoadCmd, LoadUdpArgs, Scenario};
+use sluice_bench::interrupt::StopFlag;
+use sluice_bench::kernel_gen::{self, GenConfig};
+use sluice_bench::report::{self, Latency, LoadReport};
+use sluice_lab::{Lab, LabConfig, Side};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stop = match StopFlag::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice-bench: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command_line: Vec<String> = std::env::args().collect();
+    match run(cli, &stop, command_line) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Lab(LabCmd::Up { name, queues }) => lab_up(&name, queues),
+        Cmd::Lab(LabCmd::Down { name }) => {
+            Lab::attach(&name)?.down()?;
+            println!("lab {name} removed");
+            Ok(())
+        }
+        Cmd::Lab(LabCmd::Status { name }) => lab_status(name.as_deref()),
+        Cmd::Load(LoadCmd::Udp(a)) => load_udp(&a, command_line),
+        Cmd::Run(Scenario::UdpEcho(a)) => {
+            let r = sluice_bench::udp_echo::run(&a, stop, command_line)?;
+            print!("{}", report::render_echo(&r));
+            if let Some(p) = &a.json {
+                write_json(p, &r)?;
+            }
+            let failed: usize = r.summary.iter().filter(|s| s.rounds_ok == 0).count();
+            if failed > 0 {
+                return Err(anyhow!("{failed} target(s) produced no measurement (see FAILED above)"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn lab_up(name: &str, queues: u32) -> anyhow::Result<()> {
+    let lab = Lab::up(LabConfig::new(name).with_queues(queues))?.keep();
+    let st = lab.status()?;
+    println!("{st}");
+    println!(
+        "server {} in {} ({}), client {} in {} ({}); {queues} queues",
+        lab.interface(Side::Server),
+        lab.server_ns,
+        lab.addr(Side::Server),
+        lab.interface(Side::Client),
+        lab.client_ns,
+        lab.addr(Side::Client),
+    );
+    println!("remove it with: sluice-bench lab down {name}");
+    Ok(())
+}
+
+fn lab_status(name: Option<&str>) -> anyhow::Result<()> {
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => Lab::list(),
+    };
+    if names.is_empty() {
+        println!("no sluice labs");
+        return Ok(());
+    }
+    for n in names {
+        // keep(): looking must never remove anything.
+        let lab = Lab::attach(&n)?.keep();
+        match lab.status() {
+            Ok(st) => println!("{st}"),
+            Err(e) => println!("lab {n}: incomplete ({e})"),
+        }
+    }
+    Ok(())
+}
+
+fn load_udp(a: &LoadUdpArgs, command_line: Vec<String>) -> anyhow::Result<()> {
+    let cfg = GenConfig {
+        target: a.target,
+        source: a.source,
+        flows: a.flows,
+        window: a.window,
+        payload_len: a.size,
+        duration: a.duration,
+        threads: a.threads,
+    };
+    cfg.validate()?;
+    let rep = Lab::run_in(&a.netns, || kernel_gen::run(&cfg))?.context("load generator")?;
+    let r = LoadReport {
+        command_line,
+        netns: a.netns.clone(),
+        target: a.target.to_string(),
+        answered_per_s: rep.answered_per_sec(),
+        answered: rep.answered(),
+        sent: rep.sent,
+        received: rep.received,
+        lost: rep.lost,
+        mismatched: rep.mismatched,
+        late: rep.late,
+        send_errors: rep.send_errors,
+        recv_errors: rep.recv_errors,
+        latency: Latency::of(&rep.latency_us),
+        elapsed_s: rep.elapsed.as_secs_f64(),
+        flows: rep.flows,
+        threads: rep.threads,
+    };
+    print!("{}", report::render_load(&r));
+    if let Some(p) = &a.json {
+        write_json(p, &r)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! The command line. Users and scripts rely on these names: extend, don't rename.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Longest run or load duration accepted, seconds.
+pub const MAX_SECONDS: f64 = 3600.0;
+
+/// sluice-bench: veth labs, load generators and baselines for sluice.
+#[derive(Parser, Debug)]
+#[command(name = "sluice-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build, remove and inspect veth labs (network namespaces sluice-NAME-s/-c).
+    #[command(subcommand)]
+    Lab(LabCmd),
+    /// Drive load at a server from inside a lab namespace.
+    #[command(subcommand)]
+    Load(LoadCmd),
+    /// Run a benchmark scenario in a lab of its own.
+    #[command(subcommand)]
+    Run(Scenario),
+}
+
+/// `lab …`.
+#[derive(Subcommand, Debug)]
+pub enum LabCmd {
+    /// Create a lab that stays until `lab down`, and print what it has.
+    Up {
+        /// Lab name: the namespaces are sluice-NAME-s (server) and sluice-NAME-c (client).
+        #[arg(long, default_value = "demo")]
+        name: String,
+        /// rx/tx queues of both veth ends.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+        queues: u32,
+    },
+    /// Remove a lab.
+    Down {
+        /// Lab name.
+        name: String,
+    },
+    /// Show one lab, or every sluice lab.
+    Status {
+        /// Lab name (all labs when omitted).
+        name: Option<String>,
+    },
+}
+
+/// `load …`.
+#[derive(Subcommand, Debug)]
+pub enum LoadCmd {
+    /// Closed-loop UDP load with kernel sockets (recvmmsg/sendmmsg).
+    Udp(LoadUdpArgs),
+}
+
+/// `load udp`.
+#[derive(Args, Debug, Clone)]
+pub struct LoadUdpArgs {
+    /// Namespace to run in (a sluice-… lab namespace, e.g. sluice-demo-c).
+    #[arg(long)]
+    pub netns: String,
+    /// The echo server, ADDR:PORT in 198.18.0.0/15.
+    #[arg(long)]
+    pub target: SocketAddrV4,
+    /// Local address of the sockets.
+    #[arg(long, default_value = "198.18.0.1")]
+    pub source: Ipv4Addr,
+    /// Sockets (= source ports = flows).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub flows: u16,
+    /// Requests outstanding per flow.
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
+    /// UDP payload bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds (decimals allowed).
+    #[arg(long, default_value = "3", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// `run …`.
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// UDP echo: sluice vs the kernel's UDP stack vs a raw AF_XDP reflector.
+    UdpEcho(UdpEchoArgs),
+}
+
+/// Which generator drives the load.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    /// AF_XDP generator on the client veth (cheap per request; the default).
+    Afxdp,
+    /// Kernel sockets with recvmmsg/sendmmsg (costs more than most servers).
+    Kernel,
+}
+
+impl Generator {
+    /// The CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generator::Afxdp => "afxdp",
+            Generator::Kernel => "kernel",
+        }
+    }
+}
+
+/// A server under test.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The real sluiced.
+    Sluice,
+    /// Kernel UDP echo (SO_REUSEPORT sockets, recvmmsg/sendmmsg, one thread per queue).
+    Kernel,
+    /// Raw AF_XDP reflector: swap addresses and send back, nothing else.
+    Reflect,
+}
+
+impl Target {
+    /// The CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Sluice => "sluice",
+            Target::Kernel => "kernel",
+            Target::Reflect => "reflect",
+        }
+    }
+}
+
+/// `run udp-echo`.
+#[derive(Args, Debug, Clone)]
+pub struct UdpEchoArgs {
+    /// rx/tx queues of the lab veth (= sluice and reflector cores, kernel echo threads, generator threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub queues: u32,
+    /// Rounds; each runs every target once, in a rotated order.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Measured seconds per target and round (after the warm-up).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Warm-up seconds before each measurement.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub warmup: Duration,
+    /// UDP payload bytes (8..=1472).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Requests in flight per queue (the kernel generator spreads window × queues over its flows).
+    #[arg(long, default_value_t = 64)]
+    pub window: u32,
+    /// Source ports (flows) of the generator.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub flows: u16,
+    /// Load generator.
+    #[arg(long, value_enum, default_value_t = Generator::Afxdp)]
+    pub generator: Generator,
+    /// What the AF_XDP generator's threads do when idle: yield:N (sched_yield for N empty
+    /// passes, then poll()), spin:N (CPU pause instead of yielding) or poll.
+    #[arg(long, default_value = "yield:200")]
+    pub gen_idle: crate::idle::IdlePolicy,
+    /// Empty passes sluiced (engine.spin_iterations) and the reflector spin before sleeping in
+    /// poll() [default: sluiced's default, 2000].
+    #[arg(long, value_name = "N")]
+    pub server_spin: Option<u32>,
+    /// Targets, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel,reflect")]
+    pub targets: Vec<Target>,
+    /// The sluiced binary (default: the sluiced next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub sluiced: Option<PathBuf>,
+    /// Write every per-round number, the medians and the command line as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Parses seconds (`5`, `0.5`) into a positive duration of at most [`MAX_SECONDS`].
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= MAX_SECONDS) {
+        return Err(format!("{s} s is out of range (0 < seconds <= {MAX_SECONDS})"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl UdpEchoArgs {
+    /// Checks what clap cannot: distinct targets, sizes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.targets.is_empty() {
+            return Err("--targets is empty".into());
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if self.targets[..i].contains(t) {
+                return Err(format!("target {} is listed twice", t.as_str()));
+            }
+        }
+        if !(crate::kernel_gen::MIN_PAYLOAD..=crate::frame::MAX_PAYLOAD).contains(&self.size) {
+            return Err(format!(
+                "--size {} must be {}..={}",
+                self.size,
+                crate::kernel_gen::MIN_PAYLOAD,
+                crate::frame::MAX_PAYLOAD
+            ));
+        }
+        if !(1..=crate::xdp_gen::MAX_WINDOW).contains(&self.window)
+            || self.window * self.queues > crate::xdp_gen::MAX_IN_FLIGHT
+        {
+            return Err(format!(
+                "--window {} × --queues {} must stay within 1..={} per queue and {} in all",
+                self.window,
+                self.queues,
+                crate::xdp_gen::MAX_WINDOW,
+                crate::xdp_gen::MAX_IN_FLIGHT
+            ));
+        }
+        if u32::from(self.flows) < self.queues {
+            return Err(format!("--flows {} must be at least --queues {}", self.flows, self.queues));
+        }
+        Ok(())
+    }
+
+    /// The target order of round `round` (0-based): the list rotated left by `round`.
+    pub fn order(&self, round: u32) -> Vec<Target> {
+        let mut v = self.targets.clone();
+        if !v.is_empty() {
+            let k = round as usize % v.len();
+            v.rotate_left(k);
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sluice-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lab_commands() {
+        match parse(&["lab", "up"]).unwrap().command {
+            Cmd::Lab(LabCmd::Up { name, queues }) => assert_eq!((name.as_str(), queues), ("demo", 2)),
+            c => panic!("{c:?}"),
+        }
+        match parse(&["lab", "up", "--name", "x1", "--queues", "4"]).unwrap().command {
+            Cmd::Lab(LabCmd::Up { name, queues }) => assert_eq!((name.as_str(), queues), ("x1", 4)),
+            c => panic!("{c:?}"),
+        }
+        assert!(parse(&["lab", "up", "--queues", "0"]).is_err());
+        match parse(&["lab", "down", "demo"]).unwrap().command {
+            Cmd::Lab(LabCmd::Down { name }) => assert_eq!(name, "demo"),
+            c => panic!("{c:?}"),
+        }
+        assert!(parse(&["lab", "down"]).is_err(), "down needs a name");
+        match parse(&["lab", "status"]).unwrap().command {
+            Cmd::Lab(LabCmd::Status { name }) => assert_eq!(name, None),
+            c => panic!("{c:?}"),
+        }
+        match parse(&["lab", "status", "demo"]).unwrap().command {
+            Cmd::Lab(LabCmd::Status { name }) => assert_eq!(name.as_deref(), Some("demo")),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn load_udp_defaults_and_options() {
+        let c = parse(&["load", "udp", "--netns", "sluice-demo-c", "--target", "198.18.0.2:7"]).unwrap();
+        let Cmd::Load(LoadCmd::Udp(a)) = c.command else { panic!() };
+        assert_eq!(a.netns, "sluice-demo-c");
+        assert_eq!(a.target, "198.18.0.2:7".parse().unwrap());
+        assert_eq!(a.source, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!((a.flows, a.window, a.size, a.threads), (64, 8, 64, 1));
+        assert_eq!(a.duration, Duration::from_secs(3));
+        assert_eq!(a.json, None);
+        let c = parse(&[
+            "load",
+            "udp",
+            "--netns",
+            "n",
+            "--target",
+            "198.18.0.2:9",
+            "--source",
+            "198.18.0.5",
+            "--flows",
+            "8",
+            "--window",
+            "2",
+            "--size",
+            "100",
+            "--duration",
+            "0.5",
+            "--threads",
+            "2",
+            "--json",
+            "/tmp/o.json",
+        ])
+        .unwrap();
+        let Cmd::Load(LoadCmd::Udp(a)) = c.command else { panic!() };
+        assert_eq!((a.flows, a.window, a.size, a.threads), (8, 2, 100, 2));
+        assert_eq!(a.duration, Duration::from_millis(500));
+        assert_eq!(a.json, Some(PathBuf::from("/tmp/o.json")));
+        assert!(parse(&["load", "udp", "--netns", "n"]).is_err(), "--target is required");
+        assert!(parse(&["load", "udp", "--netns", "n", "--target", "nope"]).is_err());
+        assert!(parse(&["load", "udp", "--netns", "n", "--target", "198.18.0.2:7", "--duration", "0"]).is_err());
+    }
+
+    #[test]
+    fn run_udp_echo_defaults_and_options() {
+        let Cmd::Run(Scenario::UdpEcho(a)) = parse(&["run", "udp-echo"]).unwrap().command else { panic!() };
+        assert_eq!((a.queues, a.rounds, a.size, a.window, a.flows), (2, 3, 64, 64, 64));
+        assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
+        assert_eq!(a.generator, Generator::Afxdp);
+        assert_eq!(a.gen_idle, crate::idle::IdlePolicy::yielding(200));
+        assert_eq!(a.server_spin, None);
+        assert_eq!(a.targets, vec![Target::Sluice, Target::Kernel, Target::Reflect]);
+        assert!(a.validate().is_ok());
+        let Cmd::Run(Scenario::UdpEcho(a)) = parse(&[
+            "run",
+            "udp-echo",
+            "--queues",
+            "1",
+            "--rounds",
+            "1",
+            "--duration",
+            "1",
+            "--targets",
+            "kernel,reflect",
+            "--generator",
+            "kernel",
+            "--sluiced",
+            "/x/sluiced",
+            "--json",
+            "r.json",
+            "--server-spin",
+            "0",
+            "--gen-idle",
+            "poll",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.targets, vec![Target::Kernel, Target::Reflect]);
+        assert_eq!(a.generator, Generator::Kernel);
+        assert_eq!(a.sluiced, Some(PathBuf::from("/x/sluiced")));
+        assert_eq!(a.json, Some(PathBuf::from("r.json")));
+        assert_eq!(a.server_spin, Some(0));
+        assert_eq!(a.gen_idle, crate::idle::IdlePolicy::spin(0));
+        assert!(parse(&["run", "udp-echo", "--targets", "nginx"]).is_err());
+        assert!(parse(&["run", "udp-echo", "--gen-idle", "busy"]).is_err());
+        assert!(parse(&["run", "udp-echo", "--generator", "dpdk"]).is_err());
+        assert!(parse(&["run", "tcp-echo"]).is_err());
+    }
+
+    #[test]
+    fn udp_echo_validation_and_round_order() {
+        let Cmd::Run(Scenario::UdpEcho(mut a)) = parse(&["run", "udp-echo"]).unwrap().command else { panic!() };
+        assert_eq!(a.order(0), vec![Target::Sluice, Target::Kernel, Target::Reflect]);
+        assert_eq!(a.order(1), vec![Target::Kernel, Target::Reflect, Target::Sluice]);
+        assert_eq!(a.order(2), vec![Target::Reflect, Target::Sluice, Target::Kernel]);
+        assert_eq!(a.order(3), a.order(0));
+        a.targets = vec![Target::Kernel, Target::Kernel];
+        assert!(a.validate().is_err(), "duplicate target");
+        a.targets = vec![Target::Kernel];
+        a.size = 4;
+        assert!(a.validate().is_err());
+        a.size = 64;
+        a.window = 5000;
+        assert!(a.validate().is_err());
+        a.window = 64;
+        a.flows = 1;
+        assert!(a.validate().is_err(), "fewer flows than queues");
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));
+        for bad in ["0", "-1", "x", "1e9", "NaN", "inf"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

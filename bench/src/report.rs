@@ -1,0 +1,470 @@
+//! Results of `run udp-echo` and `load udp`: what is kept (JSON) and what is
+//! printed (tables). A number that was not measured is `None`/`null` and
+//! printed as `-`, never made up.
+use crate::cli::{Generator, Target};
+use crate::summary::{median, ratio_of, thousands};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Latency percentiles, µs.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl Latency {
+    /// From a histogram, `None` when it is empty.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency {
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+    }
+}
+
+/// What the server under test reported over the measured interval.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ServerStats {
+    /// Frames/datagrams it received.
+    pub rx_packets: u64,
+    /// Frames/datagrams it sent.
+    pub tx_packets: u64,
+    /// Frames it dropped (sluice: all drop reasons; kernel echo: send errors;
+    /// reflector: short frames and full tx rings).
+    pub drops: u64,
+    /// sluice: share of received frames handed to another core, over the interval.
+    pub handoff_share: Option<f64>,
+    /// sluice: the daemon's own lifetime handoff share at the end.
+    pub daemon_handoff_share: Option<f64>,
+    /// AF_XDP socket mode ("copy" on veth).
+    pub socket_mode: Option<String>,
+    /// XDP attach mode.
+    pub xdp_mode: Option<String>,
+}
+
+/// One target in one round.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoundResult {
+    /// Round, from 1.
+    pub round: u32,
+    /// Position of the target in this round's order, from 1.
+    pub position: usize,
+    /// The target.
+    pub target: Target,
+    /// Whether the measurement stands (no error, replies > 0).
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// Correct replies in the measured interval.
+    pub replies: u64,
+    /// Replies per second.
+    pub replies_per_s: Option<f64>,
+    /// Length of the measured interval, seconds.
+    pub elapsed_s: f64,
+    /// Busy CPU seconds, all cores (from /proc/stat).
+    pub cpu_busy_s: f64,
+    /// Stolen CPU seconds (hypervisor).
+    pub cpu_steal_s: f64,
+    /// Average busy cores.
+    pub cores_busy: f64,
+    /// Busy CPU µs per reply, all cores.
+    pub cpu_us_per_reply: Option<f64>,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests lost (afxdp: not answered within 100 ms and re-sent; kernel: expired or outstanding at the end).
+    pub lost: u64,
+    /// Frames that were not a correct reply.
+    pub mismatched: u64,
+    /// Correct replies to requests already counted lost.
+    pub late: u64,
+    /// Request→reply latency.
+    pub latency: Option<Latency>,
+    /// The server's view.
+    pub server: Option<ServerStats>,
+    /// Anything else worth knowing (generator socket mode, warnings).
+    pub notes: Vec<String>,
+}
+
+impl RoundResult {
+    /// An empty, failed result.
+    pub fn failed(round: u32, position: usize, target: Target, error: String) -> RoundResult {
+        RoundResult {
+            round,
+            position,
+            target,
+            ok: false,
+            error: Some(error),
+            replies: 0,
+            replies_per_s: None,
+            elapsed_s: 0.0,
+            cpu_busy_s: 0.0,
+            cpu_steal_s: 0.0,
+            cores_busy: 0.0,
+            cpu_us_per_reply: None,
+            sent: 0,
+            lost: 0,
+            mismatched: 0,
+            late: 0,
+            latency: None,
+            server: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Medians of one target over its successful rounds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TargetSummary {
+    /// The target.
+    pub target: Target,
+    /// Successful rounds.
+    pub rounds_ok: usize,
+    /// Failed rounds.
+    pub rounds_failed: usize,
+    /// Median replies/s.
+    pub replies_per_s: Option<f64>,
+    /// Median CPU µs per reply.
+    pub cpu_us_per_reply: Option<f64>,
+    /// Median busy cores.
+    pub cores_busy: Option<f64>,
+    /// Median p99 latency, µs.
+    pub p99_us: Option<f64>,
+    /// Median replies/s ÷ the kernel target's.
+    pub replies_per_s_vs_kernel: Option<f64>,
+    /// Median CPU per reply ÷ the kernel target's (below 1: cheaper than the kernel).
+    pub cpu_per_reply_vs_kernel: Option<f64>,
+    /// Why rounds failed.
+    pub failures: Vec<String>,
+}
+
+/// Medians per target, in `targets` order, with ratios to the `kernel` target.
+pub fn summarize(targets: &[Target], rounds: &[RoundResult]) -> Vec<TargetSummary> {
+    let mut out: Vec<TargetSummary> = targets
+        .iter()
+        .map(|&t| {
+            let ok: Vec<&RoundResult> = rounds.iter().filter(|r| r.target == t && r.ok).collect();
+            let failed: Vec<&RoundResult> = rounds.iter().filter(|r| r.target == t && !r.ok).collect();
+            let med =
+                |f: &dyn Fn(&RoundResult) -> Option<f64>| median(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+            TargetSummary {
+                target: t,
+                rounds_ok: ok.len(),
+                rounds_failed: failed.len(),
+                replies_per_s: med(&|r| r.replies_per_s),
+                cpu_us_per_reply: med(&|r| r.cpu_us_per_reply),
+                cores_busy: med(&|r| Some(r.cores_busy)),
+                p99_us: med(&|r| r.latency.map(|l| l.p99_us as f64)),
+                replies_per_s_vs_kernel: None,
+                cpu_per_reply_vs_kernel: None,
+                failures: failed
+                    .iter()
+                    .map(|r| format!("round {}: {}", r.round, r.error.as_deref().unwrap_or("failed")))
+                    .collect(),
+            }
+        })
+        .collect();
+    let kernel = out.iter().find(|s| s.target == Target::Kernel).cloned();
+    if let Some(k) = kernel {
+        for s in out.iter_mut() {
+            s.replies_per_s_vs_kernel = ratio_of(s.replies_per_s, k.replies_per_s);
+            s.cpu_per_reply_vs_kernel = ratio_of(s.cpu_us_per_reply, k.cpu_us_per_reply);
+        }
+    }
+    out
+}
+
+/// The machine the numbers come from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub cpus: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// Ticks per second of /proc/stat.
+    pub clock_ticks: u64,
+    /// Busy cores in the second before the run (other work on the machine).
+    pub background_cores_busy: Option<f64>,
+}
+
+/// Settings of a `run udp-echo`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EchoSettings {
+    /// Veth queues.
+    pub queues: u32,
+    /// Rounds.
+    pub rounds: u32,
+    /// Measured seconds per target and round.
+    pub duration_s: f64,
+    /// Warm-up seconds.
+    pub warmup_s: f64,
+    /// UDP payload bytes.
+    pub size: usize,
+    /// Requests in flight per queue.
+    pub window: u32,
+    /// Generator flows.
+    pub flows: u16,
+    /// The generator.
+    pub generator: Generator,
+    /// The AF_XDP generator's idle policy.
+    pub gen_idle: String,
+    /// Empty passes sluiced and the reflector spin before sleeping (sluiced's
+    /// `engine.spin_iterations`).
+    pub server_spin: u32,
+    /// Targets in round-1 order.
+    pub targets: Vec<Target>,
+    /// The sluiced binary, if sluice was a target.
+    pub sluiced: Option<String>,
+}
+
+/// Everything `run udp-echo` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct EchoReport {
+    /// How the bench was invoked.
+    pub command_line: Vec<String>,
+    /// The lab's name (its namespaces are sluice-NAME-s/-c).
+    pub lab: String,
+    /// Settings.
+    pub settings: EchoSettings,
+    /// The machine.
+    pub machine: Machine,
+    /// Every target in every round, in the order run.
+    pub rounds: Vec<RoundResult>,
+    /// Medians per target.
+    pub summary: Vec<TargetSummary>,
+}
+
+/// `0.29× (3.4× less)` / `1.50× (1.5× more)`.
+fn cpu_ratio(x: f64) -> String {
+    if x <= 1.0 {
+        format!("{x:.2}× ({:.1}× less)", 1.0 / x)
+    } else {
+        format!("{x:.2}× ({x:.1}× more)")
+    }
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// The tables people read.
+pub fn render_echo(r: &EchoReport) -> String {
+    let s = &r.settings;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "UDP echo: {} B payload, {} queues, window {}/queue ({} in flight), {} generator, {} round(s) × {:.1} s after {:.1} s warm-up",
+        s.size,
+        s.queues,
+        s.window,
+        s.window * s.queues,
+        s.generator.as_str(),
+        s.rounds,
+        s.duration_s,
+        s.warmup_s
+    );
+    let _ = writeln!(
+        o,
+        "servers: adaptive polling, {} empty passes before poll(); afxdp generator idle: {}",
+        s.server_spin, s.gen_idle
+    );
+    let _ = writeln!(
+        o,
+        "machine: {} CPUs, kernel {}, background before the run {} cores busy",
+        r.machine.cpus,
+        r.machine.kernel,
+        opt(r.machine.background_cores_busy, |x| format!("{x:.2}"))
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<8} {:>12} {:>13} {:>11} {:>15} {:>19} {:>9} {:>7}",
+        "target", "replies/s", "CPU µs/reply", "cores busy", "rate ÷ kernel", "CPU/reply ÷ kernel", "p99 µs", "rounds"
+    );
+    for t in &r.summary {
+        let _ = writeln!(
+            o,
+            "{:<8} {:>12} {:>13} {:>11} {:>15} {:>19} {:>9} {:>7}",
+            t.target.as_str(),
+            opt(t.replies_per_s, thousands),
+            opt(t.cpu_us_per_reply, |x| format!("{x:.3}")),
+            opt(t.cores_busy, |x| format!("{x:.2}")),
+            opt(t.replies_per_s_vs_kernel, |x| format!("{x:.2}×")),
+            opt(t.cpu_per_reply_vs_kernel, cpu_ratio),
+            opt(t.p99_us, |x| format!("{x:.0}")),
+            format!("{}/{}", t.rounds_ok, t.rounds_ok + t.rounds_failed),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "medians over successful rounds; CPU = busy time of all cores (/proc/stat), generator and softirqs included"
+    );
+    for t in r.summary.iter().filter(|t| !t.failures.is_empty()) {
+        for f in &t.failures {
+            let _ = writeln!(o, "FAILED {} {}", t.target.as_str(), f);
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:>5} {:<8} {:>12} {:>13} {:>6} {:>11} {:>7} {:>6} {:>5} {:>12}  server rx / tx / drops",
+        "round", "target", "replies/s", "CPU µs/reply", "cores", "sent", "lost", "mism.", "late", "p50/p99 µs"
+    );
+    for x in &r.rounds {
+        if !x.ok {
+            let _ = writeln!(
+                o,
+                "{:>5} {:<8} FAILED: {}",
+                x.round,
+                x.target.as_str(),
+                x.error.as_deref().unwrap_or("unknown")
+            );
+            continue;
+        }
+        let lat = x.latency.map(|l| format!("{}/{}", l.p50_us, l.p99_us)).unwrap_or_else(|| "-".into());
+        let srv = x
+            .server
+            .as_ref()
+            .map(|s| {
+                let mut t = format!("{} / {} / {}", s.rx_packets, s.tx_packets, s.drops);
+                if let Some(h) = s.handoff_share {
+                    let _ = write!(t, ", handoff {:.1}%", h * 100.0);
+                }
+                t
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "{:>5} {:<8} {:>12} {:>13} {:>6.2} {:>11} {:>7} {:>6} {:>5} {:>12}  {}",
+            x.round,
+            x.target.as_str(),
+            opt(x.replies_per_s, thousands),
+            opt(x.cpu_us_per_reply, |v| format!("{v:.3}")),
+            x.cores_busy,
+            x.sent,
+            x.lost,
+            x.mismatched,
+            x.late,
+            lat,
+            srv
+        );
+    }
+    o
+}
+
+/// Result of `load udp`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    /// How the bench was invoked.
+    pub command_line: Vec<String>,
+    /// Namespace the generator ran in.
+    pub netns: String,
+    /// Target.
+    pub target: String,
+    /// Correct replies per second.
+    pub answered_per_s: f64,
+    /// Correct replies in time.
+    pub answered: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Datagrams received.
+    pub received: u64,
+    /// Requests not answered in time.
+    pub lost: u64,
+    /// Replies that did not match a request.
+    pub mismatched: u64,
+    /// Correct replies that came too late.
+    pub late: u64,
+    /// Send and receive call errors.
+    pub send_errors: u64,
+    /// Receive call errors.
+    pub recv_errors: u64,
+    /// Latency.
+    pub latency: Option<Latency>,
+    /// Seconds.
+    pub elapsed_s: f64,
+    /// Flows.
+    pub flows: u16,
+    /// Threads.
+    pub threads: usize,
+}
+
+/// The `load udp` summary.
+pub fn render_load(r: &LoadReport) -> String {
+    let lat = r
+        .latency
+        .map(|l| format!("latency p50 {} µs, p99 {} µs, max {} µs", l.p50_us, l.p99_us, l.max_us))
+        .unwrap_or_else(|| "latency - (no replies)".into());
+    format!(
+        "{} answered/s to {} from {} ({} flows, {} threads, {:.2} s)\n\
+         sent {}, answered {}, lost {}, mismatched {}, late {}, send errors {}, receive errors {}\n{lat}\n",
+        thousands(r.answered_per_s),
+        r.target,
+        r.netns,
+        r.flows,
+        r.threads,
+        r.elapsed_s,
+        r.sent,
+        r.answered,
+        r.lost,
+        r.mismatched,
+        r.late,
+        r.send_errors,
+        r.recv_errors
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(round: u32, target: Target, rate: f64, cpu: f64) -> RoundResult {
+        let mut r = RoundResult::failed(round, 1, target, String::new());
+        r.ok = true;
+        r.error = None;
+        r.replies_per_s = Some(rate);
+        r.cpu_us_per_reply = Some(cpu);
+        r.cores_busy = 1.5;
+        r
+    }
+
+    #[test]
+    fn medians_and_ratios_per_target() {
+        let rounds = vec![
+            ok(1, Target::Sluice, 300.0, 2.0),
+            ok(1, Target::Kernel, 100.0, 8.0),
+            ok(2, Target::Sluice, 500.0, 1.0),
+            ok(2, Target::Kernel, 120.0, 10.0),
+            ok(3, Target::Sluice, 400.0, 3.0),
+            RoundResult::failed(3, 2, Target::Kernel, "no replies".into()),
+            RoundResult::failed(1, 3, Target::Reflect, "boom".into()),
+        ];
+        let s = summarize(&[Target::Sluice, Target::Kernel, Target::Reflect], &rounds);
+        assert_eq!(s[0].replies_per_s, Some(400.0));
+        assert_eq!(s[0].cpu_us_per_reply, Some(2.0));
+        assert_eq!(s[1].replies_per_s, Some(110.0), "median of two: their mean");
+        assert_eq!(s[1].cpu_us_per_reply, Some(9.0));
+        assert_eq!((s[1].rounds_ok, s[1].rounds_failed), (2, 1));
+        let r = s[0].replies_per_s_vs_kernel.unwrap();
+        assert!((r - 400.0 / 110.0).abs() < 1e-12);
+        let c = s[0].cpu_per_reply_vs_kernel.unwrap();
+        assert!((c - 2.0 / 9.0).abs() < 1e-12);
+        assert_eq!(s[1].replies_per_s_vs_kernel, Some(1.0));
+        assert_eq!(s[2].replies_per_s, None, "a failed target gets no number");
+        assert_eq!(s[2].replies_per_s_vs_kernel, None);
+        assert_eq!(s[2].failures, vec!["round 1: boom".to_string()]);
+    }
+
+    #[test]
+    fn no_kernel_target_means_no_ratios() {
+        let s = summarize(&[Target::Reflect], &[ok(1, Target::Reflect, 10.0, 1.0)]);
+        assert_eq!(s[0].replies_per_s, Some(10.0));
+        assert_eq!(s[0].replies_per_s_vs_kernel, None);
+        assert_eq!(s[0].cpu_per_reply_vs_kernel, None);
+    }
+}

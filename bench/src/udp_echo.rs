@@ -1,0 +1,470 @@
+//! `run udp-echo`: sluice, the kernel's UDP stack and a raw AF_XDP reflector
+//! answering the same closed-loop load in one lab, interleaved over rounds.
+use crate::cli::{Generator, Target, UdpEchoArgs};
+use crate::cpu::{clock_ticks, CpuSample, CpuUsage};
+use crate::frame::FlowAddrs;
+use crate::idle::IdlePolicy;
+use crate::interrupt::{Interrupted, StopFlag};
+use crate::kernel_echo::KernelEchoServer;
+use crate::kernel_gen::{self, GenConfig};
+use crate::reflect::Reflector;
+use crate::report::{summarize, EchoReport, EchoSettings, Latency, Machine, RoundResult, ServerStats};
+use crate::sluiced::Sluiced;
+use crate::xdp_gen::{XdpGen, XdpGenConfig};
+use anyhow::{anyhow, bail, Context};
+use sluice_lab::{Lab, LabConfig, Side};
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The echo service port.
+pub const ECHO_PORT: u16 = 7;
+/// First generator source port.
+pub const BASE_PORT: u16 = 40000;
+/// Batch of the kernel echo server's recvmmsg/sendmmsg.
+const KERNEL_BATCH: usize = 64;
+/// Extra time the server and generator threads may run beyond one measurement.
+const SLACK: Duration = Duration::from_secs(60);
+
+/// Everything a measurement needs.
+struct Ctx<'a> {
+    args: &'a UdpEchoArgs,
+    lab: &'a Lab,
+    stop: &'a StopFlag,
+    hz: u64,
+    addrs: FlowAddrs,
+    sluiced: Option<PathBuf>,
+}
+
+impl Ctx<'_> {
+    fn service(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.lab.addr(Side::Server), ECHO_PORT)
+    }
+
+    fn max_run(&self) -> Duration {
+        self.args.warmup + self.args.duration + SLACK
+    }
+}
+
+/// Runs the scenario; `command_line` goes into the report.
+pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<EchoReport> {
+    args.validate().map_err(|e| anyhow!(e))?;
+    let sluiced = if args.targets.contains(&Target::Sluice) {
+        let p = match &args.sluiced {
+            Some(p) => p.clone(),
+            None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
+        };
+        if !p.is_file() {
+            bail!(
+                "no sluiced at {}: build it (cargo build --release -p sluice-engine), pass --sluiced PATH, \
+                 or leave sluice out of --targets",
+                p.display()
+            );
+        }
+        Some(p)
+    } else {
+        None
+    };
+    sluice_lab::require_root()?;
+    let hz = clock_ticks();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+
+    eprintln!("measuring background CPU load for 1 s ...");
+    let b0 = CpuSample::now()?;
+    stop.sleep(Duration::from_secs(1))?;
+    let background = b0.until(&CpuSample::now()?, hz).cores_busy();
+
+    let lab = Lab::up(LabConfig::unique("bench").with_queues(args.queues)).context("building the lab")?;
+    eprintln!("lab {} ({} / {}), {} queues", lab.name(), lab.server_ns, lab.client_ns, args.queues);
+    let addrs = FlowAddrs {
+        client_mac: crate::netinfo::interface_mac(&lab.client_ns, lab.interface(Side::Client))?,
+        server_mac: crate::netinfo::interface_mac(&lab.server_ns, lab.interface(Side::Server))?,
+        client_ip: lab.addr(Side::Client),
+        server: SocketAddrV4::new(lab.addr(Side::Server), ECHO_PORT),
+        base_port: BASE_PORT,
+        flows: args.flows,
+    };
+    let ctx = Ctx { args, lab: &lab, stop, hz, addrs, sluiced: sluiced.clone() };
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        for (i, t) in args.order(round).into_iter().enumerate() {
+            stop.check()?;
+            eprintln!("round {}/{}: {} ...", round + 1, args.rounds, t.as_str());
+            let r = match measure(&ctx, t, round + 1, i + 1) {
+                Ok(r) => r,
+                Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
+                Err(e) => RoundResult::failed(round + 1, i + 1, t, format!("{e:#}")),
+            };
+            match (&r.error, r.replies_per_s) {
+                (Some(e), _) => eprintln!("  {} FAILED: {e}", t.as_str()),
+                (None, Some(rate)) => eprintln!(
+                    "  {:.0} replies/s, {} CPU µs/reply, {:.2} cores busy",
+                    rate,
+                    r.cpu_us_per_reply.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into()),
+                    r.cores_busy
+                ),
+                _ => {}
+            }
+            rounds.push(r);
+        }
+    }
+    let lab_name = lab.name().to_string();
+    let (sns, cns) = (lab.server_ns.clone(), lab.client_ns.clone());
+    lab.down().context("removing the lab")?;
+    if sluice_lab::ns_exists(&sns) || sluice_lab::ns_exists(&cns) {
+        bail!("lab {lab_name} was not removed completely ({sns}, {cns})");
+    }
+    let summary = summarize(&args.targets, &rounds);
+    Ok(EchoReport {
+        command_line,
+        lab: lab_name,
+        settings: EchoSettings {
+            queues: args.queues,
+            rounds: args.rounds,
+            duration_s: args.duration.as_secs_f64(),
+            warmup_s: args.warmup.as_secs_f64(),
+            size: args.size,
+            window: args.window,
+            flows: args.flows,
+            generator: args.generator,
+            gen_idle: args.gen_idle.to_string(),
+            server_spin: args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN),
+            targets: args.targets.clone(),
+            sluiced: sluiced.map(|p| p.display().to_string()),
+        },
+        machine: Machine {
+            cpus,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            clock_ticks: hz,
+            background_cores_busy: Some(background),
+        },
+        rounds,
+        summary,
+    })
+}
+
+/// Server counters at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    rx: u64,
+    tx: u64,
+    drops: u64,
+    handoff_out: u64,
+    /// sluiced's own lifetime handoff share.
+    daemon_handoff_share: Option<f64>,
+}
+
+/// A server under test.
+enum Server {
+    Sluice(Sluiced),
+    Kernel(KernelEchoServer),
+    Reflect(Box<Reflector>),
+}
+
+impl Server {
+    fn start(ctx: &Ctx<'_>, t: Target) -> anyhow::Result<Server> {
+        let service = ctx.service();
+        Ok(match t {
+            Target::Sluice => {
+                let path = ctx.sluiced.as_ref().ok_or_else(|| anyhow!("no sluiced binary"))?;
+                Server::Sluice(Sluiced::start(ctx.lab, path, service, ctx.args.server_spin, ctx.stop)?)
+            }
+            Target::Kernel => {
+                let threads = ctx.args.queues as usize;
+                let s = Lab::run_in(&ctx.lab.server_ns, || KernelEchoServer::start(service, threads, KERNEL_BATCH))?
+                    .context("starting the kernel echo server")?;
+                Server::Kernel(s)
+            }
+            Target::Reflect => Server::Reflect(Box::new(Reflector::start(
+                &ctx.lab.server_ns,
+                ctx.lab.interface(Side::Server),
+                ctx.args.queues,
+                service,
+                ctx.max_run(),
+                // The same idle behaviour as sluiced's adaptive mode, so the two
+                // differ only in what they do per frame.
+                IdlePolicy::spin(ctx.args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN)),
+            )?)),
+        })
+    }
+
+    fn counts(&self) -> anyhow::Result<Counts> {
+        Ok(match self {
+            Server::Sluice(d) => {
+                let s = d.stats()?;
+                let c = |k: &str| s.total.counters.get(k).copied().unwrap_or(0);
+                Counts {
+                    rx: c("rx_packets"),
+                    tx: c("tx_packets"),
+                    drops: s.total.drops.values().sum(),
+                    handoff_out: c("handoff_out"),
+                    daemon_handoff_share: Some(s.total.handoff_share),
+                }
+            }
+            Server::Kernel(k) => {
+                let s = k.stats();
+                Counts {
+                    rx: s.received_packets,
+                    tx: s.sent_packets,
+                    drops: s.send_errors,
+                    handoff_out: 0,
+                    daemon_handoff_share: None,
+                }
+            }
+            Server::Reflect(r) => {
+                let c = r.counters();
+                Counts {
+                    rx: c.rx_packets,
+                    tx: c.tx_packets,
+                    drops: c.dropped,
+                    handoff_out: 0,
+                    daemon_handoff_share: None,
+                }
+            }
+        })
+    }
+
+    /// `Err` with the reason when the server stopped by itself.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self {
+            Server::Sluice(d) => {
+                if !d.running() {
+                    bail!("sluiced exited during the run: {}", d.log_tail());
+                }
+            }
+            Server::Reflect(r) => {
+                if !r.running() {
+                    bail!("a reflector thread stopped during the run");
+                }
+            }
+            Server::Kernel(_) => {}
+        }
+        Ok(())
+    }
+
+    fn modes(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Server::Sluice(d) => match d.status() {
+                Ok(s) => (Some(s.socket_mode), Some(s.xdp_mode)),
+                Err(_) => (None, None),
+            },
+            Server::Kernel(_) => (None, None),
+            Server::Reflect(r) => (Some(r.socket_mode.to_string()), Some(r.xdp_mode.to_string())),
+        }
+    }
+
+    /// Stops the server; returns problems worth reporting.
+    fn stop(self) -> Vec<String> {
+        match self {
+            Server::Sluice(d) => match d.stop() {
+                Ok(st) if st.success() => Vec::new(),
+                Ok(st) => vec![format!("sluiced exited with {st}")],
+                Err(e) => vec![format!("stopping sluiced: {e:#}")],
+            },
+            Server::Kernel(k) => k.stop().errors,
+            Server::Reflect(r) => r.stop().1,
+        }
+    }
+}
+
+/// What the generator saw over the measured interval.
+struct Load {
+    replies: u64,
+    rate_elapsed: Duration,
+    sent: u64,
+    lost: u64,
+    mismatched: u64,
+    late: u64,
+    cpu: CpuUsage,
+    latency: Option<Latency>,
+    before: Counts,
+    after: Counts,
+    notes: Vec<String>,
+}
+
+fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize) -> anyhow::Result<RoundResult> {
+    let mut server = Server::start(ctx, t)?;
+    let load = match ctx.args.generator {
+        Generator::Afxdp => load_afxdp(ctx, &server),
+        Generator::Kernel => load_kernel(ctx, &server),
+    };
+    let alive = server.check_alive();
+    let modes = server.modes();
+    let stop_problems = server.stop();
+    let load = load?;
+    alive?;
+    let mut r = RoundResult::failed(round, position, t, String::new());
+    let d = Counts {
+        rx: load.after.rx.saturating_sub(load.before.rx),
+        tx: load.after.tx.saturating_sub(load.before.tx),
+        drops: load.after.drops.saturating_sub(load.before.drops),
+        handoff_out: load.after.handoff_out.saturating_sub(load.before.handoff_out),
+        daemon_handoff_share: load.after.daemon_handoff_share,
+    };
+    let secs = load.rate_elapsed.as_secs_f64();
+    r.replies = load.replies;
+    r.replies_per_s = (secs > 0.0).then(|| load.replies as f64 / secs);
+    r.elapsed_s = load.cpu.elapsed.as_secs_f64();
+    r.cpu_busy_s = load.cpu.busy_s;
+    r.cpu_steal_s = load.cpu.steal_s;
+    r.cores_busy = load.cpu.cores_busy();
+    r.cpu_us_per_reply = load.cpu.us_per(load.replies);
+    r.sent = load.sent;
+    r.lost = load.lost;
+    r.mismatched = load.mismatched;
+    r.late = load.late;
+    r.latency = load.latency;
+    r.server = Some(ServerStats {
+        rx_packets: d.rx,
+        tx_packets: d.tx,
+        drops: d.drops,
+        handoff_share: (t == Target::Sluice && d.rx > 0).then(|| d.handoff_out as f64 / d.rx as f64),
+        daemon_handoff_share: d.daemon_handoff_share,
+        socket_mode: modes.0,
+        xdp_mode: modes.1,
+    });
+    r.notes = load.notes;
+    r.notes.extend(stop_problems);
+    if load.replies == 0 {
+        r.error = Some(format!(
+            "no replies (sent {}, lost {}, mismatched {}; server rx {} tx {} drops {})",
+            load.sent, load.lost, load.mismatched, d.rx, d.tx, d.drops
+        ));
+    } else {
+        r.ok = true;
+        r.error = None;
+    }
+    Ok(r)
+}
+
+fn load_afxdp(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
+    let a = ctx.args;
+    let cfg = XdpGenConfig {
+        interface: ctx.lab.interface(Side::Client).to_string(),
+        queues: a.queues,
+        addrs: ctx.addrs,
+        window: a.window,
+        payload_len: a.size,
+        pin: true,
+        max_run: ctx.max_run(),
+        idle: a.gen_idle,
+    };
+    let gen = XdpGen::start(&ctx.lab.client_ns, cfg).context("starting the AF_XDP generator")?;
+    ctx.stop.sleep(a.warmup)?;
+    if !gen.running() {
+        let fin = gen.stop();
+        bail!("the generator stopped during the warm-up: {}", fin.errors.join("; "));
+    }
+    let before = server.counts()?;
+    let c0 = gen.counters();
+    gen.set_measuring(true);
+    let cpu0 = CpuSample::now()?;
+    ctx.stop.sleep(a.duration)?;
+    let cpu1 = CpuSample::now()?;
+    let c1 = gen.counters();
+    gen.set_measuring(false);
+    let after = server.counts()?;
+    let running = gen.running();
+    let (socket_mode, xdp_mode) = (gen.socket_mode, gen.xdp_mode);
+    let fin = gen.stop();
+    if !running || !fin.errors.is_empty() {
+        bail!("generator: {}", fin.errors.join("; "));
+    }
+    let cpu = cpu0.until(&cpu1, ctx.hz);
+    let d = c1.since(&c0);
+    let mut notes = vec![format!("generator: AF_XDP {socket_mode} mode, XDP {xdp_mode}")];
+    if d.tx_full > 0 {
+        notes.push(format!("generator tx ring full {} times", d.tx_full));
+    }
+    Ok(Load {
+        replies: d.replies,
+        rate_elapsed: cpu.elapsed,
+        sent: d.sent,
+        lost: d.lost,
+        mismatched: d.mismatched,
+        late: d.late,
+        cpu,
+        latency: Latency::of(&fin.latency_us),
+        before,
+        after,
+        notes,
+    })
+}
+
+/// The kernel generator's config: `window × queues` requests in flight
+/// spread over the flows (at least one per flow), one thread per queue.
+pub fn kernel_gen_config(args: &UdpEchoArgs, addrs: &FlowAddrs, duration: Duration) -> GenConfig {
+    let in_flight = (args.window * args.queues) as usize;
+    GenConfig {
+        target: addrs.server,
+        source: addrs.client_ip,
+        flows: args.flows,
+        window: (in_flight / usize::from(args.flows)).max(1),
+        payload_len: args.size,
+        duration,
+        threads: args.queues as usize,
+    }
+}
+
+fn load_kernel(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
+    let a = ctx.args;
+    let ns = &ctx.lab.client_ns;
+    let warm = kernel_gen_config(a, &ctx.addrs, a.warmup);
+    Lab::run_in(ns, || kernel_gen::run(&warm))?.context("kernel generator warm-up")?;
+    ctx.stop.check()?;
+    let cfg = kernel_gen_config(a, &ctx.addrs, a.duration);
+    let before = server.counts()?;
+    let cpu0 = CpuSample::now()?;
+    let rep = Lab::run_in(ns, || kernel_gen::run(&cfg))?.context("kernel generator")?;
+    let cpu1 = CpuSample::now()?;
+    let after = server.counts()?;
+    ctx.stop.check()?;
+    let mut notes = vec![format!(
+        "generator: kernel sockets, {} flows × window {}, {} threads",
+        cfg.flows, cfg.window, rep.threads
+    )];
+    if rep.send_errors + rep.recv_errors > 0 {
+        notes.push(format!("generator send errors {}, receive errors {}", rep.send_errors, rep.recv_errors));
+    }
+    Ok(Load {
+        replies: rep.answered(),
+        rate_elapsed: rep.elapsed,
+        sent: rep.sent,
+        lost: rep.lost,
+        mismatched: rep.mismatched,
+        late: rep.late,
+        cpu: cpu0.until(&cpu1, ctx.hz),
+        latency: Latency::of(&rep.latency_us),
+        before,
+        after,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Cmd, Scenario};
+    use clap::Parser;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn kernel_generator_keeps_the_same_number_in_flight() {
+        let Cmd::Run(Scenario::UdpEcho(a)) = Cli::try_parse_from(["sluice-bench", "run", "udp-echo"]).unwrap().command
+        else {
+            panic!()
+        };
+        let addrs = FlowAddrs {
+            client_mac: [0; 6],
+            server_mac: [0; 6],
+            client_ip: Ipv4Addr::new(198, 18, 0, 1),
+            server: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),
+            base_port: BASE_PORT,
+            flows: 64,
+        };
+        let g = kernel_gen_config(&a, &addrs, Duration::from_secs(1));
+        assert_eq!(usize::from(g.flows) * g.window, 128, "64 × 2 = window 64 × 2 queues");
+        assert_eq!(g.threads, 2);
+        assert!(g.validate().is_ok());
+    }
+}

@@ -1,0 +1,684 @@
+//! The AF_XDP closed-loop UDP generator.
+//!
+//! A kernel-socket generator costs more CPU per transaction than the server
+//! under test (design.md, "Measuring on veth"), so this one bypasses the
+//! client's stack too. On the client interface it loads sluice's own XDP
+//! program with one "service" per generator source port (`client_ip:port`,
+//! UDP), so the replies to our flows are steered to one AF_XDP socket per
+//! queue; everything else (ARP) stays with the kernel. All sockets share one
+//! UMEM, each queue's thread owns its socket and a fixed range of frames.
+//!
+//! The closed loop: every queue injects `window` requests at start, and any
+//! thread turns every reply it receives (on any queue: a kernel server's
+//! replies all arrive on one) back into the next request of the same slot,
+//! in place, and sends it from its own socket. So `window × queues`
+//! requests are in flight. A request unanswered for [`LOSS_TIMEOUT`] is
+//! counted lost and its slot re-injected by its owning queue, so losses do
+//! not shrink the window.
+//!
+//! A slot's state (generation and send time) is one atomic word; the reply
+//! path and the loss timer race for it with compare-and-swap, so each
+//! generation is answered or declared lost exactly once.
+use crate::frame::{build_request, check_reply, frame_len, turnaround, FlowAddrs};
+use crate::idle::IdlePolicy;
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use sluice_ebpf::abi::ServiceKey;
+use sluice_engine::afxdp::{poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskConfig, XskSocket};
+use sluice_engine::steering::Steering;
+use sluice_engine::wire::ip_proto;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A request without a reply for this long is lost and sent again.
+pub const LOSS_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often a queue looks for lost requests.
+const SCAN_INTERVAL: Duration = Duration::from_millis(10);
+/// UMEM frame size.
+const FRAME_SIZE: u32 = 2048;
+/// Frames taken from the rx/completion rings per pass.
+const BATCH: usize = 64;
+/// Longest sleep in poll().
+const SLEEP_MS: i32 = 10;
+/// Largest `window × queues`.
+pub const MAX_IN_FLIGHT: u32 = 8192;
+/// Largest window per queue.
+pub const MAX_WINDOW: u32 = 1024;
+/// Highest latency tracked, µs.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+const SENT_BITS: u32 = 40;
+const SENT_MASK: u64 = (1 << SENT_BITS) - 1;
+const GEN_MASK: u64 = (1 << (64 - SENT_BITS)) - 1;
+
+/// Packs a slot's generation (24 bits) and send time (µs since the
+/// generator's epoch, 40 bits) into one word.
+fn pack(gen: u64, sent_us: u64) -> u64 {
+    (gen & GEN_MASK) << SENT_BITS | (sent_us & SENT_MASK)
+}
+
+fn gen_of(state: u64) -> u64 {
+    state >> SENT_BITS
+}
+
+fn sent_of(state: u64) -> u64 {
+    state & SENT_MASK
+}
+
+/// The sequence number a request of `slot`, generation `gen` carries.
+pub fn seq_of(slot: u32, gen: u64) -> u64 {
+    (slot as u64) << 32 | (gen & GEN_MASK)
+}
+
+/// Slot and generation of a sequence number.
+pub fn split_seq(seq: u64) -> (u32, u64) {
+    ((seq >> 32) as u32, seq & 0xFFFF_FFFF)
+}
+
+/// What the generator runs on and sends.
+#[derive(Clone, Debug)]
+pub struct XdpGenConfig {
+    /// The client interface (in the namespace the generator is started in).
+    pub interface: String,
+    /// Queues of the interface to use (0..queues), one socket and thread each.
+    pub queues: u32,
+    /// Addresses, ports and flows.
+    pub addrs: FlowAddrs,
+    /// Requests in flight per queue.
+    pub window: u32,
+    /// UDP payload bytes.
+    pub payload_len: usize,
+    /// Pin queue q's thread to CPU q (mod the CPU count).
+    pub pin: bool,
+    /// Threads stop by themselves after this long, whatever happens.
+    pub max_run: Duration,
+    /// What a queue thread does when it finds no work.
+    pub idle: IdlePolicy,
+}
+
+impl XdpGenConfig {
+    /// Checks sizes and addresses.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let a = &self.addrs;
+        if !sluice_lab::is_lab_addr(a.client_ip) || !sluice_lab::is_lab_addr(*a.server.ip()) {
+            bail!("generator addresses must be in 198.18.0.0/15 ({} -> {})", a.client_ip, a.server);
+        }
+        if !(1..=sluice_ebpf::abi::MAX_QUEUES).contains(&self.queues) {
+            bail!("queues is {}; the generator serves 1..={}", self.queues, sluice_ebpf::abi::MAX_QUEUES);
+        }
+        if u32::from(a.flows) < self.queues {
+            bail!("{} flows cannot cover {} queues (each queue needs its own source ports)", a.flows, self.queues);
+        }
+        if a.base_port.checked_add(a.flows).is_none() || a.base_port == 0 {
+            bail!("source ports {}..+{} do not fit", a.base_port, a.flows);
+        }
+        if !(1..=MAX_WINDOW).contains(&self.window) || self.window * self.queues > MAX_IN_FLIGHT {
+            bail!(
+                "window {} × {} queues: the window must be 1..={MAX_WINDOW} and window × queues at most {MAX_IN_FLIGHT}",
+                self.window,
+                self.queues
+            );
+        }
+        if frame_len(self.payload_len) > (FRAME_SIZE - 256) as usize
+            || !(crate::kernel_gen::MIN_PAYLOAD..=crate::frame::MAX_PAYLOAD).contains(&self.payload_len)
+        {
+            bail!(
+                "payload size {} must be {}..={}",
+                self.payload_len,
+                crate::kernel_gen::MIN_PAYLOAD,
+                crate::frame::MAX_PAYLOAD
+            );
+        }
+        Ok(())
+    }
+
+    /// Ring size: room for every request in flight on one queue.
+    fn ring_size(&self) -> u32 {
+        (self.window * self.queues).next_power_of_two().max(2048)
+    }
+
+    /// The flow (source port index) of the `k`-th slot of queue `q`: each
+    /// queue has its own ports (`i ≡ q mod queues`), so a flow starts on
+    /// one queue only.
+    pub fn flow_of_slot(&self, q: u32, k: u32) -> u16 {
+        flow_of_slot(self.addrs.flows, self.queues, q, k)
+    }
+}
+
+/// See [`XdpGenConfig::flow_of_slot`].
+pub fn flow_of_slot(flows: u16, queues: u32, q: u32, k: u32) -> u16 {
+    let flows = u32::from(flows);
+    let per_queue = (flows - q).div_ceil(queues).max(1);
+    (q + queues * (k % per_queue)) as u16
+}
+
+/// Counters, summed over queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GenCounters {
+    /// Correct replies to the current request of their slot.
+    pub replies: u64,
+    /// Requests sent (initial, turned around, re-injected).
+    pub sent: u64,
+    /// Requests declared lost after [`LOSS_TIMEOUT`] (and re-injected).
+    pub lost: u64,
+    /// Frames that were not a correct reply (wrong payload, length, addresses).
+    pub mismatched: u64,
+    /// Correct replies to a request already declared lost.
+    pub late: u64,
+    /// Requests dropped because the tx ring was full (they turn up as lost).
+    pub tx_full: u64,
+    /// Frames received.
+    pub received: u64,
+}
+
+impl GenCounters {
+    /// `self - earlier`, field by field.
+    pub fn since(&self, e: &GenCounters) -> GenCounters {
+        GenCounters {
+            replies: self.replies - e.replies,
+            sent: self.sent - e.sent,
+            lost: self.lost - e.lost,
+            mismatched: self.mismatched - e.mismatched,
+            late: self.late - e.late,
+            tx_full: self.tx_full - e.tx_full,
+            received: self.received - e.received,
+        }
+    }
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct QueueCounters {
+    replies: AtomicU64,
+    sent: AtomicU64,
+    lost: AtomicU64,
+    mismatched: AtomicU64,
+    late: AtomicU64,
+    tx_full: AtomicU64,
+    received: AtomicU64,
+}
+
+impl QueueCounters {
+    fn publish(&self, c: &GenCounters) {
+        self.replies.store(c.replies, Ordering::Relaxed);
+        self.sent.store(c.sent, Ordering::Relaxed);
+        self.lost.store(c.lost, Ordering::Relaxed);
+        self.mismatched.store(c.mismatched, Ordering::Relaxed);
+        self.late.store(c.late, Ordering::Relaxed);
+        self.tx_full.store(c.tx_full, Ordering::Relaxed);
+        self.received.store(c.received, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> GenCounters {
+        GenCounters {
+            replies: self.replies.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            mismatched: self.mismatched.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            tx_full: self.tx_full.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the queues share.
+struct Shared {
+    cfg: XdpGenConfig,
+    slots: Vec<AtomicU64>,
+    counters: Vec<QueueCounters>,
+    stop: AtomicBool,
+    measuring: AtomicBool,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+/// What a finished run leaves.
+#[derive(Debug)]
+pub struct GenFinal {
+    /// Request→reply latency (µs) of replies received while measuring.
+    pub latency_us: Histogram<u64>,
+    /// Errors of queue threads.
+    pub errors: Vec<String>,
+}
+
+/// A running generator. Stop it with [`XdpGen::stop`]; dropping it stops it too.
+pub struct XdpGen {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<Histogram<u64>, String>>>,
+    steering: Option<Steering>,
+    ns: String,
+    /// "copy" or "zero-copy".
+    pub socket_mode: &'static str,
+    /// "driver" or "skb".
+    pub xdp_mode: &'static str,
+}
+
+impl XdpGen {
+    /// Sets up steering, UMEM and sockets in namespace `ns` and starts one
+    /// thread per queue (in `ns`), which begin sending at once.
+    pub fn start(ns: &str, cfg: XdpGenConfig) -> anyhow::Result<XdpGen> {
+        cfg.validate()?;
+        sluice_lab::Lab::run_in(ns, || Self::start_here(ns, cfg))?
+    }
+
+    fn start_here(ns: &str, cfg: XdpGenConfig) -> anyhow::Result<XdpGen> {
+        let ifindex = nix::net::if_::if_nametoindex(cfg.interface.as_str())
+            .with_context(|| format!("interface {} in {ns}", cfg.interface))?;
+        let (mut steering, _counters) = Steering::load()?;
+        let a = cfg.addrs;
+        for i in 0..a.flows {
+            steering.add_service(ServiceKey::new(ip_proto::UDP, IpAddr::V4(a.client_ip), a.port(i)), u32::from(i))?;
+        }
+        let ring = cfg.ring_size();
+        let frames_per_queue = 2 * ring;
+        let area = UmemArea::new(frames_per_queue * cfg.queues, FRAME_SIZE).context("mapping the generator's UMEM")?;
+        let mut sockets: Vec<XskSocket> = Vec::new();
+        for q in 0..cfg.queues {
+            let xc = XskConfig { ifindex, queue: q, ring_size: ring, fill_size: ring, mode: BindMode::Auto };
+            let s = match sockets.first() {
+                None => XskSocket::create_first(&area, &xc)?,
+                Some(first) => XskSocket::create_shared(first, &area, &xc)?,
+            };
+            steering.set_socket(q, &s)?;
+            sockets.push(s);
+        }
+        let socket_mode = sockets[0].mode().as_str();
+        let window = cfg.window;
+        let queues = cfg.queues;
+        let shared = Arc::new(Shared {
+            slots: (0..window * queues).map(|_| AtomicU64::new(0)).collect(),
+            counters: (0..queues).map(|_| QueueCounters::default()).collect(),
+            stop: AtomicBool::new(false),
+            measuring: AtomicBool::new(false),
+            epoch: Instant::now(),
+            cfg,
+        });
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut gen = XdpGen {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            steering: None,
+            ns: ns.to_string(),
+            socket_mode,
+            xdp_mode: "none",
+        };
+        for (q, xsk) in sockets.into_iter().enumerate() {
+            let q = q as u32;
+            let ctx = QueueCtx {
+                q,
+                xsk,
+                frames: FrameAccess::new(area.clone()),
+                first_frame: q * frames_per_queue,
+                nframes: frames_per_queue,
+                shared: shared.clone(),
+                cpu: shared.cfg.pin.then_some(q as usize % ncpu),
+            };
+            let h = std::thread::Builder::new()
+                .name(format!("xgen-{q}"))
+                .spawn(move || run_queue(ctx))
+                .context("spawning a generator thread")?;
+            gen.threads.push(h);
+        }
+        // Attach last: the sockets are in the map and their fill rings stocked
+        // soon after; until then the program passes frames to the kernel.
+        steering.attach(&shared.cfg.interface, ifindex)?;
+        gen.xdp_mode = steering.mode();
+        gen.steering = Some(steering);
+        Ok(gen)
+    }
+
+    /// The counters now, summed over queues.
+    pub fn counters(&self) -> GenCounters {
+        let mut t = GenCounters::default();
+        for c in &self.shared.counters {
+            let c = c.read();
+            t.replies += c.replies;
+            t.sent += c.sent;
+            t.lost += c.lost;
+            t.mismatched += c.mismatched;
+            t.late += c.late;
+            t.tx_full += c.tx_full;
+            t.received += c.received;
+        }
+        t
+    }
+
+    /// Latencies are recorded only while measuring.
+    pub fn set_measuring(&self, on: bool) {
+        self.shared.measuring.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether every queue thread is still running.
+    pub fn running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops the threads, detaches the program (in its namespace) and
+    /// returns the merged latency histogram and any thread errors.
+    pub fn stop(mut self) -> GenFinal {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> GenFinal {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        let mut latency_us = new_histogram();
+        for (q, t) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            match t.join() {
+                Ok(Ok(h)) => {
+                    if let Err(e) = latency_us.add(&h) {
+                        errors.push(format!("queue {q}: merging latencies: {e}"));
+                    }
+                }
+                Ok(Err(e)) => errors.push(format!("queue {q}: {e}")),
+                Err(_) => errors.push(format!("queue {q}: thread panicked")),
+            }
+        }
+        if let Some(mut s) = self.steering.take() {
+            // Detach from inside the namespace (netlink-based links need it).
+            let detached = sluice_lab::Lab::run_in(&self.ns, move || s.detach());
+            if let Err(e) = detached {
+                errors.push(format!("detaching the generator's XDP program: {e}"));
+            }
+        }
+        GenFinal { latency_us, errors }
+    }
+}
+
+impl Drop for XdpGen {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() || self.steering.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
+}
+
+struct QueueCtx {
+    q: u32,
+    xsk: XskSocket,
+    frames: FrameAccess,
+    first_frame: u32,
+    nframes: u32,
+    shared: Arc<Shared>,
+    cpu: Option<usize>,
+}
+
+fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
+    if let Some(cpu) = c.cpu {
+        // Not fatal: an unpinned generator still measures, just less steadily.
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    }
+    let sh = c.shared.clone();
+    let cfg = &sh.cfg;
+    let area = c.frames.area().clone();
+    let deadline = Instant::now() + cfg.max_run;
+    let mut hist = new_histogram();
+    let mut n = GenCounters::default();
+    let mut free: Vec<u64> = (c.first_frame..c.first_frame + c.nframes).map(|i| area.frame_addr(i)).collect();
+    let mut tx: Vec<Desc> = Vec::with_capacity(c.xsk.tx.size() as usize);
+    let mut rx = vec![Desc::default(); BATCH];
+    let mut comp = vec![0u64; 4 * BATCH];
+    let payload = cfg.payload_len;
+    let window = cfg.window;
+    let my_slots = c.q * window..(c.q + 1) * window;
+
+    // The first window, then stock the fill ring.
+    let now_us = sh.now_us();
+    for slot in my_slots.clone() {
+        let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
+        let addr = free.pop().ok_or("no free frame for the first window")?;
+        sh.slots[slot as usize].store(pack(0, now_us), Ordering::Relaxed);
+        let buf = c.frames.frame_mut(addr).ok_or("bad frame address")?;
+        let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload).ok_or("cannot build a request")?;
+        tx.push(Desc { addr, len: len as u32, options: 0 });
+    }
+    refill(&mut c.xsk, &mut free);
+
+    let mut idle = 0u32;
+    let mut next_scan = Instant::now() + SCAN_INTERVAL;
+    let mut published = GenCounters::default();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!("still running after {:?}; stopped", cfg.max_run));
+        }
+        let mut work = 0usize;
+
+        // Completions: sent frames come back.
+        let k = c.xsk.comp.consume(&mut comp);
+        for &a in &comp[..k] {
+            free.push(area.frame_base(a));
+        }
+        work += k;
+
+        // Replies: each becomes the next request of its slot.
+        let k = c.xsk.rx.consume(&mut rx);
+        if k > 0 {
+            work += k;
+            n.received += k as u64;
+            let now_us = sh.now_us();
+            let measuring = sh.measuring.load(Ordering::Relaxed);
+            for d in &rx[..k] {
+                match on_reply(&mut c.frames, &sh, *d, now_us) {
+                    Reply::Next { len, latency_us } => {
+                        n.replies += 1;
+                        if measuring {
+                            hist.saturating_record(latency_us.max(1));
+                        }
+                        tx.push(Desc { addr: d.addr, len, options: 0 });
+                    }
+                    Reply::Late => {
+                        n.late += 1;
+                        free.push(area.frame_base(d.addr));
+                    }
+                    Reply::Mismatched => {
+                        n.mismatched += 1;
+                        free.push(area.frame_base(d.addr));
+                    }
+                }
+            }
+        }
+
+        // Lost requests of our slots: declare and re-inject.
+        if now >= next_scan {
+            next_scan = now + SCAN_INTERVAL;
+            let now_us = sh.now_us();
+            let timeout = LOSS_TIMEOUT.as_micros() as u64;
+            for slot in my_slots.clone() {
+                let st = sh.slots[slot as usize].load(Ordering::Acquire);
+                if now_us.saturating_sub(sent_of(st)) < timeout {
+                    continue;
+                }
+                let Some(addr) = free.pop() else { break };
+                let gen = (gen_of(st) + 1) & GEN_MASK;
+                if sh.slots[slot as usize]
+                    .compare_exchange(st, pack(gen, now_us), Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    free.push(addr);
+                    continue;
+                }
+                n.lost += 1;
+                let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
+                let buf = c.frames.frame_mut(addr).ok_or("bad frame address")?;
+                let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, gen), payload).ok_or("build")?;
+                tx.push(Desc { addr, len: len as u32, options: 0 });
+            }
+        }
+
+        // Send.
+        if !tx.is_empty() {
+            let k = c.xsk.tx.produce(&tx);
+            n.sent += k as u64;
+            for d in &tx[k..] {
+                n.tx_full += 1;
+                free.push(area.frame_base(d.addr));
+            }
+            tx.clear();
+        }
+        let pending_tx = c.xsk.tx.occupancy() > 0;
+        if pending_tx && c.xsk.tx.needs_wakeup() {
+            c.xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
+        }
+        refill(&mut c.xsk, &mut free);
+
+        if n != published {
+            sh.counters[c.q as usize].publish(&n);
+            published = n;
+        }
+        if work > 0 || pending_tx {
+            idle = 0;
+            continue;
+        }
+        if cfg.idle.on_idle(&mut idle) && c.xsk.rx.occupancy() == 0 && c.xsk.comp.occupancy() == 0 {
+            poll_fds(&[c.xsk.as_fd()], SLEEP_MS).map_err(|e| format!("poll: {e}"))?;
+        }
+    }
+    sh.counters[c.q as usize].publish(&n);
+    Ok(hist)
+}
+
+/// Free frames → fill ring, kicking the kernel if it asks.
+fn refill(xsk: &mut XskSocket, free: &mut Vec<u64>) {
+    let room = xsk.fill.free(BATCH as u32) as usize;
+    let k = room.min(free.len());
+    if k == 0 {
+        return;
+    }
+    let n = xsk.fill.produce(&free[free.len() - k..]);
+    free.truncate(free.len() - n);
+    if n > 0 && xsk.fill.needs_wakeup() {
+        xsk.kick_rx();
+    }
+}
+
+enum Reply {
+    /// The next request is in the frame, `len` bytes.
+    Next { len: u32, latency_us: u64 },
+    /// A correct reply to a request already given up.
+    Late,
+    /// Not a correct reply.
+    Mismatched,
+}
+
+fn on_reply(frames: &mut FrameAccess, sh: &Shared, d: Desc, now_us: u64) -> Reply {
+    let cfg = &sh.cfg;
+    let Some(buf) = frames.bytes_mut(d.addr, d.len) else { return Reply::Mismatched };
+    let Some((flow, seq)) = check_reply(buf, &cfg.addrs, cfg.payload_len) else { return Reply::Mismatched };
+    let (slot, gen) = split_seq(seq);
+    let Some(state) = sh.slots.get(slot as usize) else { return Reply::Mismatched };
+    // A slot's flow is fixed: a reply naming another flow is corrupt.
+    if cfg.flow_of_slot(slot / cfg.window, slot % cfg.window) != flow {
+        return Reply::Mismatched;
+    }
+    let st = state.load(Ordering::Acquire);
+    if gen_of(st) != gen {
+        return Reply::Late;
+    }
+    let next = (gen + 1) & GEN_MASK;
+    if state.compare_exchange(st, pack(next, now_us), Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return Reply::Late;
+    }
+    match turnaround(buf, flow, seq_of(slot, next), cfg.payload_len) {
+        Some(len) => Reply::Next { len: len as u32, latency_us: now_us.saturating_sub(sent_of(st)) },
+        // Cannot happen after check_reply; the slot would time out and be re-sent.
+        None => Reply::Mismatched,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn cfg(queues: u32, flows: u16, window: u32) -> XdpGenConfig {
+        XdpGenConfig {
+            interface: "sluice1".into(),
+            queues,
+            addrs: FlowAddrs {
+                client_mac: [2, 0, 0, 0, 0, 1],
+                server_mac: [2, 0, 0, 0, 0, 2],
+                client_ip: Ipv4Addr::new(198, 18, 0, 1),
+                server: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),
+                base_port: 40000,
+                flows,
+            },
+            window,
+            payload_len: 64,
+            pin: false,
+            max_run: Duration::from_secs(10),
+            idle: IdlePolicy::spin(10),
+        }
+    }
+
+    #[test]
+    fn slot_state_packs_and_sequence_numbers_split() {
+        let st = pack(0xABCDEF, 123_456_789);
+        assert_eq!(gen_of(st), 0xABCDEF);
+        assert_eq!(sent_of(st), 123_456_789);
+        assert_eq!(gen_of(pack(GEN_MASK + 5, 0)), 4, "generations wrap at 24 bits");
+        assert_eq!(split_seq(seq_of(77, 0x123456)), (77, 0x123456));
+    }
+
+    #[test]
+    fn each_queue_has_its_own_flows() {
+        for (q, f) in [(2u32, 64u16), (3, 64), (2, 3), (4, 4), (1, 64)] {
+            let c = cfg(q, f, 64);
+            let mut seen: Vec<HashSet<u16>> = vec![HashSet::new(); q as usize];
+            for queue in 0..q {
+                for k in 0..64 {
+                    let flow = c.flow_of_slot(queue, k);
+                    assert!(flow < f, "flow {flow} of {f}");
+                    assert_eq!(u32::from(flow) % q, queue, "flow {flow} belongs to queue {}", u32::from(flow) % q);
+                    seen[queue as usize].insert(flow);
+                }
+            }
+            let all: usize = seen.iter().map(|s| s.len()).sum();
+            assert_eq!(all, usize::from(f).min(64 * q as usize), "every flow used ({q} queues, {f} flows)");
+        }
+    }
+
+    #[test]
+    fn configs_are_validated() {
+        assert!(cfg(2, 64, 64).validate().is_ok());
+        assert!(cfg(2, 1, 64).validate().is_err(), "fewer flows than queues");
+        assert!(cfg(2, 64, 0).validate().is_err());
+        assert!(cfg(2, 64, MAX_WINDOW + 1).validate().is_err());
+        assert!(cfg(16, 64, 1024).validate().is_err(), "too many in flight");
+        let mut c = cfg(2, 64, 64);
+        c.payload_len = 4;
+        assert!(c.validate().is_err());
+        let mut c = cfg(2, 64, 64);
+        c.addrs.client_ip = Ipv4Addr::new(10, 0, 0, 1);
+        assert!(c.validate().is_err(), "outside 198.18.0.0/15");
+        let mut c = cfg(2, 64, 64);
+        c.addrs.base_port = 65500;
+        assert!(c.validate().is_err());
+        assert_eq!(cfg(2, 64, 64).ring_size(), 2048);
+        assert_eq!(cfg(4, 64, 1024).ring_size(), 4096);
+    }
+
+    #[test]
+    fn counters_subtract() {
+        let a = GenCounters { replies: 10, sent: 20, lost: 1, mismatched: 2, late: 3, tx_full: 0, received: 15 };
+        let b = GenCounters { replies: 15, sent: 26, lost: 1, mismatched: 2, late: 4, tx_full: 1, received: 21 };
+        let d = b.since(&a);
+        assert_eq!((d.replies, d.sent, d.late, d.tx_full, d.received), (5, 6, 1, 1, 6));
+    }
+}
