@@ -19,7 +19,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// sluiced's default `engine.spin_iterations`.
-pub const DEFAULT_SPIN: u32 = 2000;
+pub const DEFAULT_SPIN: u32 = 200;
 
 /// The config sluiced gets: UDP echo on `listen`, `queues` queues of
 /// `interface`, adaptive polling with `spin` empty passes before sleeping

@@ -183,7 +183,7 @@ impl Server {
                 ctx.max_run(),
                 // The same idle behaviour as sluiced's adaptive mode, so the two
                 // differ only in what they do per frame.
-                IdlePolicy::spin(ctx.args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN)),
+                IdlePolicy::yielding(ctx.args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN)),
             )?)),
         })
     }

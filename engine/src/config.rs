@@ -134,7 +134,7 @@ fn default_idle() -> u64 {
     30
 }
 fn default_spin() -> u32 {
-    2000
+    200
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,7 +189,7 @@ pub struct EngineConfig {
     pub batch_size: u32,
     /// How cores wait.
     pub poll: PollMode,
-    /// Empty passes an adaptive core spins before it sleeps.
+    /// Empty passes an adaptive core spins (yielding the CPU) before it sleeps.
     pub spin_iterations: u32,
     /// Zero-copy request.
     pub zero_copy: ZeroCopy,

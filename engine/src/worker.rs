@@ -121,8 +121,12 @@ impl Worker {
             match self.cfg.poll {
                 PollMode::Busy => std::hint::spin_loop(),
                 PollMode::Adaptive if idle < self.cfg.spin => {
+                    // Yield rather than pause: on a shared core the thread
+                    // with work (on veth, the softirq doing our receive side)
+                    // gets the CPU at once; with nobody else runnable this is
+                    // one cheap syscall per empty pass.
                     idle += 1;
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
                 PollMode::Adaptive | PollMode::Interrupt => {
                     self.sleep();
