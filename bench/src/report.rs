@@ -374,8 +374,11 @@ pub struct LoadReport {
     pub sent: u64,
     /// Datagrams received.
     pub received: u64,
-    /// Requests not answered in time.
+    /// Requests not answered within the request timeout (1 s).
     pub lost: u64,
+    /// Requests still waiting for their reply when the run stopped (not lost:
+    /// the run ended before they could be answered).
+    pub in_flight_at_end: u64,
     /// Replies that did not match a request.
     pub mismatched: u64,
     /// Correct replies that came too late.
@@ -402,7 +405,8 @@ pub fn render_load(r: &LoadReport) -> String {
         .unwrap_or_else(|| "latency - (no replies)".into());
     format!(
         "{} answered/s to {} from {} ({} flows, {} threads, {:.2} s)\n\
-         sent {}, answered {}, lost {}, mismatched {}, late {}, send errors {}, receive errors {}\n{lat}\n",
+         sent {}, answered {}, lost {} (no reply within 1 s), in flight at the end {}, mismatched {}, late {}, \
+         send errors {}, receive errors {}\n{lat}\n",
         thousands(r.answered_per_s),
         r.target,
         r.netns,
@@ -412,6 +416,7 @@ pub fn render_load(r: &LoadReport) -> String {
         r.sent,
         r.answered,
         r.lost,
+        r.in_flight_at_end,
         r.mismatched,
         r.late,
         r.send_errors,
