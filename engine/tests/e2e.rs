@@ -562,3 +562,72 @@ fn a_flood_is_survived_and_every_frame_is_accounted_for() {
         .unwrap();
     assert_eq!(back, b"after the flood");
 }
+
+#[test]
+fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
+    if !sluice_lab::root_or_skip("handoff") {
+        return;
+    }
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("skipping handoff: needs 2 CPUs to steer one flow onto two queues");
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2ehand", 2);
+    // XPS on the client veth: what CPU 0 sends leaves on tx queue 0, CPU 1's
+    // on tx queue 1, and the sender's tx queue is our rx queue.
+    for (q, mask) in [(0, "1"), (1, "2")] {
+        let st = lab
+            .command_in(Side::Client, "sh")
+            .arg("-c")
+            .arg(format!("echo {mask} > /sys/class/net/sluice1/queues/tx-{q}/xps_cpus"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "setting XPS for tx-{q}");
+    }
+    let d = Daemon::start(&lab, "hand", "");
+    // One unconnected socket (so the kernel picks the queue per packet by
+    // XPS), one flow, sent alternately from CPU 0 and CPU 1.
+    let (ok, total) = lab
+        .run_on(Side::Client, || {
+            let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+            u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut ok = 0;
+            let mut total = 0;
+            for round in 0..20 {
+                let cpu = round % 2;
+                let u = &u;
+                ok += std::thread::scope(|sc| {
+                    sc.spawn(move || {
+                        assert!(core_affinity::set_for_current(core_affinity::CoreId { id: cpu }));
+                        let mut ok = 0;
+                        for i in 0..10 {
+                            let msg = format!("round {round} cpu {cpu} msg {i}");
+                            u.send_to(msg.as_bytes(), SocketAddrV4::new(SERVER, 7)).unwrap();
+                            let mut buf = [0u8; 64];
+                            if matches!(u.recv(&mut buf), Ok(n) if &buf[..n] == msg.as_bytes()) {
+                                ok += 1;
+                            }
+                        }
+                        ok
+                    })
+                    .join()
+                    .unwrap()
+                });
+                total += 10;
+            }
+            (ok, total)
+        })
+        .unwrap();
+    assert_eq!(ok, total, "every datagram of the flow answered");
+    let s = d.stats();
+    for core in 0..2 {
+        assert!(counter(&s, Some(core), "rx_packets") > 0, "queue {core} saw none of the flow");
+    }
+    let (hout, hin) = (counter(&s, None, "handoff_out"), counter(&s, None, "handoff_in"));
+    assert!(hout >= 90, "about half the flow's {total} datagrams arrive at the non-owner: {hout}");
+    assert_eq!(hout, hin);
+    assert_eq!(counter(&s, None, "flows_claimed"), 1, "one flow, one owner");
+    assert_eq!(counter(&s, None, "udp_echoed"), total as u64);
+    assert!(s.total.handoff_share > 0.4 && s.total.handoff_share < 0.6, "{}", s.total.handoff_share);
+}
