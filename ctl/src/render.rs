@@ -30,6 +30,11 @@ pub fn render_status(s: &Status) -> String {
         s.frame_size,
         human::bytes(u64::from(s.frames_total) * u64::from(s.frame_size))
     );
+    let arp = if s.arp_answered_for.is_empty() {
+        "kernel (service addresses are configured locally)".to_string()
+    } else {
+        format!("sluice answers for {}", s.arp_answered_for.join(", "))
+    };
     let lines = [
         ("version", text(&s.daemon_version)),
         ("pid", s.pid.to_string()),
@@ -41,6 +46,7 @@ pub fn render_status(s: &Status) -> String {
         ("poll", text(&s.poll)),
         ("batch", s.batch_size.to_string()),
         ("frames", frames),
+        ("arp", arp),
     ];
     let mut out = String::new();
     for (k, v) in lines {
@@ -506,6 +512,7 @@ mod tests {
             batch_size: 64,
             frames_total: 4096,
             frame_size: 2048,
+            arp_answered_for: vec!["198.18.0.3".into()],
             services: vec![ServiceInfo {
                 id: 0,
                 name: "echo".into(),
@@ -530,6 +537,7 @@ mod tests {
             "poll       busy\n",
             "batch      64\n",
             "frames     4096 x 2048 B (8.0 MiB)\n",
+            "arp        sluice answers for 198.18.0.3\n",
             "\nNAME  PROTO  LISTEN        KIND\necho  udp    198.18.0.2:7  echo\n",
         ] {
             assert!(out.contains(want), "{want:?} not in\n{out}");

@@ -53,6 +53,7 @@ fn status() -> Status {
         batch_size: 64,
         frames_total: 4096,
         frame_size: 2048,
+        arp_answered_for: vec![],
         services: services(),
     }
 }

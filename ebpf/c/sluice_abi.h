@@ -14,6 +14,11 @@
 #define SLUICE_FAMILY_IPV4 4
 #define SLUICE_FAMILY_IPV6 6
 
+/* `proto` of the key that steers ARP requests for a service address that
+ * the kernel does not own (IP protocol 0 never reaches the steering step as
+ * a transport, so it cannot collide with a UDP/TCP/ICMP key). */
+#define SLUICE_KEY_ARP 0
+
 /* Key of the `services` hash map: which (family, protocol, address, port)
  * belongs to sluice. IPv4 addresses use the first 4 bytes of `addr`, the rest
  * zero; `port` is in network byte order (0 for ICMP echo). */

@@ -42,6 +42,19 @@ struct icmp_head {
 };
 #define ICMP_ECHO 8
 
+/* An Ethernet/IPv4 ARP packet (RFC 826), byte-aligned. */
+struct arp_eth_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+} __attribute__((packed));
+
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 
@@ -61,6 +74,22 @@ static __always_inline enum verdict classify(void *data, void *data_end,
 			return MALFORMED;
 		/* The key is ready for IPv6 services; none are served yet. */
 		return IPV6;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		/* Ethernet/IPv4 ARP requests only; sluice answers those whose
+		 * target has an ARP key (a service address the kernel does not
+		 * own), everything else stays with the kernel. */
+		struct arp_eth_ipv4 *arp = (void *)(eth + 1);
+		if ((void *)(arp + 1) > data_end)
+			return MALFORMED;
+		if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+		    arp->hlen != 6 || arp->plen != 4 || arp->oper != bpf_htons(1))
+			return PASS;
+		key->family = SLUICE_FAMILY_IPV4;
+		key->proto = SLUICE_KEY_ARP;
+		key->port = 0;
+		__builtin_memcpy(key->addr, arp->tpa, 4);
+		return STEER;
 	}
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return PASS;

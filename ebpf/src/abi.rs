@@ -16,6 +16,10 @@ pub const MAX_QUEUES: u32 = 64;
 /// `SLUICE_MAX_SERVICES`: entries of the services map.
 pub const MAX_SERVICES: u32 = 4096;
 
+/// `SLUICE_KEY_ARP`: the `proto` of keys that steer ARP requests for a
+/// service address the kernel does not own.
+pub const KEY_ARP: u8 = 0;
+
 /// Address family tag in [`ServiceKey::family`].
 pub const FAMILY_IPV4: u8 = 4;
 /// Address family tag for IPv6 (parsed and passed by the program for now).
@@ -59,6 +63,11 @@ impl ServiceKey {
     /// The key of ICMP echo requests to `addr`.
     pub fn icmp_echo(addr: Ipv4Addr) -> Self {
         Self::new(1, IpAddr::V4(addr), 0)
+    }
+
+    /// The key of ARP requests for `addr`.
+    pub fn arp(addr: Ipv4Addr) -> Self {
+        Self::new(KEY_ARP, IpAddr::V4(addr), 0)
     }
 
     /// The C layout: family, proto, port (network order), addr.
@@ -159,6 +168,12 @@ mod tests {
         assert_eq!(b[..4], [4, 17, 0, 7]);
         assert_eq!(b[4..8], [198, 18, 0, 2]);
         assert!(b[8..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn arp_key_has_proto_zero_and_the_target_address() {
+        let b = ServiceKey::arp(Ipv4Addr::new(198, 18, 0, 3)).to_bytes();
+        assert_eq!(b[..8], [4, 0, 0, 0, 198, 18, 0, 3]);
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub enum ZeroCopy {
     Off,
 }
 
+/// Who answers ARP for the service addresses.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArpMode {
+    /// sluice answers for service addresses that no local interface has;
+    /// the kernel answers for the rest (the default).
+    #[default]
+    Auto,
+    /// sluice answers for every service address.
+    Always,
+    /// sluice never answers ARP.
+    Never,
+}
+
 /// What a service does with its traffic.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -153,6 +167,8 @@ struct RawEngine {
     spin_iterations: u32,
     #[serde(default)]
     zero_copy: ZeroCopy,
+    #[serde(default)]
+    answer_arp: ArpMode,
     frames: Option<u32>,
     #[serde(default = "default_frame_size")]
     frame_size: u32,
@@ -193,6 +209,8 @@ pub struct EngineConfig {
     pub spin_iterations: u32,
     /// Zero-copy request.
     pub zero_copy: ZeroCopy,
+    /// Who answers ARP for the service addresses.
+    pub answer_arp: ArpMode,
     /// UMEM frames in all (`None`: two rings' worth per queue).
     pub frames: Option<u32>,
     /// Bytes per frame.
@@ -324,6 +342,7 @@ impl Config {
             poll: r.poll,
             spin_iterations: r.spin_iterations,
             zero_copy: r.zero_copy,
+            answer_arp: r.answer_arp,
             frames: r.frames,
             frame_size: r.frame_size,
             ring_size: r.ring_size,

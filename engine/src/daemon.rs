@@ -8,7 +8,7 @@
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
 use crate::afxdp::{BindMode, FrameAccess, UmemArea, XskConfig, XskSocket};
-use crate::config::{Config, SystemPlan, ZeroCopy};
+use crate::config::{ArpMode, Config, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
     Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
@@ -20,12 +20,13 @@ use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
 use crate::stats::{Counter, DropReason, EngineStats, Gauge};
 use crate::steering::{Steering, XdpCounterReader};
+use crate::wire::ethernet::EthernetAddress;
 use crate::worker::{Shared, Worker, WorkerConfig};
 use anyhow::{bail, Context as _};
 use sluice_ebpf::abi::{ServiceKey, XdpCounters};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -78,6 +79,16 @@ impl Engine {
         for a in cfg.service_addrs() {
             steering.add_service(ServiceKey::icmp_echo(a), u32::MAX)?;
         }
+        let mut services = ServiceTable::from_config(cfg);
+        let arp_addrs = arp_addresses(cfg)?;
+        if !arp_addrs.is_empty() {
+            let mac = interface_mac(&e.interface)?;
+            for a in &arp_addrs {
+                steering.add_service(ServiceKey::arp(*a), u32::MAX)?;
+            }
+            tracing::info!(addresses = ?arp_addrs, %mac, "sluice answers ARP for service addresses no local interface has");
+            services.answer_arp(arp_addrs, mac);
+        }
 
         let area = UmemArea::new(plan.frames, e.frame_size).context("mapping the UMEM")?;
         let mode = match e.zero_copy {
@@ -101,7 +112,7 @@ impl Engine {
         let n = plan.queues as usize;
         let stats = Arc::new(EngineStats::new(n));
         let shared = Arc::new(Shared {
-            services: ServiceTable::from_config(cfg),
+            services,
             owners: OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
             handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?,
             stats: stats.clone(),
@@ -206,6 +217,38 @@ impl Drop for Engine {
     }
 }
 
+/// The service addresses sluice answers ARP for: per `engine.answer_arp`,
+/// those no interface in this namespace has (`auto`), all, or none.
+fn arp_addresses(cfg: &Config) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let all = cfg.service_addrs();
+    match cfg.engine.answer_arp {
+        ArpMode::Never => Ok(Vec::new()),
+        ArpMode::Always => Ok(all),
+        ArpMode::Auto => {
+            let local: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()
+                .context("listing local addresses")?
+                .filter_map(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
+                .collect();
+            Ok(all.into_iter().filter(|a| !local.contains(a)).collect())
+        }
+    }
+}
+
+/// The MAC address of `ifname`, from sysfs.
+fn interface_mac(ifname: &str) -> anyhow::Result<EthernetAddress> {
+    let path = format!("/sys/class/net/{ifname}/address");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() != 6 {
+        bail!("{path}: {:?} is not an Ethernet address", text.trim());
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("{path}: {:?}", text.trim()))?;
+    }
+    Ok(EthernetAddress(mac))
+}
+
 /// A seed for flow hashing from the kernel's random pool.
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
@@ -268,6 +311,7 @@ impl EngineInfo {
             frames_total: self.plan.frames,
             frame_size: e.frame_size,
             services: self.services(),
+            arp_answered_for: self.shared.services.arp_addrs().iter().map(|a| a.to_string()).collect(),
         }
     }
 

@@ -8,7 +8,8 @@
 use crate::config::{Config, Proto, ServiceKind};
 use crate::ownership::{FlowKey, OwnerDirectory, Ownership};
 use crate::stats::{CoreStats, Counter, DropReason};
-use crate::wire::{ethernet, icmpv4, ip_proto, ipv4, udp};
+use crate::wire::ethernet::EthernetAddress;
+use crate::wire::{arp, ethernet, icmpv4, ip_proto, ipv4, udp};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
@@ -76,6 +77,8 @@ pub struct ServiceEntry {
 pub struct ServiceTable {
     by_key: HashMap<u64, ServiceEntry, BuildHasherDefault<IntHasher>>,
     addrs: Vec<Ipv4Addr>,
+    arp_addrs: Vec<Ipv4Addr>,
+    mac: EthernetAddress,
 }
 
 impl ServiceTable {
@@ -98,6 +101,18 @@ impl ServiceTable {
     #[inline]
     pub fn lookup(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<ServiceEntry> {
         self.by_key.get(&service_key(proto.number(), addr, port)).copied()
+    }
+
+    /// Makes sluice answer ARP requests for `addrs` (service addresses no
+    /// local interface has) with `mac`, the interface's address.
+    pub fn answer_arp(&mut self, addrs: Vec<Ipv4Addr>, mac: EthernetAddress) {
+        self.arp_addrs = addrs;
+        self.mac = mac;
+    }
+
+    /// The addresses sluice answers ARP for.
+    pub fn arp_addrs(&self) -> &[Ipv4Addr] {
+        &self.arp_addrs
     }
 
     /// Whether `addr` is a service address (answers ICMP echo).
@@ -143,9 +158,13 @@ impl Context<'_> {
 
 /// Handles one Ethernet frame in place.
 pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Verdict {
+    let frame_len = frame.len() as u32;
     let Ok(mut eth) = ethernet::Frame::new_checked(&mut *frame) else {
         return Verdict::Drop(DropReason::EthTruncated);
     };
+    if eth.ethertype() == ethernet::ethertype::ARP {
+        return handle_arp(&mut eth, frame_len, cx);
+    }
     if eth.ethertype() != ethernet::ethertype::IPV4 {
         return Verdict::Drop(DropReason::NotIpv4);
     }
@@ -182,6 +201,39 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
         return Verdict::Send(ethernet::HEADER_LEN as u32 + ip_len as u32);
     }
     verdict
+}
+
+/// Answers an ARP request for an address sluice answers for (RFC 826), in
+/// place: the requester learns the interface's MAC for the service address.
+/// Requests are broadcast, so this runs before the unicast check; the reply
+/// is unicast to the requester. Stateless: no flow owner is involved.
+fn handle_arp<T: AsRef<[u8]> + AsMut<[u8]>>(eth: &mut ethernet::Frame<T>, frame_len: u32, cx: &Context<'_>) -> Verdict {
+    let requester = eth.src_addr();
+    if !requester.is_unicast() {
+        return Verdict::Drop(DropReason::NotUnicast);
+    }
+    let Ok(mut a) = arp::Packet::new_checked(eth.payload_mut()) else {
+        return Verdict::Drop(DropReason::ArpUnsupported);
+    };
+    let target = a.target_proto_addr();
+    if a.operation() != arp::Operation::Request as u16 || !cx.services.arp_addrs.contains(&target) {
+        return Verdict::Drop(DropReason::ArpUnsupported);
+    }
+    let (sha, spa) = (a.sender_hw_addr(), a.sender_proto_addr());
+    if sha != requester || is_martian(spa) {
+        return Verdict::Drop(DropReason::ArpUnsupported);
+    }
+    let mac = cx.services.mac;
+    a.set_operation(arp::Operation::Reply as u16);
+    a.set_target_hw_addr(sha);
+    a.set_target_proto_addr(spa);
+    a.set_sender_hw_addr(mac);
+    a.set_sender_proto_addr(target);
+    eth.set_dst_addr(requester);
+    eth.set_src_addr(mac);
+    cx.stats.add(Counter::ArpReplied, 1);
+    // The reply is as long as the request (padding included, >= 60 bytes).
+    Verdict::Send(frame_len)
 }
 
 /// Sources no reply may go to (RFC 1122 3.2.1.3, RFC 5735): "this network",
@@ -389,9 +441,9 @@ kind = "discard"
             v => panic!("{v:?}"),
         };
         assert_eq!(drop(vec![0; 10]), DropReason::EthTruncated);
-        let mut arp = udp_frame(1, 7, b"");
-        arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(drop(arp), DropReason::NotIpv4);
+        let mut lldp = udp_frame(1, 7, b"");
+        lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(drop(lldp), DropReason::NotIpv4);
         let mut f = udp_frame(1, 7, b"abc");
         f[14] = 0x46; // IHL 6 with no options: checksum no longer matches either, but length first
         f.truncate(14 + 20);
@@ -459,6 +511,54 @@ kind = "discard"
         // The owner serves a handed-over frame without asking again.
         assert!(matches!(handle_frame(&mut f, Arrival::HandedOver, &fx.cx(1)), Verdict::Send(_)));
         assert_eq!(fx.stats.counter(Counter::FlowsClaimed), 1);
+    }
+
+    fn arp_request(target: Ipv4Addr, op: u16) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, op as u8]);
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&CLIENT.octets());
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target.octets());
+        f.resize(60, 0); // Ethernet minimum, as on the wire
+        f
+    }
+
+    #[test]
+    fn arp_requests_for_answered_addresses_get_a_reply_in_place() {
+        let mut fx = Fixture::new();
+        let vip = Ipv4Addr::new(198, 18, 0, 3);
+        fx.services.answer_arp(vec![vip], EthernetAddress(SERVER_MAC));
+        let mut f = arp_request(vip, 1);
+        assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
+        let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst_addr().0, eth.src_addr().0), (CLIENT_MAC, SERVER_MAC));
+        let a = arp::Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(a.operation(), 2);
+        assert_eq!((a.sender_hw_addr().0, a.sender_proto_addr()), (SERVER_MAC, vip));
+        assert_eq!((a.target_hw_addr().0, a.target_proto_addr()), (CLIENT_MAC, CLIENT));
+        assert_eq!(fx.stats.counter(Counter::ArpReplied), 1);
+    }
+
+    #[test]
+    fn other_arp_is_left_alone() {
+        let mut fx = Fixture::new();
+        let vip = Ipv4Addr::new(198, 18, 0, 3);
+        fx.services.answer_arp(vec![vip], EthernetAddress(SERVER_MAC));
+        let cx = fx.cx(0);
+        let verdict = |mut f: Vec<u8>| handle_frame(&mut f, Arrival::Rx, &cx);
+        assert_eq!(verdict(arp_request(SERVER, 1)), Verdict::Drop(DropReason::ArpUnsupported), "kernel's address");
+        assert_eq!(verdict(arp_request(vip, 2)), Verdict::Drop(DropReason::ArpUnsupported), "a reply");
+        let mut spoof = arp_request(vip, 1);
+        spoof[22] ^= 1; // sender MAC differs from the Ethernet source
+        assert_eq!(verdict(spoof), Verdict::Drop(DropReason::ArpUnsupported));
+        let mut short = arp_request(vip, 1);
+        short.truncate(30);
+        assert_eq!(verdict(short), Verdict::Drop(DropReason::ArpUnsupported));
+        let mut mcast = arp_request(vip, 1);
+        mcast[6] |= 1;
+        assert_eq!(verdict(mcast), Verdict::Drop(DropReason::NotUnicast));
     }
 
     proptest! {

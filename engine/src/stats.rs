@@ -62,6 +62,8 @@ named_enum! {
         UdpDiscarded = "udp_discarded",
         /// ICMP echo replies sent.
         IcmpEchoed = "icmp_echoed",
+        /// ARP replies sent for service addresses.
+        ArpReplied = "arp_replied",
         /// Flows whose ownership this core claimed.
         FlowsClaimed = "flows_claimed",
         /// Frames moved from this core's free list to the shared stack.
@@ -82,6 +84,8 @@ named_enum! {
         MartianSource = "martian_source",
         /// IPv4 header carries options (not answered).
         Ipv4Options = "ipv4_options",
+        /// ARP that is not a request for an address sluice answers for.
+        ArpUnsupported = "arp_unsupported",
         /// Not IPv4 (the XDP program only steers IPv4 now).
         NotIpv4 = "not_ipv4",
         /// IPv4 header malformed (version, header or total length).

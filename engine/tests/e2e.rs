@@ -67,10 +67,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(lab: &Lab, name: &str, extra_engine: &str) -> Daemon {
+        Self::start_with(lab, name, |socket| config_text(socket, extra_engine))
+    }
+
+    /// Starts with the config `text(control socket path)`.
+    fn start_with(lab: &Lab, name: &str, text: impl FnOnce(&Path) -> String) -> Daemon {
         let socket = tmp(&format!("{name}.sock"));
         let cfg = tmp(&format!("{name}.toml"));
         let log = tmp(&format!("{name}.log"));
-        std::fs::write(&cfg, config_text(&socket, extra_engine)).unwrap();
+        std::fs::write(&cfg, text(&socket)).unwrap();
         let child = lab
             .command_in(Side::Server, env!("CARGO_BIN_EXE_sluiced"))
             .arg("--config")
@@ -630,4 +635,43 @@ fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
     assert_eq!(counter(&s, None, "flows_claimed"), 1, "one flow, one owner");
     assert_eq!(counter(&s, None, "udp_echoed"), total as u64);
     assert!(s.total.handoff_share > 0.4 && s.total.handoff_share < 0.6, "{}", s.total.handoff_share);
+}
+
+#[test]
+fn a_service_address_no_interface_has_is_reachable_through_sluices_arp() {
+    if !sluice_lab::root_or_skip("arp_vip") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2earp", 2);
+    let vip = Ipv4Addr::new(198, 18, 0, 3);
+    // Echo on .3 (on no interface: sluice answers ARP), discard on .2 (the kernel's).
+    let d = Daemon::start_with(&lab, "arp", |sock| config_text(sock, "").replace("198.18.0.2:7", "198.18.0.3:7"));
+    assert_eq!(d.status().arp_answered_for, vec!["198.18.0.3".to_string()]);
+    let back = lab
+        .run_on(Side::Client, || {
+            let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
+            u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            u.send_to(b"to the vip", SocketAddrV4::new(vip, 7)).unwrap();
+            let mut buf = [0u8; 64];
+            u.recv(&mut buf).map(|n| buf[..n].to_vec())
+        })
+        .unwrap()
+        .expect("echo from the VIP");
+    assert_eq!(back, b"to the vip");
+    let ping =
+        lab.command_in(Side::Client, "ping").args(["-c", "2", "-i", "0.2", "-W", "2", "198.18.0.3"]).output().unwrap();
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+    let s = d.stats();
+    assert!(counter(&s, None, "arp_replied") >= 1);
+    // The client learned the server interface's MAC for the VIP.
+    let neigh = lab.command_in(Side::Client, "ip").args(["neigh", "show", "198.18.0.3"]).output().unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).into_owned();
+    let server_mac = lab.command_in(Side::Server, "cat").arg("/sys/class/net/sluice0/address").output().unwrap();
+    let server_mac = String::from_utf8_lossy(&server_mac.stdout).trim().to_string();
+    assert!(neigh.contains(&server_mac), "neighbour entry {neigh:?} lacks {server_mac}");
+    // ARP for the kernel's own address is still the kernel's.
+    let arping = lab.command_in(Side::Client, "ping").args(["-c", "1", "-W", "2", "198.18.0.2"]).output().unwrap();
+    assert!(arping.status.success());
+    assert_eq!(counter(&d.stats(), None, "arp_replied"), counter(&s, None, "arp_replied"), "no ARP answered for .2");
 }

@@ -99,6 +99,10 @@ pub struct Status {
     pub frame_size: u32,
     /// Services.
     pub services: Vec<ServiceInfo>,
+    /// Service addresses sluice answers ARP for (the kernel answers for the
+    /// others). Absent from daemons older than this field.
+    #[serde(default)]
+    pub arp_answered_for: Vec<String>,
 }
 
 /// One service.
