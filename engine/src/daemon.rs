@@ -46,6 +46,7 @@ pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
         xdp_mode = engine.steering.mode(), control = %cfg.engine.control_socket.display(),
         "sluiced running"
     );
+    let mut next_link_check = Instant::now();
     let result = loop {
         if terminate.load(Ordering::Relaxed) {
             tracing::info!("signal received, shutting down");
@@ -53,6 +54,16 @@ pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
         }
         if let Some(i) = engine.workers.iter().position(|w| w.is_finished()) {
             break Err(anyhow::anyhow!("worker {i} stopped unexpectedly (see the log above)"));
+        }
+        if Instant::now() >= next_link_check {
+            next_link_check = Instant::now() + Duration::from_secs(1);
+            let ifname = &cfg.engine.interface;
+            if crate::config::interface_index(ifname) != Some(plan.ifindex) {
+                break Err(anyhow::anyhow!(
+                    "interface {ifname} (ifindex {}) disappeared; its sockets are dead, exiting",
+                    plan.ifindex
+                ));
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     };

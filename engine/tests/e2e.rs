@@ -675,3 +675,28 @@ fn a_service_address_no_interface_has_is_reachable_through_sluices_arp() {
     assert!(arping.status.success());
     assert_eq!(counter(&d.stats(), None, "arp_replied"), counter(&s, None, "arp_replied"), "no ARP answered for .2");
 }
+
+#[test]
+fn when_the_interface_disappears_sluiced_says_so_and_exits_non_zero() {
+    if !sluice_lab::root_or_skip("interface_gone") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2egone", 1);
+    let mut d = Daemon::start(&lab, "gone", "");
+    let del = lab.command_in(Side::Server, "ip").args(["link", "del", "sluice0"]).status().unwrap();
+    assert!(del.success());
+    let mut child = d.child.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "sluiced kept running without its interface:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let log = d.log_text();
+    assert!(log.contains("interface sluice0 (ifindex") && log.contains("disappeared"), "{log}");
+    assert!(!d.socket.exists(), "control socket removed");
+}
