@@ -156,6 +156,21 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
+/// Moves free frames onto the fill ring (at most `batch` when the ring looks
+/// full) and kicks the kernel when it asks for a wakeup.
+pub fn refill(xsk: &mut sluice_engine::afxdp::XskSocket, free: &mut Vec<u64>, batch: usize) {
+    let room = xsk.fill.free(batch as u32) as usize;
+    let k = room.min(free.len());
+    if k == 0 {
+        return;
+    }
+    let n = xsk.fill.produce(&free[free.len() - k..]);
+    free.truncate(free.len() - n);
+    if n > 0 && xsk.fill.needs_wakeup() {
+        xsk.kick_rx();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

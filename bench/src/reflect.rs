@@ -11,7 +11,7 @@ use crate::idle::IdlePolicy;
 use anyhow::Context;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskConfig, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::{ethernet, ip_proto, ipv4, udp};
 use std::net::{IpAddr, SocketAddrV4};
@@ -143,15 +143,9 @@ fn start_here(
     let (mut steering, _counters) = Steering::load()?;
     steering.add_service(ServiceKey::new(ip_proto::UDP, IpAddr::V4(*service.ip()), service.port()), 0)?;
     let area = UmemArea::new(FRAMES_PER_QUEUE * queues, FRAME_SIZE).context("mapping the reflector's UMEM")?;
-    let mut sockets: Vec<XskSocket> = Vec::new();
-    for q in 0..queues {
-        let xc = XskConfig { ifindex, queue: q, ring_size: RING, fill_size: RING, mode: BindMode::Auto };
-        let s = match sockets.first() {
-            None => XskSocket::create_first(&area, &xc)?,
-            Some(first) => XskSocket::create_shared(first, &area, &xc)?,
-        };
-        steering.set_socket(q, &s)?;
-        sockets.push(s);
+    let sockets = open_queues(&area, ifindex, queues, RING, BindMode::Auto)?;
+    for (q, s) in sockets.iter().enumerate() {
+        steering.set_socket(q as u32, s)?;
     }
     let socket_mode = sockets[0].mode().as_str();
     let stop = Arc::new(AtomicBool::new(false));
@@ -224,7 +218,7 @@ fn reflect_queue(
     let mut tx: Vec<Desc> = Vec::with_capacity(BATCH);
     let (mut nrx, mut ntx, mut ndrop) = (0u64, 0u64, 0u64);
     let mut idle = 0u32;
-    fill(&mut xsk, &mut free);
+    crate::frame::refill(&mut xsk, &mut free, BATCH);
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= deadline {
             return Err(format!("still running after {max_run:?}; stopped"));
@@ -263,7 +257,7 @@ fn reflect_queue(
         if pending && xsk.tx.needs_wakeup() {
             xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
         }
-        fill(&mut xsk, &mut free);
+        crate::frame::refill(&mut xsk, &mut free, BATCH);
         if work > 0 || pending {
             idle = 0;
             continue;
@@ -273,19 +267,6 @@ fn reflect_queue(
         }
     }
     Ok(())
-}
-
-fn fill(xsk: &mut XskSocket, free: &mut Vec<u64>) {
-    let room = xsk.fill.free(BATCH as u32) as usize;
-    let k = room.min(free.len());
-    if k == 0 {
-        return;
-    }
-    let n = xsk.fill.produce(&free[free.len() - k..]);
-    free.truncate(free.len() - n);
-    if n > 0 && xsk.fill.needs_wakeup() {
-        xsk.kick_rx();
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskConfig, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::ip_proto;
 use std::net::IpAddr;
@@ -283,15 +283,9 @@ impl XdpGen {
         let ring = cfg.ring_size();
         let frames_per_queue = 2 * ring;
         let area = UmemArea::new(frames_per_queue * cfg.queues, FRAME_SIZE).context("mapping the generator's UMEM")?;
-        let mut sockets: Vec<XskSocket> = Vec::new();
-        for q in 0..cfg.queues {
-            let xc = XskConfig { ifindex, queue: q, ring_size: ring, fill_size: ring, mode: BindMode::Auto };
-            let s = match sockets.first() {
-                None => XskSocket::create_first(&area, &xc)?,
-                Some(first) => XskSocket::create_shared(first, &area, &xc)?,
-            };
-            steering.set_socket(q, &s)?;
-            sockets.push(s);
+        let sockets = open_queues(&area, ifindex, cfg.queues, ring, BindMode::Auto)?;
+        for (q, s) in sockets.iter().enumerate() {
+            steering.set_socket(q as u32, s)?;
         }
         let socket_mode = sockets[0].mode().as_str();
         let window = cfg.window;
@@ -447,7 +441,7 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload).ok_or("cannot build a request")?;
         tx.push(Desc { addr, len: len as u32, options: 0 });
     }
-    refill(&mut c.xsk, &mut free);
+    crate::frame::refill(&mut c.xsk, &mut free, BATCH);
 
     let mut idle = 0u32;
     let mut next_scan = Instant::now() + SCAN_INTERVAL;
@@ -535,7 +529,7 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         if pending_tx && c.xsk.tx.needs_wakeup() {
             c.xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
         }
-        refill(&mut c.xsk, &mut free);
+        crate::frame::refill(&mut c.xsk, &mut free, BATCH);
 
         if n != published {
             sh.counters[c.q as usize].publish(&n);
@@ -551,20 +545,6 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
     }
     sh.counters[c.q as usize].publish(&n);
     Ok(hist)
-}
-
-/// Free frames → fill ring, kicking the kernel if it asks.
-fn refill(xsk: &mut XskSocket, free: &mut Vec<u64>) {
-    let room = xsk.fill.free(BATCH as u32) as usize;
-    let k = room.min(free.len());
-    if k == 0 {
-        return;
-    }
-    let n = xsk.fill.produce(&free[free.len() - k..]);
-    free.truncate(free.len() - n);
-    if n > 0 && xsk.fill.needs_wakeup() {
-        xsk.kick_rx();
-    }
 }
 
 enum Reply {

@@ -7,7 +7,7 @@
 //! per queue, attach the program, start the control server. Shutdown (signal,
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
-use crate::afxdp::{BindMode, FrameAccess, UmemArea, XskConfig, XskSocket};
+use crate::afxdp::{open_queues, BindMode, FrameAccess, UmemArea, XskSocket};
 use crate::config::{ArpMode, Config, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
@@ -107,16 +107,9 @@ impl Engine {
             ZeroCopy::On => BindMode::ZeroCopy,
             ZeroCopy::Off => BindMode::Copy,
         };
-        let mut sockets: Vec<XskSocket> = Vec::with_capacity(plan.queues as usize);
-        for q in 0..plan.queues {
-            let xc =
-                XskConfig { ifindex: plan.ifindex, queue: q, ring_size: e.ring_size, fill_size: e.ring_size, mode };
-            let s = match sockets.first() {
-                None => XskSocket::create_first(&area, &xc)?,
-                Some(first) => XskSocket::create_shared(first, &area, &xc)?,
-            };
-            steering.set_socket(q, &s)?;
-            sockets.push(s);
+        let sockets = open_queues(&area, plan.ifindex, plan.queues, e.ring_size, mode)?;
+        for (q, s) in sockets.iter().enumerate() {
+            steering.set_socket(q as u32, s)?;
         }
         let socket_mode = sockets[0].mode().as_str();
 

@@ -14,6 +14,6 @@ pub mod umem;
 pub mod wake;
 
 pub use ring::{ConsumerRing, Desc, ProducerRing};
-pub use socket::{BindMode, SocketMode, XskConfig, XskError, XskSocket, XskStatistics};
+pub use socket::{open_queues, BindMode, SocketMode, XskConfig, XskError, XskSocket, XskStatistics};
 pub use umem::{FrameAccess, UmemArea};
 pub use wake::{poll_fds, EventFd};

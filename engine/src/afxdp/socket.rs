@@ -314,6 +314,28 @@ impl XskSocket {
     }
 }
 
+/// Opens one socket for each queue `0..queues` of `ifindex`, all on `umem`:
+/// the first registers it and binds with `mode`, the others share it and
+/// inherit the mode. Sizes every ring `ring_size`.
+pub fn open_queues(
+    umem: &Arc<UmemArea>,
+    ifindex: u32,
+    queues: u32,
+    ring_size: u32,
+    mode: BindMode,
+) -> Result<Vec<XskSocket>, XskError> {
+    let mut sockets: Vec<XskSocket> = Vec::with_capacity(queues as usize);
+    for queue in 0..queues {
+        let cfg = XskConfig { ifindex, queue, ring_size, fill_size: ring_size, mode };
+        let s = match sockets.first() {
+            None => XskSocket::create_first(umem, &cfg)?,
+            Some(first) => XskSocket::create_shared(first, umem, &cfg)?,
+        };
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
 impl AsFd for XskSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
