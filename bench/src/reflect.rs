@@ -7,11 +7,12 @@
 //! kicks tx when the kernel asks, and gives completed frames back to the fill
 //! ring. No parsing beyond the header offsets, no checks, no state: whatever
 //! sluice adds over this is the cost of being an engine.
+use crate::frame::QueueFrames;
 use crate::idle::IdlePolicy;
 use anyhow::Context;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, UmemArea, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::{ethernet, ip_proto, ipv4, udp};
 use std::net::{IpAddr, SocketAddrV4};
@@ -160,17 +161,16 @@ fn start_here(
         socket_mode,
         xdp_mode: "none",
     };
+    let table = FrameTable::new(area.clone());
     for (q, xsk) in sockets.into_iter().enumerate() {
-        let frames = FrameAccess::new(area.clone());
-        let first = q as u32 * FRAMES_PER_QUEUE;
-        let free: Vec<u64> = (first..first + FRAMES_PER_QUEUE).map(|i| area.frame_addr(i)).collect();
+        let frames = QueueFrames::new(table.clone(), q as u16, q as u32 * FRAMES_PER_QUEUE, FRAMES_PER_QUEUE);
         let (stop, counters) = (stop.clone(), counters.clone());
         let cpu = q % ncpu;
         let h = std::thread::Builder::new()
             .name(format!("reflect-{q}"))
             .spawn(move || {
                 let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-                reflect_queue(xsk, frames, free, &stop, &counters[q], max_run, idle)
+                reflect_queue(xsk, frames, &stop, &counters[q], max_run, idle)
             })
             .context("spawning a reflector thread")?;
         r.threads.push(h);
@@ -204,28 +204,27 @@ pub fn reflect_in_place(frame: &mut [u8]) -> bool {
 
 fn reflect_queue(
     mut xsk: XskSocket,
-    mut frames: FrameAccess,
-    mut free: Vec<u64>,
+    mut frames: QueueFrames,
     stop: &AtomicBool,
     c: &QueueCounters,
     max_run: Duration,
     policy: IdlePolicy,
 ) -> Result<(), String> {
     let deadline = Instant::now() + max_run;
-    let area = frames.area().clone();
     let mut rx = vec![Desc::default(); BATCH];
     let mut comp = vec![0u64; 4 * BATCH];
-    let mut tx: Vec<Desc> = Vec::with_capacity(BATCH);
+    let mut tx: Vec<(Owned, u32)> = Vec::with_capacity(BATCH);
+    let mut descs: Vec<Desc> = Vec::with_capacity(BATCH);
     let (mut nrx, mut ntx, mut ndrop) = (0u64, 0u64, 0u64);
     let mut idle = 0u32;
-    crate::frame::refill(&mut xsk, &mut free, BATCH);
+    frames.refill(&mut xsk, BATCH);
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= deadline {
             return Err(format!("still running after {max_run:?}; stopped"));
         }
         let k = xsk.comp.consume(&mut comp);
         for &a in &comp[..k] {
-            free.push(area.frame_base(a));
+            frames.completed(a);
         }
         let mut work = k;
         let n = xsk.rx.consume(&mut rx);
@@ -233,22 +232,20 @@ fn reflect_queue(
             work += n;
             nrx += n as u64;
             for d in &rx[..n] {
-                let reflected = frames.bytes_mut(d.addr, d.len).is_some_and(reflect_in_place);
-                match reflected {
-                    true => tx.push(*d),
-                    false => {
-                        ndrop += 1;
-                        free.push(area.frame_base(d.addr));
-                    }
+                let Some(mut f) = frames.received(d.addr) else {
+                    ndrop += 1;
+                    continue;
+                };
+                if frames.table().bytes_mut(&mut f, d.len).is_some_and(reflect_in_place) {
+                    tx.push((f, d.len));
+                } else {
+                    ndrop += 1;
+                    frames.release(f);
                 }
             }
-            let sent = xsk.tx.produce(&tx);
+            let (sent, freed) = frames.send(&mut xsk, &mut tx, &mut descs);
             ntx += sent as u64;
-            for d in &tx[sent..] {
-                ndrop += 1;
-                free.push(area.frame_base(d.addr));
-            }
-            tx.clear();
+            ndrop += freed as u64;
             c.rx.store(nrx, Ordering::Relaxed);
             c.tx.store(ntx, Ordering::Relaxed);
             c.dropped.store(ndrop, Ordering::Relaxed);
@@ -257,7 +254,7 @@ fn reflect_queue(
         if pending && xsk.tx.needs_wakeup() {
             xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
         }
-        crate::frame::refill(&mut xsk, &mut free, BATCH);
+        frames.refill(&mut xsk, BATCH);
         if work > 0 || pending {
             idle = 0;
             continue;

@@ -19,13 +19,14 @@
 //! A slot's state (generation and send time) is one atomic word; the reply
 //! path and the loss timer race for it with compare-and-swap, so each
 //! generation is answered or declared lost exactly once.
+use crate::frame::QueueFrames;
 use crate::frame::{build_request, check_reply, frame_len, turnaround, FlowAddrs};
 use crate::idle::IdlePolicy;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameAccess, UmemArea, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, UmemArea, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::ip_proto;
 use std::net::IpAddr;
@@ -307,14 +308,13 @@ impl XdpGen {
             socket_mode,
             xdp_mode: "none",
         };
+        let table = FrameTable::new(area.clone());
         for (q, xsk) in sockets.into_iter().enumerate() {
             let q = q as u32;
             let ctx = QueueCtx {
                 q,
                 xsk,
-                frames: FrameAccess::new(area.clone()),
-                first_frame: q * frames_per_queue,
-                nframes: frames_per_queue,
+                frames: QueueFrames::new(table.clone(), q as u16, q * frames_per_queue, frames_per_queue),
                 shared: shared.clone(),
                 cpu: shared.cfg.pin.then_some(q as usize % ncpu),
             };
@@ -405,9 +405,7 @@ fn new_histogram() -> Histogram<u64> {
 struct QueueCtx {
     q: u32,
     xsk: XskSocket,
-    frames: FrameAccess,
-    first_frame: u32,
-    nframes: u32,
+    frames: QueueFrames,
     shared: Arc<Shared>,
     cpu: Option<usize>,
 }
@@ -419,12 +417,11 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
     }
     let sh = c.shared.clone();
     let cfg = &sh.cfg;
-    let area = c.frames.area().clone();
     let deadline = Instant::now() + cfg.max_run;
     let mut hist = new_histogram();
     let mut n = GenCounters::default();
-    let mut free: Vec<u64> = (c.first_frame..c.first_frame + c.nframes).map(|i| area.frame_addr(i)).collect();
-    let mut tx: Vec<Desc> = Vec::with_capacity(c.xsk.tx.size() as usize);
+    let mut tx: Vec<(Owned, u32)> = Vec::with_capacity(c.xsk.tx.size() as usize);
+    let mut descs: Vec<Desc> = Vec::with_capacity(c.xsk.tx.size() as usize);
     let mut rx = vec![Desc::default(); BATCH];
     let mut comp = vec![0u64; 4 * BATCH];
     let payload = cfg.payload_len;
@@ -435,13 +432,13 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
     let now_us = sh.now_us();
     for slot in my_slots.clone() {
         let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
-        let addr = free.pop().ok_or("no free frame for the first window")?;
+        let mut f = c.frames.alloc().ok_or("no free frame for the first window")?;
         sh.slots[slot as usize].store(pack(0, now_us), Ordering::Relaxed);
-        let buf = c.frames.frame_mut(addr).ok_or("bad frame address")?;
+        let buf = c.frames.table().frame_mut(&mut f);
         let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload).ok_or("cannot build a request")?;
-        tx.push(Desc { addr, len: len as u32, options: 0 });
+        tx.push((f, len as u32));
     }
-    crate::frame::refill(&mut c.xsk, &mut free, BATCH);
+    c.frames.refill(&mut c.xsk, BATCH);
 
     let mut idle = 0u32;
     let mut next_scan = Instant::now() + SCAN_INTERVAL;
@@ -456,7 +453,7 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         // Completions: sent frames come back.
         let k = c.xsk.comp.consume(&mut comp);
         for &a in &comp[..k] {
-            free.push(area.frame_base(a));
+            c.frames.completed(a);
         }
         work += k;
 
@@ -468,21 +465,25 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
             let now_us = sh.now_us();
             let measuring = sh.measuring.load(Ordering::Relaxed);
             for d in &rx[..k] {
-                match on_reply(&mut c.frames, &sh, *d, now_us) {
+                let Some(mut f) = c.frames.received(d.addr) else {
+                    n.mismatched += 1;
+                    continue;
+                };
+                match on_reply(c.frames.table(), &mut f, d.len, &sh, now_us) {
                     Reply::Next { len, latency_us } => {
                         n.replies += 1;
                         if measuring {
                             hist.saturating_record(latency_us.max(1));
                         }
-                        tx.push(Desc { addr: d.addr, len, options: 0 });
+                        tx.push((f, len));
                     }
                     Reply::Late => {
                         n.late += 1;
-                        free.push(area.frame_base(d.addr));
+                        c.frames.release(f);
                     }
                     Reply::Mismatched => {
                         n.mismatched += 1;
-                        free.push(area.frame_base(d.addr));
+                        c.frames.release(f);
                     }
                 }
             }
@@ -498,38 +499,34 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
                 if now_us.saturating_sub(sent_of(st)) < timeout {
                     continue;
                 }
-                let Some(addr) = free.pop() else { break };
+                let Some(mut f) = c.frames.alloc() else { break };
                 let gen = (gen_of(st) + 1) & GEN_MASK;
                 if sh.slots[slot as usize]
                     .compare_exchange(st, pack(gen, now_us), Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
-                    free.push(addr);
+                    c.frames.release(f);
                     continue;
                 }
                 n.lost += 1;
                 let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
-                let buf = c.frames.frame_mut(addr).ok_or("bad frame address")?;
+                let buf = c.frames.table().frame_mut(&mut f);
                 let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, gen), payload).ok_or("build")?;
-                tx.push(Desc { addr, len: len as u32, options: 0 });
+                tx.push((f, len as u32));
             }
         }
 
         // Send.
         if !tx.is_empty() {
-            let k = c.xsk.tx.produce(&tx);
-            n.sent += k as u64;
-            for d in &tx[k..] {
-                n.tx_full += 1;
-                free.push(area.frame_base(d.addr));
-            }
-            tx.clear();
+            let (sent, freed) = c.frames.send(&mut c.xsk, &mut tx, &mut descs);
+            n.sent += sent as u64;
+            n.tx_full += freed as u64;
         }
         let pending_tx = c.xsk.tx.occupancy() > 0;
         if pending_tx && c.xsk.tx.needs_wakeup() {
             c.xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
         }
-        crate::frame::refill(&mut c.xsk, &mut free, BATCH);
+        c.frames.refill(&mut c.xsk, BATCH);
 
         if n != published {
             sh.counters[c.q as usize].publish(&n);
@@ -556,9 +553,9 @@ enum Reply {
     Mismatched,
 }
 
-fn on_reply(frames: &mut FrameAccess, sh: &Shared, d: Desc, now_us: u64) -> Reply {
+fn on_reply(table: &FrameTable, f: &mut Owned, len: u32, sh: &Shared, now_us: u64) -> Reply {
     let cfg = &sh.cfg;
-    let Some(buf) = frames.bytes_mut(d.addr, d.len) else { return Reply::Mismatched };
+    let Some(buf) = table.bytes_mut(f, len) else { return Reply::Mismatched };
     let Some((flow, seq)) = check_reply(buf, &cfg.addrs, cfg.payload_len) else { return Reply::Mismatched };
     let (slot, gen) = split_seq(seq);
     let Some(state) = sh.slots.get(slot as usize) else { return Reply::Mismatched };

@@ -7,7 +7,7 @@
 //! per queue, attach the program, start the control server. Shutdown (signal,
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
-use crate::afxdp::{open_queues, BindMode, FrameAccess, UmemArea, XskSocket};
+use crate::afxdp::{open_queues, BindMode, FrameTable, UmemArea, XskSocket};
 use crate::config::{ArpMode, Config, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
@@ -123,7 +123,7 @@ impl Engine {
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
         });
-        let frames = SharedFrames::new(plan.frames, e.frame_size);
+        let frames = SharedFrames::new(FrameTable::new(area.clone()));
         let mut pools = frames.split(n as u16);
         let per_core = plan.frames as usize / n;
         let ring = e.ring_size as usize;
@@ -137,7 +137,7 @@ impl Engine {
             Engine { steering, shared, workers: Vec::with_capacity(n), control: None, metrics: None, socket_mode };
         // From here on, any failure goes through `shutdown`, which stops and
         // joins the workers started so far and detaches XDP if attached.
-        match engine.finish_start(cfg, plan, sockets, pools, area, frames, counters, wcfg) {
+        match engine.finish_start(cfg, plan, sockets, pools, frames, counters, wcfg) {
             Ok(()) => Ok(engine),
             Err(err) => {
                 engine.shutdown();
@@ -153,7 +153,6 @@ impl Engine {
         plan: &SystemPlan,
         sockets: Vec<XskSocket>,
         pools: Vec<crate::pool::FramePool>,
-        area: Arc<UmemArea>,
         frames: Arc<SharedFrames>,
         counters: XdpCounterReader,
         wcfg: WorkerConfig,
@@ -161,7 +160,7 @@ impl Engine {
         let e = &cfg.engine;
         for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let cpu = plan.cpus[q];
-            let w = Worker::new(q as u16, sock, pool, FrameAccess::new(area.clone()), self.shared.clone(), wcfg);
+            let w = Worker::new(q as u16, sock, pool, frames.table().clone(), self.shared.clone(), wcfg);
             let h = std::thread::Builder::new()
                 .name(format!("sluice-core{q}"))
                 .spawn(move || {

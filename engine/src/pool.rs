@@ -2,73 +2,37 @@
 //!
 //! Every frame is in exactly one place at a time: a core's free list, a
 //! core's fill/rx rings (lent to the kernel for receiving), a core's hands
-//! (between rx and tx), a core's tx/completion rings (lent for sending), a
-//! handoff queue between cores, or the shared exchange stack. Each core's
-//! [`FramePool`] counts its places; debug builds also tag every frame with its
-//! place and assert each transition starts where the frame really is, so the
-//! end-to-end tests check the invariant on real traffic.
+//! (between rx and tx, as an [`Owned`] token), a core's tx/completion rings
+//! (lent for sending), a handoff queue between cores, or the shared exchange
+//! stack. The [`FrameTable`] of the AF_XDP layer records each frame's place and
+//! refuses any move that does not start where the frame is, so the invariant
+//! holds in every build; each core's [`FramePool`] also counts its places for
+//! the gauges.
 //!
 //! Frames drift: one received on core A and sent by core B completes on B's
-//! ring. [`FramePool::rebalance`] keeps each free list between a low and a
-//! high mark by lending to and borrowing from the shared exchange.
+//! ring. [`FramePool::rebalance`] lends and borrows through the shared
+//! exchange stack.
+use crate::afxdp::{FrameTable, Owned, Place};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
-#[cfg(debug_assertions)]
-use std::sync::atomic::{AtomicU16, Ordering};
-
-/// A frame's place, for the debug tracker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Place {
-    /// On core's free list.
-    Free(u16),
-    /// Lent to the kernel on core's fill ring (and then its rx ring).
-    Rx(u16),
-    /// Held by core between rx and tx.
-    InHand(u16),
-    /// Lent to the kernel on core's tx ring until completion.
-    Tx(u16),
-    /// In a handoff queue between cores.
-    Handoff,
-    /// On the shared exchange stack.
-    Exchange,
-}
-
-#[cfg(debug_assertions)]
-impl Place {
-    fn tag(self) -> u16 {
-        match self {
-            Place::Free(c) => 0x100 | c,
-            Place::Rx(c) => 0x200 | c,
-            Place::InHand(c) => 0x300 | c,
-            Place::Tx(c) => 0x400 | c,
-            Place::Handoff => 0x500,
-            Place::Exchange => 0x600,
-        }
-    }
-}
-
-/// What the cores share: the exchange stack and, in debug builds, the place
-/// of every frame.
+/// What the cores share: the frame table and the exchange stack.
 pub struct SharedFrames {
+    table: Arc<FrameTable>,
     total: u32,
-    frame_shift: u32,
     exchange: ArrayQueue<u64>,
-    #[cfg(debug_assertions)]
-    places: Box<[AtomicU16]>,
 }
 
 impl SharedFrames {
-    /// `total` frames of `frame_size` bytes (a power of two).
-    pub fn new(total: u32, frame_size: u32) -> Arc<Self> {
-        assert!(frame_size.is_power_of_two() && total > 0);
-        Arc::new(SharedFrames {
-            total,
-            frame_shift: frame_size.trailing_zeros(),
-            exchange: ArrayQueue::new(total as usize),
-            #[cfg(debug_assertions)]
-            places: (0..total).map(|_| AtomicU16::new(0)).collect(),
-        })
+    /// The frames of `table`'s UMEM, none handed out yet.
+    pub fn new(table: Arc<FrameTable>) -> Arc<Self> {
+        let total = table.area().frame_count();
+        Arc::new(SharedFrames { table, total, exchange: ArrayQueue::new(total as usize) })
+    }
+
+    /// The frame table.
+    pub fn table(&self) -> &Arc<FrameTable> {
+        &self.table
     }
 
     /// Number of frames in the UMEM.
@@ -82,41 +46,26 @@ impl SharedFrames {
     }
 
     /// Splits the frames evenly into one pool per core (the first cores get
-    /// the remainder).
+    /// the remainder). Call once: frames already assigned are skipped.
     pub fn split(self: &Arc<Self>, cores: u16) -> Vec<FramePool> {
         let per = self.total / cores as u32;
         let extra = self.total % cores as u32;
+        let area = self.table.area();
         let mut next = 0u32;
         (0..cores)
             .map(|c| {
                 let n = per + u32::from((c as u32) < extra);
                 let mut p = FramePool::empty(c, self.clone());
                 for i in next..next + n {
-                    let addr = (i as u64) << self.frame_shift;
-                    self.track(addr, None, Place::Free(c));
-                    p.free.push(addr);
+                    let addr = area.frame_addr(i);
+                    if self.table.assign(addr, Place::Free(c)) {
+                        p.free.push(addr);
+                    }
                 }
                 next += n;
                 p
             })
             .collect()
-    }
-
-    #[inline]
-    #[cfg_attr(not(debug_assertions), allow(unused_variables))]
-    fn track(&self, addr: u64, from: Option<Place>, to: Place) {
-        #[cfg(debug_assertions)]
-        {
-            let i = (addr >> self.frame_shift) as usize;
-            let prev = self.places[i].swap(to.tag(), Ordering::AcqRel);
-            if let Some(from) = from {
-                assert_eq!(
-                    prev,
-                    from.tag(),
-                    "frame {addr:#x} moved {from:?} -> {to:?} but was elsewhere (tag {prev:#x})"
-                );
-            }
-        }
     }
 }
 
@@ -156,6 +105,14 @@ impl FramePool {
         FramePool { core, shared, free: Vec::with_capacity(cap), counts: FrameCounts::default(), low: 0, high: cap }
     }
 
+    fn table(&self) -> &FrameTable {
+        &self.shared.table
+    }
+
+    fn base(&self, addr: u64) -> u64 {
+        self.shared.table.area().frame_base(addr)
+    }
+
     /// Sets the marks [`rebalance`](Self::rebalance) keeps the core between:
     /// the free list is topped up to `low` from the exchange, and what the
     /// core holds for receiving (free list + lent for rx) is brought back
@@ -186,68 +143,79 @@ impl FramePool {
     pub fn lend_for_rx(&mut self, n: usize) {
         let at = self.free.len() - n;
         for &a in &self.free[at..] {
-            self.shared.track(a, Some(Place::Free(self.core)), Place::Rx(self.core));
+            let moved = self.shared.table.moved(a, Place::Free(self.core), Place::Rx(self.core));
+            debug_assert!(moved, "free-list frame {a:#x} was not free");
         }
         self.free.truncate(at);
         self.counts.rx += n as u32;
     }
 
-    /// A frame came back on the rx ring.
+    /// A frame came back on the rx ring at `addr`; `None` if the kernel
+    /// handed back something this core had not lent (counted by the caller).
     #[inline]
-    pub fn received(&mut self, addr: u64) {
-        self.shared.track(addr, Some(Place::Rx(self.core)), Place::InHand(self.core));
+    pub fn received(&mut self, addr: u64) -> Option<Owned> {
+        let f = self.table().take(addr, Place::Rx(self.core), self.core)?;
         self.counts.rx -= 1;
         self.counts.in_hand += 1;
+        Some(f)
     }
 
-    /// A frame in hand went onto the tx ring.
+    /// A frame in hand goes onto the tx ring; returns its address.
     #[inline]
-    pub fn lend_for_tx(&mut self, addr: u64) {
-        self.shared.track(addr, Some(Place::InHand(self.core)), Place::Tx(self.core));
+    pub fn lend_for_tx(&mut self, f: Owned) -> u64 {
         self.counts.in_hand -= 1;
         self.counts.tx += 1;
+        self.shared.table.put(f, Place::Tx(self.core))
     }
 
-    /// A sent frame came back on the completion ring.
+    /// A sent frame came back on the completion ring; false if it was not
+    /// one this core had lent for sending (nothing changes then).
     #[inline]
-    pub fn completed(&mut self, addr: u64) {
-        let base = addr & !((1u64 << self.shared.frame_shift) - 1);
-        self.shared.track(base, Some(Place::Tx(self.core)), Place::Free(self.core));
+    pub fn completed(&mut self, addr: u64) -> bool {
+        let base = self.base(addr);
+        if !self.table().moved(base, Place::Tx(self.core), Place::Free(self.core)) {
+            return false;
+        }
         self.counts.tx -= 1;
         self.free.push(base);
+        true
     }
 
     /// A frame in hand is not needed any more (dropped or consumed).
     #[inline]
-    pub fn release(&mut self, addr: u64) {
-        let base = addr & !((1u64 << self.shared.frame_shift) - 1);
-        self.shared.track(base, Some(Place::InHand(self.core)), Place::Free(self.core));
+    pub fn release(&mut self, f: Owned) {
+        let base = self.base(f.addr());
+        self.shared.table.put(f, Place::Free(self.core));
         self.counts.in_hand -= 1;
         self.free.push(base);
     }
 
     /// A free frame taken in hand to build a packet in.
-    pub fn alloc(&mut self) -> Option<u64> {
+    pub fn alloc(&mut self) -> Option<Owned> {
         let a = self.free.pop()?;
-        self.shared.track(a, Some(Place::Free(self.core)), Place::InHand(self.core));
-        self.counts.in_hand += 1;
-        Some(a)
+        let f = self.shared.table.take(a, Place::Free(self.core), self.core);
+        debug_assert!(f.is_some(), "free-list frame {a:#x} was not free");
+        if f.is_some() {
+            self.counts.in_hand += 1;
+        }
+        f
     }
 
-    /// A frame in hand was pushed onto another core's handoff queue.
+    /// A frame in hand goes to another core's handoff queue; returns its
+    /// address for the queue.
     #[inline]
-    pub fn handed_off(&mut self, addr: u64) {
-        let base = addr & !((1u64 << self.shared.frame_shift) - 1);
-        self.shared.track(base, Some(Place::InHand(self.core)), Place::Handoff);
+    pub fn handed_off(&mut self, f: Owned) -> u64 {
         self.counts.in_hand -= 1;
+        self.shared.table.put(f, Place::Handoff)
     }
 
-    /// A frame was taken from this core's handoff inbox.
+    /// A frame was taken from this core's handoff inbox; `None` if it was not
+    /// in a handoff queue.
     #[inline]
-    pub fn adopted(&mut self, addr: u64) {
-        let base = addr & !((1u64 << self.shared.frame_shift) - 1);
-        self.shared.track(base, Some(Place::Handoff), Place::InHand(self.core));
+    pub fn adopted(&mut self, addr: u64) -> Option<Owned> {
+        let f = self.table().take(addr, Place::Handoff, self.core)?;
         self.counts.in_hand += 1;
+        Some(f)
     }
 
     /// Keeps the core between the marks (see [`set_marks`](Self::set_marks)).
@@ -261,10 +229,11 @@ impl FramePool {
             let surplus = held - (self.high - self.low.min(self.high));
             while lent < surplus {
                 let Some(a) = self.free.pop() else { break };
-                self.shared.track(a, Some(Place::Free(self.core)), Place::Exchange);
+                let moved = self.shared.table.moved(a, Place::Free(self.core), Place::Exchange);
+                debug_assert!(moved);
                 if let Err(a) = self.shared.exchange.push(a) {
                     // Cannot happen (the exchange holds every frame), but never lose one.
-                    self.shared.track(a, Some(Place::Exchange), Place::Free(self.core));
+                    self.shared.table.moved(a, Place::Exchange, Place::Free(self.core));
                     self.free.push(a);
                     break;
                 }
@@ -273,7 +242,8 @@ impl FramePool {
         } else if self.free.len() < self.low {
             while self.free.len() < self.low {
                 let Some(a) = self.shared.exchange.pop() else { break };
-                self.shared.track(a, Some(Place::Exchange), Place::Free(self.core));
+                let moved = self.shared.table.moved(a, Place::Exchange, Place::Free(self.core));
+                debug_assert!(moved);
                 self.free.push(a);
                 borrowed += 1;
             }
@@ -285,8 +255,13 @@ impl FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::afxdp::UmemArea;
     use proptest::prelude::*;
     use std::collections::VecDeque;
+
+    fn shared(n: u32) -> Arc<SharedFrames> {
+        SharedFrames::new(FrameTable::new(UmemArea::new(n, 2048).unwrap()))
+    }
 
     fn total_of(pools: &[FramePool], shared: &SharedFrames, handoff: usize) -> u32 {
         pools.iter().map(|p| p.counts().sum()).sum::<u32>() + shared.exchanged() as u32 + handoff as u32
@@ -294,7 +269,7 @@ mod tests {
 
     #[test]
     fn split_gives_every_frame_to_one_core() {
-        let shared = SharedFrames::new(11, 2048);
+        let shared = shared(11);
         let pools = shared.split(3);
         assert_eq!(pools.iter().map(|p| p.free_len()).collect::<Vec<_>>(), vec![4, 4, 3]);
         let mut all: Vec<u64> = pools.iter().flat_map(|p| p.free.clone()).collect();
@@ -302,22 +277,29 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), 11);
         assert_eq!(total_of(&pools, &shared, 0), 11);
+        assert!(shared.split(2).iter().all(|p| p.free_len() == 0), "a second split finds nothing unassigned");
     }
 
     #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "but was elsewhere")]
-    fn a_frame_released_twice_is_caught() {
-        let shared = SharedFrames::new(4, 2048);
+    fn wrong_moves_are_refused_and_change_nothing() {
+        let shared = shared(4);
         let mut p = shared.split(1).pop().unwrap();
-        let a = p.alloc().unwrap();
-        p.release(a);
-        p.release(a);
+        assert!(p.received(0).is_none(), "not lent for rx");
+        assert!(!p.completed(0), "not lent for tx");
+        assert!(p.adopted(0).is_none(), "not handed over");
+        assert!(p.received(99 * 2048).is_none(), "outside the UMEM");
+        assert_eq!(p.counts(), FrameCounts { free: 4, ..Default::default() });
+        let f = p.alloc().unwrap();
+        let a = p.handed_off(f);
+        let f = p.adopted(a).unwrap();
+        assert!(p.adopted(a).is_none(), "adopted once only");
+        p.release(f);
+        assert_eq!(p.counts().free, 4);
     }
 
     #[test]
     fn rebalance_moves_surplus_to_the_exchange_and_back() {
-        let shared = SharedFrames::new(100, 2048);
+        let shared = shared(100);
         let mut pools = shared.split(2);
         pools[0].set_marks(10, 20);
         pools[1].set_marks(60, 80);
@@ -330,7 +312,7 @@ mod tests {
 
     #[test]
     fn frames_on_the_fill_ring_count_against_the_high_mark() {
-        let shared = SharedFrames::new(100, 2048);
+        let shared = shared(100);
         let mut p = shared.split(1).pop().unwrap();
         p.set_marks(10, 40);
         // 30 frames lent for rx, 70 free: holding 100 > 40.
@@ -350,16 +332,16 @@ mod tests {
 
     proptest! {
         /// Random traffic across two cores (receive, echo, drop, hand off,
-        /// complete, rebalance) never loses or duplicates a frame, and in
-        /// debug builds every transition starts from the frame's real place.
+        /// complete, rebalance) never loses or duplicates a frame, and every
+        /// transition starts from the frame's real place.
         #[test]
         fn frames_are_conserved(ops in proptest::collection::vec((0u8..7, 0usize..2, 1usize..8), 1..400)) {
-            let shared = SharedFrames::new(64, 2048);
+            let shared = shared(64);
             let mut pools = shared.split(2);
             for p in pools.iter_mut() { p.set_marks(8, 24); }
             let mut kernel = [KernelModel::default(), KernelModel::default()];
             let mut handoff: [VecDeque<u64>; 2] = Default::default();
-            let mut in_hand: [Vec<u64>; 2] = Default::default();
+            let mut in_hand: [Vec<Owned>; 2] = Default::default();
             for (op, core, n) in ops {
                 let other = 1 - core;
                 match op {
@@ -368,19 +350,23 @@ mod tests {
                         kernel[core].rx.extend(pools[core].free_tail(k).iter().copied());
                         pools[core].lend_for_rx(k);
                     }
-                    1 => for _ in 0..n { // receive
-                        if let Some(a) = kernel[core].rx.pop_front() { pools[core].received(a + 256); in_hand[core].push(a + 256); }
+                    1 => for _ in 0..n { // receive (the kernel adds headroom)
+                        if let Some(a) = kernel[core].rx.pop_front() {
+                            in_hand[core].push(pools[core].received(a + 256).expect("lent for rx"));
+                        }
                     },
                     2 => for _ in 0..n { // echo: in hand → tx
-                        if let Some(a) = in_hand[core].pop() { pools[core].lend_for_tx(a); kernel[core].tx.push_back(a); }
+                        if let Some(f) = in_hand[core].pop() { let a = pools[core].lend_for_tx(f); kernel[core].tx.push_back(a); }
                     },
-                    3 => if let Some(a) = in_hand[core].pop() { pools[core].release(a); }, // drop
-                    4 => if let Some(a) = in_hand[core].pop() { // hand off to the other core
-                        pools[core].handed_off(a); handoff[other].push_back(a);
+                    3 => if let Some(f) = in_hand[core].pop() { pools[core].release(f); }, // drop
+                    4 => if let Some(f) = in_hand[core].pop() { // hand off to the other core
+                        let a = pools[core].handed_off(f); handoff[other].push_back(a);
                     },
-                    5 => while let Some(a) = handoff[core].pop_front() { pools[core].adopted(a); in_hand[core].push(a); },
+                    5 => while let Some(a) = handoff[core].pop_front() {
+                        in_hand[core].push(pools[core].adopted(a).expect("in a handoff queue"));
+                    },
                     _ => { // completions, then rebalance
-                        for _ in 0..n { if let Some(a) = kernel[core].tx.pop_front() { pools[core].completed(a); } }
+                        for _ in 0..n { if let Some(a) = kernel[core].tx.pop_front() { prop_assert!(pools[core].completed(a)); } }
                         pools[core].rebalance();
                     }
                 }
@@ -391,6 +377,9 @@ mod tests {
                     prop_assert_eq!(pools[c].counts().tx as usize, kernel[c].tx.len());
                     prop_assert_eq!(pools[c].counts().in_hand as usize, in_hand[c].len());
                 }
+            }
+            for (c, hand) in in_hand.iter_mut().enumerate() {
+                for f in hand.drain(..) { pools[c].release(f); }
             }
         }
     }

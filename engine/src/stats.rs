@@ -52,6 +52,8 @@ named_enum! {
         Sleeps = "sleeps",
         /// Times poll() returned because of work.
         Wakeups = "wakeups",
+        /// Completions for frames this core had not lent for sending (ignored).
+        BadCompletions = "bad_completions",
         /// Frames this core handed to the flow's owner core.
         HandoffOut = "handoff_out",
         /// Frames other cores handed to this core.

@@ -7,7 +7,7 @@
 //! ring, publish gauges. When a pass finds no work the core spins (`busy`),
 //! spins a while then sleeps in poll() (`adaptive`), or sleeps at once
 //! (`interrupt`).
-use crate::afxdp::{poll_fds, Desc, FrameAccess, XskSocket};
+use crate::afxdp::{poll_fds, Desc, FrameTable, Owned, XskSocket};
 use crate::config::PollMode;
 use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
 use crate::handoff::Handoff;
@@ -58,13 +58,14 @@ pub struct Worker {
     core: u16,
     xsk: XskSocket,
     pool: FramePool,
-    frames: FrameAccess,
+    frames: Arc<FrameTable>,
     shared: Arc<Shared>,
     cfg: WorkerConfig,
     rx: Vec<Desc>,
-    tx: Vec<Desc>,
+    /// Replies waiting for the tx ring: the frame and its length.
+    tx: Vec<(Owned, u32)>,
+    descs: Vec<Desc>,
     addrs: Vec<u64>,
-    umem_len: u64,
 }
 
 impl Worker {
@@ -73,12 +74,11 @@ impl Worker {
         core: u16,
         xsk: XskSocket,
         pool: FramePool,
-        frames: FrameAccess,
+        frames: Arc<FrameTable>,
         shared: Arc<Shared>,
         cfg: WorkerConfig,
     ) -> Self {
         let batch = cfg.batch.max(1);
-        let umem_len = frames.area().len() as u64;
         Worker {
             core,
             xsk,
@@ -88,9 +88,9 @@ impl Worker {
             cfg,
             rx: vec![Desc::default(); batch],
             // Room for a batch from the rx ring plus a batch from the inbox.
-            tx: Vec::with_capacity(2 * batch),
+            tx: Vec::with_capacity(2 * batch + 64),
+            descs: Vec::with_capacity(2 * batch + 64),
             addrs: vec![0; 2 * batch.max(64)],
-            umem_len,
         }
     }
 
@@ -151,8 +151,14 @@ impl Worker {
     /// Completion ring → free list.
     fn complete(&mut self) -> usize {
         let n = self.xsk.comp.consume(&mut self.addrs);
+        let mut bogus = 0;
         for &a in &self.addrs[..n] {
-            self.pool.completed(a);
+            if !self.pool.completed(a) {
+                bogus += 1;
+            }
+        }
+        if bogus > 0 {
+            self.stats().add(Counter::BadCompletions, bogus);
         }
         n
     }
@@ -167,13 +173,11 @@ impl Worker {
         for i in 0..n {
             let d = self.rx[i];
             bytes += d.len as u64;
-            if d.addr >= self.umem_len {
-                // Not a frame of ours: nothing to account or give back.
-                self.stats().drop_frames(DropReason::BadDescriptor, 1);
-                continue;
+            match self.pool.received(d.addr) {
+                Some(f) => self.handle(f, d.len, Arrival::Rx, now_s),
+                // Not a frame this core lent for rx: nothing to account or give back.
+                None => self.stats().drop_frames(DropReason::BadDescriptor, 1),
             }
-            self.pool.received(d.addr);
-            self.handle(d, Arrival::Rx, now_s);
         }
         let st = self.stats();
         st.add(Counter::RxBatches, 1);
@@ -192,8 +196,10 @@ impl Worker {
             k += 1;
         });
         for &d in &taken[..n] {
-            self.pool.adopted(d.addr);
-            self.handle(d, Arrival::HandedOver, now_s);
+            match self.pool.adopted(d.addr) {
+                Some(f) => self.handle(f, d.len, Arrival::HandedOver, now_s),
+                None => self.stats().drop_frames(DropReason::BadDescriptor, 1),
+            }
         }
         if n > 0 {
             self.stats().add(Counter::HandoffIn, n as u64);
@@ -201,31 +207,31 @@ impl Worker {
         n
     }
 
-    fn handle(&mut self, d: Desc, arrival: Arrival, now_s: u64) {
+    fn handle(&mut self, mut f: Owned, len: u32, arrival: Arrival, now_s: u64) {
         let Worker { core, frames, shared, pool, tx, .. } = self;
         let st = shared.stats.core(*core as usize);
-        let Some(bytes) = frames.bytes_mut(d.addr, d.len) else {
-            // In the UMEM (checked on receipt) but crossing a frame boundary.
-            st.drop_frames(DropReason::BadDescriptor, 1);
-            pool.release(d.addr);
-            return;
-        };
         let cx = Context { services: &shared.services, owners: &shared.owners, core: *core, now_s, stats: st };
-        match handle_frame(bytes, arrival, &cx) {
-            Verdict::Send(len) => tx.push(Desc { addr: d.addr, len, options: 0 }),
-            Verdict::Consumed => pool.release(d.addr),
+        let verdict = match frames.bytes_mut(&mut f, len) {
+            Some(bytes) => handle_frame(bytes, arrival, &cx),
+            // Crosses a frame boundary: the kernel never makes such descriptors.
+            None => Verdict::Drop(DropReason::BadDescriptor),
+        };
+        match verdict {
+            Verdict::Send(len) => tx.push((f, len)),
+            Verdict::Consumed => pool.release(f),
             Verdict::Drop(r) => {
                 st.drop_frames(r, 1);
-                pool.release(d.addr);
+                pool.release(f);
             }
             Verdict::HandOff(owner) => {
-                pool.handed_off(d.addr);
-                match shared.handoff.send(*core, owner, d) {
+                let addr = pool.handed_off(f);
+                match shared.handoff.send(*core, owner, Desc { addr, len, options: 0 }) {
                     Ok(()) => st.add(Counter::HandoffOut, 1),
                     Err(d) => {
-                        pool.adopted(d.addr);
+                        if let Some(f) = pool.adopted(d.addr) {
+                            pool.release(f);
+                        }
                         st.drop_frames(DropReason::HandoffFull, 1);
-                        pool.release(d.addr);
                     }
                 }
             }
@@ -235,23 +241,28 @@ impl Worker {
     /// Pending replies → tx ring, and one kick if the kernel wants it.
     fn transmit(&mut self) {
         if !self.tx.is_empty() {
-            let n = self.xsk.tx.produce(&self.tx);
+            let room = self.xsk.tx.free(self.tx.len() as u32) as usize;
+            let k = room.min(self.tx.len());
             let st = self.shared.stats.core(self.core as usize);
+            self.descs.clear();
             let mut bytes = 0u64;
-            for d in &self.tx[..n] {
-                bytes += d.len as u64;
-                self.pool.lend_for_tx(d.addr);
+            for (f, len) in self.tx.drain(..k) {
+                bytes += len as u64;
+                let addr = self.pool.lend_for_tx(f);
+                self.descs.push(Desc { addr, len, options: 0 });
             }
-            for d in &self.tx[n..] {
+            let n = self.xsk.tx.produce(&self.descs);
+            // Single producer, and `free` said there was room for all k.
+            debug_assert_eq!(n, k);
+            for (f, _) in self.tx.drain(..) {
                 st.drop_frames(DropReason::TxRingFull, 1);
-                self.pool.release(d.addr);
+                self.pool.release(f);
             }
             if n > 0 {
                 st.add(Counter::TxPackets, n as u64);
                 st.add(Counter::TxBytes, bytes);
                 st.add(Counter::TxBatches, 1);
             }
-            self.tx.clear();
         }
         // One kick sends the whole ring when the kernel took our
         // XDP_MAX_TX_SKB_BUDGET; older kernels stop after 32 frames, so kick

@@ -13,13 +13,12 @@ pub struct UmemArea {
     frame_count: u32,
 }
 
-// SAFETY: the area is plain memory. Who may touch which frame is decided by
-// the frame ownership protocol (crate::pool): a frame is owned by exactly one
-// core or by the kernel at a time, so sharing the area between threads does
-// not let two of them write one frame.
+// SAFETY: the area is plain memory owned by this value; moving it between
+// threads moves the ownership of the mapping.
 unsafe impl Send for UmemArea {}
-// SAFETY: see Send; shared references hand out frames only through
-// `FrameAccess`, whose users follow the ownership protocol.
+// SAFETY: through a shared reference the area hands out bytes only via the
+// `pub(super)` unsafe `slice_mut`, whose one caller (`FrameTable`) requires
+// the frame's unique `Owned` token, so two threads never get one frame.
 unsafe impl Sync for UmemArea {}
 
 impl UmemArea {
@@ -92,9 +91,17 @@ impl UmemArea {
     }
 
     /// Whether `addr..addr+len` lies inside one frame of the area.
-    fn in_one_frame(&self, addr: u64, len: u32) -> bool {
+    pub(super) fn in_one_frame(&self, addr: u64, len: u32) -> bool {
         let end = addr.saturating_add(len as u64);
         end <= self.len as u64 && (len == 0 || self.frame_base(addr) == self.frame_base(end - 1))
+    }
+}
+
+impl UmemArea {
+    /// A raw pointer to UMEM address `addr` (not dereferenced here; the
+    /// frame table turns it into a slice for the holder of a frame's token).
+    pub(super) fn ptr_at(&self, addr: u64) -> *mut u8 {
+        self.ptr.as_ptr().wrapping_add(addr as usize)
     }
 }
 
@@ -108,72 +115,22 @@ impl Drop for UmemArea {
     }
 }
 
-/// One core's handle on the UMEM. Taking `&mut self` for a frame means a core
-/// holds at most one frame slice at a time through it; cores never share a
-/// handle.
-pub struct FrameAccess {
-    area: Arc<UmemArea>,
-}
-
-impl FrameAccess {
-    /// A handle for one core.
-    pub fn new(area: Arc<UmemArea>) -> Self {
-        FrameAccess { area }
-    }
-
-    /// The area behind the handle.
-    pub fn area(&self) -> &Arc<UmemArea> {
-        &self.area
-    }
-
-    /// The bytes `addr..addr+len` of a frame this core owns, or `None` if
-    /// the range leaves the frame or the area (a bad descriptor).
-    pub fn bytes_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
-        if !self.area.in_one_frame(addr, len) {
-            return None;
-        }
-        // SAFETY: the range is inside the mapping (checked above). The caller
-        // owns this frame under the ownership protocol (it took it from its rx
-        // ring, its free list or its handoff inbox), so neither the kernel nor
-        // another core touches it until it is handed on; `&mut self` keeps a
-        // second slice from this handle from coexisting.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(addr as usize), len as usize) })
-    }
-
-    /// The whole frame that holds `addr`, from its start, for building a
-    /// packet with headroom.
-    pub fn frame_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
-        let base = self.area.frame_base(addr);
-        let size = self.area.frame_size;
-        self.bytes_mut(base, size)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn frame_ranges_are_checked() {
+    fn frame_arithmetic_and_ranges() {
         let area = UmemArea::new(4, 2048).unwrap();
-        let mut fa = FrameAccess::new(area.clone());
-        assert!(fa.bytes_mut(0, 2048).is_some());
-        assert!(fa.bytes_mut(100, 1948).is_some());
-        assert!(fa.bytes_mut(100, 1949).is_none(), "crosses into the next frame");
-        assert!(fa.bytes_mut(3 * 2048, 2048).is_some());
-        assert!(fa.bytes_mut(4 * 2048, 1).is_none(), "past the end");
-        assert!(fa.bytes_mut(u64::MAX - 2, 10).is_none());
+        assert!(area.in_one_frame(0, 2048));
+        assert!(area.in_one_frame(100, 1948));
+        assert!(!area.in_one_frame(100, 1949), "crosses into the next frame");
+        assert!(area.in_one_frame(3 * 2048, 2048));
+        assert!(!area.in_one_frame(4 * 2048, 1), "past the end");
+        assert!(!area.in_one_frame(u64::MAX - 2, 10));
         assert_eq!(area.frame_base(2048 + 300), 2048);
         assert_eq!(area.frame_index(3 * 2048 + 1), 3);
-    }
-
-    #[test]
-    fn writes_through_one_handle_are_seen_through_another() {
-        let area = UmemArea::new(2, 4096).unwrap();
-        let mut a = FrameAccess::new(area.clone());
-        let mut b = FrameAccess::new(area);
-        a.bytes_mut(4096 + 10, 3).unwrap().copy_from_slice(b"abc");
-        assert_eq!(b.frame_mut(4096 + 99).unwrap()[10..13], *b"abc");
+        assert_eq!(area.frame_addr(2), 4096);
     }
 
     #[test]

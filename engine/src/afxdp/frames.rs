@@ -1,0 +1,214 @@
+//! Who holds each UMEM frame, and the token that proves it.
+//!
+//! Every frame has a place tag ([`Place`]) in a table shared by the cores.
+//! Tags move with one compare-and-swap from the place the caller says the
+//! frame is in to the next; a move from anywhere else fails and changes
+//! nothing. The only way to the bytes of a frame is an [`Owned`] token, and
+//! the only way to get one is a successful move *into* `InHand`
+//! ([`FrameTable::take`]); the token is consumed by the move out
+//! ([`FrameTable::put`]). So at most one token exists per frame, whatever safe
+//! code does (a bogus descriptor from the kernel, a frame freed twice): it is
+//! refused, never aliased. Frames on the fill/rx and tx/completion rings are
+//! the kernel's; no token exists for them while they are there.
+use super::umem::UmemArea;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+/// A frame's place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// On a core's free list.
+    Free(u16),
+    /// Lent to the kernel on a core's fill ring (and then its rx ring).
+    Rx(u16),
+    /// Held by a core between rx and tx (an [`Owned`] token exists).
+    InHand(u16),
+    /// Lent to the kernel on a core's tx ring until completion.
+    Tx(u16),
+    /// In a handoff queue between cores.
+    Handoff,
+    /// On the shared exchange stack.
+    Exchange,
+}
+
+/// Tag of a frame no pool has claimed yet.
+const UNASSIGNED: u16 = 0;
+
+impl Place {
+    fn tag(self) -> u16 {
+        match self {
+            Place::Free(c) => 0x1000 | (c & 0xfff),
+            Place::Rx(c) => 0x2000 | (c & 0xfff),
+            Place::InHand(c) => 0x3000 | (c & 0xfff),
+            Place::Tx(c) => 0x4000 | (c & 0xfff),
+            Place::Handoff => 0x5000,
+            Place::Exchange => 0x6000,
+        }
+    }
+
+    fn in_hand(self) -> bool {
+        matches!(self, Place::InHand(_))
+    }
+}
+
+/// Proof that the holder alone may touch one frame. Not `Clone`: it is
+/// created by [`FrameTable::take`] and consumed by [`FrameTable::put`].
+#[derive(Debug)]
+#[must_use = "a frame in hand must be put somewhere (tx, free list, handoff)"]
+pub struct Owned {
+    addr: u64,
+}
+
+impl Owned {
+    /// The UMEM address it was taken at (a descriptor's address: it may
+    /// point past the frame's start).
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
+/// The place of every frame of one UMEM.
+pub struct FrameTable {
+    area: Arc<UmemArea>,
+    places: Box<[AtomicU16]>,
+}
+
+impl FrameTable {
+    /// A table for `area`, every frame unassigned.
+    pub fn new(area: Arc<UmemArea>) -> Arc<Self> {
+        let places = (0..area.frame_count()).map(|_| AtomicU16::new(UNASSIGNED)).collect();
+        Arc::new(FrameTable { area, places })
+    }
+
+    /// The UMEM.
+    pub fn area(&self) -> &Arc<UmemArea> {
+        &self.area
+    }
+
+    fn slot(&self, addr: u64) -> Option<&AtomicU16> {
+        self.places.get(usize::try_from(addr / self.area.frame_size() as u64).ok()?)
+    }
+
+    fn cas(&self, addr: u64, from: u16, to: u16) -> bool {
+        self.slot(addr).is_some_and(|s| s.compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+    }
+
+    /// Gives an unassigned frame its first place (pools do this once).
+    pub fn assign(&self, addr: u64, to: Place) -> bool {
+        assert!(!to.in_hand(), "frames enter InHand only through take()");
+        self.cas(addr, UNASSIGNED, to.tag())
+    }
+
+    /// Moves a frame that is not in hand from `from` to `to`; false (and no
+    /// change) if it was not at `from` or is not in the UMEM.
+    pub fn moved(&self, addr: u64, from: Place, to: Place) -> bool {
+        assert!(!from.in_hand() && !to.in_hand(), "InHand moves go through take() and put()");
+        self.cas(addr, from.tag(), to.tag())
+    }
+
+    /// Takes the frame at `addr` from `from` into `core`'s hand; `None` if it
+    /// was not at `from` (or not in the UMEM).
+    pub fn take(&self, addr: u64, from: Place, core: u16) -> Option<Owned> {
+        assert!(!from.in_hand());
+        self.cas(addr, from.tag(), Place::InHand(core).tag()).then_some(Owned { addr })
+    }
+
+    /// Puts a frame in hand at `to` and returns its address for the ring or
+    /// queue it goes to.
+    pub fn put(&self, f: Owned, to: Place) -> u64 {
+        assert!(!to.in_hand());
+        let slot = self.slot(f.addr).expect("a token is only made for a frame of this UMEM");
+        // The token proves the tag is InHand (only `take` makes tokens, and it
+        // moved the tag there), so a plain store cannot overwrite a move.
+        slot.store(to.tag(), Ordering::Release);
+        f.addr
+    }
+
+    /// The bytes `f.addr() .. f.addr() + len`, if they lie in the frame.
+    pub fn bytes_mut<'a>(&'a self, f: &'a mut Owned, len: u32) -> Option<&'a mut [u8]> {
+        self.area.in_one_frame(f.addr, len).then(|| {
+            // SAFETY: the range lies inside the mapping and inside one frame
+            // (checked above), and the mapping lives as long as `self` (it
+            // holds the area's Arc). `f` is the only token for that frame (see
+            // the module doc), it is borrowed mutably for the slice's lifetime,
+            // and while a token exists the kernel has no descriptor for the
+            // frame (it is on no ring), so nothing else reads or writes it.
+            unsafe { std::slice::from_raw_parts_mut(self.area.ptr_at(f.addr), len as usize) }
+        })
+    }
+
+    /// The whole frame of `f`, from its start, for building a packet.
+    pub fn frame_mut<'a>(&'a self, f: &'a mut Owned) -> &'a mut [u8] {
+        let base = self.area.frame_base(f.addr);
+        // SAFETY: as in `bytes_mut`; a whole frame is always inside the area
+        // because `f` was taken for an address the table knows.
+        unsafe { std::slice::from_raw_parts_mut(self.area.ptr_at(base), self.area.frame_size() as usize) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(n: u32) -> Arc<FrameTable> {
+        let t = FrameTable::new(UmemArea::new(n, 2048).unwrap());
+        for i in 0..n {
+            assert!(t.assign(t.area().frame_addr(i), Place::Free(0)));
+        }
+        t
+    }
+
+    #[test]
+    fn one_token_per_frame() {
+        let t = table(2);
+        let mut f = t.take(0, Place::Free(0), 0).expect("free frame");
+        assert!(t.take(0, Place::Free(0), 0).is_none(), "already in hand");
+        t.bytes_mut(&mut f, 4).unwrap().copy_from_slice(b"abcd");
+        assert_eq!(t.put(f, Place::Tx(0)), 0);
+        assert!(t.take(0, Place::Free(0), 0).is_none(), "on the tx ring now");
+        assert!(t.moved(0, Place::Tx(0), Place::Free(0)));
+        let mut f = t.take(0, Place::Free(0), 1).unwrap();
+        assert_eq!(&t.bytes_mut(&mut f, 4).unwrap()[..], b"abcd");
+        let _ = t.put(f, Place::Free(1));
+    }
+
+    #[test]
+    fn bogus_addresses_and_wrong_places_are_refused() {
+        let t = table(2);
+        assert!(t.take(5 * 2048, Place::Free(0), 0).is_none(), "outside the UMEM");
+        assert!(t.take(2048, Place::Rx(0), 0).is_none(), "not on the rx ring");
+        assert!(!t.moved(2048, Place::Tx(0), Place::Free(0)), "not on the tx ring");
+        assert!(!t.assign(2048, Place::Free(1)), "already assigned");
+        let mut f = t.take(2048 + 256, Place::Free(0), 0).unwrap();
+        assert!(t.bytes_mut(&mut f, 2048).is_none(), "crosses into the next frame");
+        assert_eq!(t.frame_mut(&mut f).len(), 2048);
+        let _ = t.put(f, Place::Free(0));
+    }
+
+    #[test]
+    fn racing_takers_get_one_token() {
+        let t = table(64);
+        let won: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4u16)
+                .map(|core| {
+                    let t = &t;
+                    s.spawn(move || {
+                        let mut got = Vec::new();
+                        for i in 0..64u32 {
+                            if let Some(f) = t.take(t.area().frame_addr(i), Place::Free(0), core) {
+                                got.push(f);
+                            }
+                        }
+                        let n = got.len();
+                        for f in got {
+                            let _ = t.put(f, Place::Exchange);
+                        }
+                        n
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(won, 64, "every frame taken exactly once");
+    }
+}
