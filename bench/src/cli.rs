@@ -175,9 +175,13 @@ pub struct UdpEchoArgs {
     #[arg(long, default_value = "yield:200")]
     pub gen_idle: crate::idle::IdlePolicy,
     /// Empty passes sluiced (engine.spin_iterations) and the reflector spin before sleeping in
-    /// poll() [default: sluiced's default, 2000].
+    /// poll() [default: sluiced's default, 200].
     #[arg(long, value_name = "N")]
     pub server_spin: Option<u32>,
+    /// Run sluiced with flow_owner = "hash" (owner core = flow hash mod cores) instead of
+    /// learned owners, to measure the handoffs a fixed function costs on veth.
+    #[arg(long)]
+    pub hashed_owners: bool,
     /// Targets, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel,reflect")]
     pub targets: Vec<Target>,

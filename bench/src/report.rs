@@ -216,6 +216,8 @@ pub struct EchoSettings {
     /// Empty passes sluiced and the reflector spin before sleeping (sluiced's
     /// `engine.spin_iterations`).
     pub server_spin: u32,
+    /// "learned" or "hash": how sluiced finds a flow's owner core.
+    pub flow_owner: String,
     /// Targets in round-1 order.
     pub targets: Vec<Target>,
     /// The sluiced binary, if sluice was a target.
@@ -270,8 +272,8 @@ pub fn render_echo(r: &EchoReport) -> String {
     );
     let _ = writeln!(
         o,
-        "servers: adaptive polling, {} empty passes before poll(); afxdp generator idle: {}",
-        s.server_spin, s.gen_idle
+        "servers: adaptive polling, {} empty passes before poll(); sluiced flow owners: {}; afxdp generator idle: {}",
+        s.server_spin, s.flow_owner, s.gen_idle
     );
     let _ = writeln!(
         o,

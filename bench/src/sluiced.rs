@@ -21,10 +21,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// sluiced's default `engine.spin_iterations`.
 pub const DEFAULT_SPIN: u32 = 200;
 
+/// Engine settings a run varies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// `engine.spin_iterations` (sluiced's default when `None`).
+    pub spin: Option<u32>,
+    /// `engine.flow_owner = "hash"` instead of the default learned owners.
+    pub hashed_owners: bool,
+}
+
+impl Tuning {
+    fn engine_lines(&self) -> String {
+        let mut s = String::new();
+        if let Some(n) = self.spin {
+            s.push_str(&format!("spin_iterations = {n}\n"));
+        }
+        if self.hashed_owners {
+            s.push_str("flow_owner = \"hash\"\n");
+        }
+        s
+    }
+}
+
 /// The config sluiced gets: UDP echo on `listen`, `queues` queues of
-/// `interface`, adaptive polling with `spin` empty passes before sleeping
-/// (sluiced's default when `None`).
-pub fn config_text(interface: &str, queues: u32, socket: &Path, listen: SocketAddrV4, spin: Option<u32>) -> String {
+/// `interface`, adaptive polling, plus `tuning`.
+pub fn config_text(interface: &str, queues: u32, socket: &Path, listen: SocketAddrV4, tuning: Tuning) -> String {
     format!(
         r#"# written by sluice-bench
 [engine]
@@ -41,7 +62,7 @@ listen = "{listen}"
 kind = "echo"
 "#,
         socket.display(),
-        extra = spin.map(|n| format!("spin_iterations = {n}\n")).unwrap_or_default(),
+        extra = tuning.engine_lines(),
     )
 }
 
@@ -67,7 +88,7 @@ impl Sluiced {
         lab: &Lab,
         binary: &Path,
         listen: SocketAddrV4,
-        spin: Option<u32>,
+        tuning: Tuning,
         stop: &StopFlag,
     ) -> anyhow::Result<Sluiced> {
         static N: AtomicU32 = AtomicU32::new(0);
@@ -84,7 +105,7 @@ impl Sluiced {
         let cfg = dir.join("sluiced.toml");
         let log = dir.join("sluiced.log");
         let mut me = Sluiced { child: None, dir, socket, log };
-        let text = config_text(lab.interface(Side::Server), lab.server_rx_queues(), &me.socket, listen, spin);
+        let text = config_text(lab.interface(Side::Server), lab.server_rx_queues(), &me.socket, listen, tuning);
         std::fs::write(&cfg, text).context("writing the sluiced config")?;
         let stderr = std::fs::File::create(&me.log).context("creating the sluiced log")?;
         let child = lab
@@ -198,15 +219,18 @@ mod tests {
     #[test]
     fn config_parses_with_the_engine() {
         let listen = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7);
-        let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, None);
+        let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, Tuning::default());
         let cfg = sluice_engine::config::Config::parse(&text, "bench").expect("valid config");
         assert_eq!(cfg.engine.interface, "sluice0");
         assert_eq!(cfg.engine.queues, Some(2));
         assert_eq!(cfg.engine.poll, sluice_engine::config::PollMode::Adaptive);
         assert_eq!(cfg.engine.spin_iterations, DEFAULT_SPIN, "the bench's idea of the default is sluiced's");
         assert_eq!(cfg.services.len(), 1);
-        let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, Some(0));
+        assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Learned);
+        let tuning = Tuning { spin: Some(0), hashed_owners: true };
+        let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, tuning);
         let cfg = sluice_engine::config::Config::parse(&text, "bench").expect("valid config");
         assert_eq!(cfg.engine.spin_iterations, 0);
+        assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Hash);
     }
 }

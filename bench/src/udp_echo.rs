@@ -129,6 +129,7 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
             generator: args.generator,
             gen_idle: args.gen_idle.to_string(),
             server_spin: args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN),
+            flow_owner: if args.hashed_owners { "hash" } else { "learned" }.into(),
             targets: args.targets.clone(),
             sluiced: sluiced.map(|p| p.display().to_string()),
         },
@@ -167,7 +168,13 @@ impl Server {
         Ok(match t {
             Target::Sluice => {
                 let path = ctx.sluiced.as_ref().ok_or_else(|| anyhow!("no sluiced binary"))?;
-                Server::Sluice(Sluiced::start(ctx.lab, path, service, ctx.args.server_spin, ctx.stop)?)
+                Server::Sluice(Sluiced::start(
+                    ctx.lab,
+                    path,
+                    service,
+                    crate::sluiced::Tuning { spin: ctx.args.server_spin, hashed_owners: ctx.args.hashed_owners },
+                    ctx.stop,
+                )?)
             }
             Target::Kernel => {
                 let threads = ctx.args.queues as usize;

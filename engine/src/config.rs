@@ -67,6 +67,17 @@ pub enum ArpMode {
     Never,
 }
 
+/// How the owner core of a flow is found.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowOwner {
+    /// The first core to see a flow owns it (shared directory; the default).
+    #[default]
+    Learned,
+    /// A fixed function of the flow: its hash modulo the number of cores.
+    Hash,
+}
+
 /// What a service does with its traffic.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -169,6 +180,8 @@ struct RawEngine {
     zero_copy: ZeroCopy,
     #[serde(default)]
     answer_arp: ArpMode,
+    #[serde(default)]
+    flow_owner: FlowOwner,
     frames: Option<u32>,
     #[serde(default = "default_frame_size")]
     frame_size: u32,
@@ -211,6 +224,8 @@ pub struct EngineConfig {
     pub zero_copy: ZeroCopy,
     /// Who answers ARP for the service addresses.
     pub answer_arp: ArpMode,
+    /// How a flow's owner core is found.
+    pub flow_owner: FlowOwner,
     /// UMEM frames in all (`None`: two rings' worth per queue).
     pub frames: Option<u32>,
     /// Bytes per frame.
@@ -343,6 +358,7 @@ impl Config {
             spin_iterations: r.spin_iterations,
             zero_copy: r.zero_copy,
             answer_arp: r.answer_arp,
+            flow_owner: r.flow_owner,
             frames: r.frames,
             frame_size: r.frame_size,
             ring_size: r.ring_size,

@@ -8,7 +8,7 @@
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
 use crate::afxdp::{open_queues, BindMode, FrameTable, UmemArea, XskSocket};
-use crate::config::{ArpMode, Config, SystemPlan, ZeroCopy};
+use crate::config::{ArpMode, Config, FlowOwner, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
     Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
@@ -117,7 +117,10 @@ impl Engine {
         let stats = Arc::new(EngineStats::new(n));
         let shared = Arc::new(Shared {
             services,
-            owners: OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
+            owners: match e.flow_owner {
+                FlowOwner::Learned => OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
+                FlowOwner::Hash => OwnerDirectory::hashed(n as u16, random_seed()),
+            },
             handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?,
             stats: stats.clone(),
             stop: AtomicBool::new(false),

@@ -90,6 +90,8 @@ pub struct OwnerDirectory {
     mask: u64,
     seed: u64,
     idle_s: u64,
+    /// `Some(n)`: ownership is the flow's hash modulo `n` cores, no table.
+    hashed: Option<u16>,
 }
 
 impl OwnerDirectory {
@@ -97,7 +99,19 @@ impl OwnerDirectory {
     /// a slot lapses after `idle_s` seconds without traffic.
     pub fn new(slots: usize, idle_s: u64, seed: u64) -> Self {
         let n = slots.max(1).next_power_of_two();
-        OwnerDirectory { slots: (0..n).map(|_| AtomicU64::new(0)).collect(), mask: n as u64 - 1, seed, idle_s }
+        OwnerDirectory {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            mask: n as u64 - 1,
+            seed,
+            idle_s,
+            hashed: None,
+        }
+    }
+
+    /// A directory that does not learn: the owner of a flow is its hash
+    /// modulo `cores` (option (a) of the design, kept to measure against).
+    pub fn hashed(cores: u16, seed: u64) -> Self {
+        OwnerDirectory { slots: Box::new([]), mask: 0, seed, idle_s: 0, hashed: Some(cores.max(1)) }
     }
 
     /// The seed flows are hashed with.
@@ -109,6 +123,10 @@ impl OwnerDirectory {
     /// lapsed. `now_s` is the engine's clock in whole seconds.
     #[inline]
     pub fn lookup(&self, flow: &FlowKey, me: u16, now_s: u64) -> Ownership {
+        if let Some(cores) = self.hashed {
+            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+            return if owner == me { Ownership::Mine { claimed: false } } else { Ownership::Other(owner) };
+        }
         let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
         let v = slot.load(Ordering::Acquire);
         match decode(v) {
@@ -141,6 +159,9 @@ impl OwnerDirectory {
     /// through a handoff (the owner sees none of it in `lookup`).
     #[inline]
     pub fn touch(&self, flow: &FlowKey, me: u16, now_s: u64) {
+        if self.hashed.is_some() {
+            return;
+        }
         let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
         let v = slot.load(Ordering::Relaxed);
         if let Some((owner, seen)) = decode(v) {
@@ -196,6 +217,28 @@ mod tests {
         assert_eq!(d.lookup(&flow(1), 1, 150), Ownership::Other(0));
         assert_eq!(d.lookup(&flow(1), 1, 156), Ownership::Mine { claimed: true });
         assert_eq!(d.lookup(&flow(1), 0, 157), Ownership::Other(1));
+    }
+
+    #[test]
+    fn hashed_ownership_is_a_fixed_function_of_the_flow() {
+        let d = OwnerDirectory::hashed(2, 5);
+        let mut owners = [0u32; 2];
+        for p in 0..1000 {
+            let owner = match d.lookup(&flow(p), 0, 1) {
+                Ownership::Mine { claimed } => {
+                    assert!(!claimed);
+                    0
+                }
+                Ownership::Other(o) => o,
+            };
+            assert_eq!(
+                d.lookup(&flow(p), 1, 99),
+                if owner == 1 { Ownership::Mine { claimed: false } } else { Ownership::Other(0) }
+            );
+            owners[owner as usize] += 1;
+        }
+        assert!(owners.iter().all(|&n| n > 400), "spread: {owners:?}");
+        assert_eq!(d.owned_per_core(2, 1), vec![0, 0]);
     }
 
     #[test]
