@@ -40,7 +40,8 @@ echo "== starting sluiced (embedded default config: UDP echo on 198.18.0.2:7, di
 ip netns exec "$SRV" "$BIN/sluiced" 2>/tmp/sluice-demo.log &
 SLUICED_PID=$!
 for _ in $(seq 1 100); do
-    "$BIN/sluicectl" --socket "$SOCK" status >/dev/null 2>&1 && break
+    # Ready once the XDP program is attached (the control socket answers first).
+    "$BIN/sluicectl" --socket "$SOCK" status --json 2>/dev/null | grep -Eq '"xdp_mode": "(driver|skb)"' && break
     kill -0 "$SLUICED_PID" 2>/dev/null || { cat /tmp/sluice-demo.log >&2; die "sluiced exited"; }
     sleep 0.1
 done

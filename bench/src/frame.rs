@@ -170,6 +170,7 @@ pub struct QueueFrames {
 impl QueueFrames {
     /// Frames `first..first + n` of `table`'s UMEM for queue `q`.
     pub fn new(table: Arc<FrameTable>, q: u16, first: u32, n: u32) -> Self {
+        assert!(q < 0x1000, "queue {q}: place tags hold 12-bit queue numbers");
         let area = table.area().clone();
         let free =
             (first..first + n).map(|i| area.frame_addr(i)).filter(|&a| table.assign(a, Place::Free(q))).collect();
@@ -237,9 +238,13 @@ impl QueueFrames {
             let addr = self.table.put(f, Place::Tx(self.q));
             descs.push(Desc { addr, len, options: 0 });
         }
+        // Single producer, so the room was there; should the ring still take
+        // fewer, the rest go back to the free list rather than being lost.
         let sent = xsk.tx.produce(descs);
-        debug_assert_eq!(sent, k, "single producer: the room was there");
-        let freed = tx.len();
+        for d in &descs[sent..] {
+            self.completed(d.addr);
+        }
+        let freed = tx.len() + (k - sent);
         for (f, _) in tx.drain(..) {
             self.release(f);
         }

@@ -12,7 +12,7 @@ use crate::idle::IdlePolicy;
 use anyhow::Context;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, UmemArea, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::{ethernet, ip_proto, ipv4, udp};
 use std::net::{IpAddr, SocketAddrV4};
@@ -143,7 +143,8 @@ fn start_here(
     let ifindex = nix::net::if_::if_nametoindex(interface).with_context(|| format!("interface {interface} in {ns}"))?;
     let (mut steering, _counters) = Steering::load()?;
     steering.add_service(ServiceKey::new(ip_proto::UDP, IpAddr::V4(*service.ip()), service.port()), 0)?;
-    let area = UmemArea::new(FRAMES_PER_QUEUE * queues, FRAME_SIZE).context("mapping the reflector's UMEM")?;
+    let table = FrameTable::create(FRAMES_PER_QUEUE * queues, FRAME_SIZE).context("mapping the reflector's UMEM")?;
+    let area = table.area().clone();
     let sockets = open_queues(&area, ifindex, queues, RING, BindMode::Auto)?;
     for (q, s) in sockets.iter().enumerate() {
         steering.set_socket(q as u32, s)?;
@@ -161,7 +162,6 @@ fn start_here(
         socket_mode,
         xdp_mode: "none",
     };
-    let table = FrameTable::new(area.clone());
     for (q, xsk) in sockets.into_iter().enumerate() {
         let frames = QueueFrames::new(table.clone(), q as u16, q as u32 * FRAMES_PER_QUEUE, FRAMES_PER_QUEUE);
         let (stop, counters) = (stop.clone(), counters.clone());

@@ -120,7 +120,13 @@ impl Sluiced {
         me.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if client::request(&me.socket, Command::Status, Duration::from_secs(2)).is_ok() {
+            // Ready once the program is attached (the control socket answers
+            // a moment before that).
+            let attached = matches!(
+                client::request(&me.socket, Command::Status, Duration::from_secs(2)),
+                Ok(ReplyBody::Status(s)) if s.xdp_mode == "driver" || s.xdp_mode == "skb"
+            );
+            if attached {
                 return Ok(me);
             }
             if let Some(st) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

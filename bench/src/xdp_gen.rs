@@ -26,7 +26,7 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, UmemArea, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, XskSocket};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::ip_proto;
 use std::net::IpAddr;
@@ -283,7 +283,9 @@ impl XdpGen {
         }
         let ring = cfg.ring_size();
         let frames_per_queue = 2 * ring;
-        let area = UmemArea::new(frames_per_queue * cfg.queues, FRAME_SIZE).context("mapping the generator's UMEM")?;
+        let table =
+            FrameTable::create(frames_per_queue * cfg.queues, FRAME_SIZE).context("mapping the generator's UMEM")?;
+        let area = table.area().clone();
         let sockets = open_queues(&area, ifindex, cfg.queues, ring, BindMode::Auto)?;
         for (q, s) in sockets.iter().enumerate() {
             steering.set_socket(q as u32, s)?;
@@ -308,7 +310,6 @@ impl XdpGen {
             socket_mode,
             xdp_mode: "none",
         };
-        let table = FrameTable::new(area.clone());
         for (q, xsk) in sockets.into_iter().enumerate() {
             let q = q as u32;
             let ctx = QueueCtx {

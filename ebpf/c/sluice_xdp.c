@@ -42,18 +42,23 @@ struct icmp_head {
 };
 #define ICMP_ECHO 8
 
-/* An Ethernet/IPv4 ARP packet (RFC 826), byte-aligned. */
-struct arp_eth_ipv4 {
+/* The fixed part of any ARP packet (RFC 826). */
+struct arp_head {
 	__be16 htype;
 	__be16 ptype;
 	__u8 hlen;
 	__u8 plen;
 	__be16 oper;
+};
+
+/* An Ethernet/IPv4 ARP packet: 28 bytes, no padding. */
+struct arp_eth_ipv4 {
+	struct arp_head h;
 	__u8 sha[6];
 	__u8 spa[4];
 	__u8 tha[6];
 	__u8 tpa[4];
-} __attribute__((packed));
+};
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
@@ -79,12 +84,15 @@ static __always_inline enum verdict classify(void *data, void *data_end,
 		/* Ethernet/IPv4 ARP requests only; sluice answers those whose
 		 * target has an ARP key (a service address the kernel does not
 		 * own), everything else stays with the kernel. */
-		struct arp_eth_ipv4 *arp = (void *)(eth + 1);
+		struct arp_head *h = (void *)(eth + 1);
+		if ((void *)(h + 1) > data_end)
+			return MALFORMED;
+		if (h->htype != bpf_htons(1) || h->ptype != bpf_htons(ETH_P_IP) ||
+		    h->hlen != 6 || h->plen != 4 || h->oper != bpf_htons(1))
+			return PASS;
+		struct arp_eth_ipv4 *arp = (void *)h;
 		if ((void *)(arp + 1) > data_end)
 			return MALFORMED;
-		if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
-		    arp->hlen != 6 || arp->plen != 4 || arp->oper != bpf_htons(1))
-			return PASS;
 		key->family = SLUICE_FAMILY_IPV4;
 		key->proto = SLUICE_KEY_ARP;
 		key->port = 0;

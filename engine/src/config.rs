@@ -463,10 +463,10 @@ pub fn interface_rx_queues(ifname: &str) -> std::io::Result<u32> {
     Ok(n as u32)
 }
 
-/// Index of an interface, or None if it does not exist here.
+/// Index of an interface in this network namespace, or None if it has none
+/// (if_nametoindex asks the kernel, so it is right whatever /sys shows).
 pub fn interface_index(ifname: &str) -> Option<u32> {
-    let p = Path::new("/sys/class/net").join(ifname).join("ifindex");
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+    nix::net::if_::if_nametoindex(ifname).ok().filter(|&i| i != 0)
 }
 
 /// Effective capabilities of this process (CapEff of /proc/self/status).

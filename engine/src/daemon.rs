@@ -7,7 +7,7 @@
 //! per queue, attach the program, start the control server. Shutdown (signal,
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
-use crate::afxdp::{open_queues, BindMode, FrameTable, UmemArea, XskSocket};
+use crate::afxdp::{open_queues, BindMode, FrameTable, XskSocket};
 use crate::config::{ArpMode, Config, FlowOwner, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
@@ -47,6 +47,7 @@ pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
         "sluiced running"
     );
     let mut next_link_check = Instant::now();
+    let mut arp_watch = engine.arp_watch.take();
     let result = loop {
         if terminate.load(Ordering::Relaxed) {
             tracing::info!("signal received, shutting down");
@@ -64,6 +65,9 @@ pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
                     plan.ifindex
                 ));
             }
+            if let Some(w) = arp_watch.as_mut() {
+                w.check(&cfg);
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -78,6 +82,7 @@ struct Engine {
     control: Option<ControlServer>,
     metrics: Option<MetricsServer>,
     socket_mode: &'static str,
+    arp_watch: Option<ArpWatch>,
 }
 
 impl Engine {
@@ -92,6 +97,7 @@ impl Engine {
         }
         let mut services = ServiceTable::from_config(cfg);
         let arp_addrs = arp_addresses(cfg)?;
+        let mut arp_watch = ArpWatch { addrs: arp_addrs.clone(), mac: None, warned: false };
         if !arp_addrs.is_empty() {
             let mac = interface_mac(&e.interface)?;
             for a in &arp_addrs {
@@ -99,15 +105,17 @@ impl Engine {
             }
             tracing::info!(addresses = ?arp_addrs, %mac, "sluice answers ARP for service addresses no local interface has");
             services.answer_arp(arp_addrs, mac);
+            arp_watch.mac = Some(mac);
         }
 
-        let area = UmemArea::new(plan.frames, e.frame_size).context("mapping the UMEM")?;
+        let table = FrameTable::create(plan.frames, e.frame_size).context("mapping the UMEM")?;
+        let area = table.area();
         let mode = match e.zero_copy {
             ZeroCopy::Auto => BindMode::Auto,
             ZeroCopy::On => BindMode::ZeroCopy,
             ZeroCopy::Off => BindMode::Copy,
         };
-        let sockets = open_queues(&area, plan.ifindex, plan.queues, e.ring_size, mode)?;
+        let sockets = open_queues(area, plan.ifindex, plan.queues, e.ring_size, mode)?;
         for (q, s) in sockets.iter().enumerate() {
             steering.set_socket(q as u32, s)?;
         }
@@ -126,7 +134,7 @@ impl Engine {
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
         });
-        let frames = SharedFrames::new(FrameTable::new(area.clone()));
+        let frames = SharedFrames::new(table.clone());
         let mut pools = frames.split(n as u16);
         let per_core = plan.frames as usize / n;
         let ring = e.ring_size as usize;
@@ -136,8 +144,15 @@ impl Engine {
             p.set_marks(ring / 2, per_core + ring / 2);
         }
         let wcfg = WorkerConfig { batch: e.batch_size as usize, poll: e.poll, spin: e.spin_iterations };
-        let mut engine =
-            Engine { steering, shared, workers: Vec::with_capacity(n), control: None, metrics: None, socket_mode };
+        let mut engine = Engine {
+            steering,
+            shared,
+            workers: Vec::with_capacity(n),
+            control: None,
+            metrics: None,
+            socket_mode,
+            arp_watch: (e.answer_arp == ArpMode::Auto).then_some(arp_watch),
+        };
         // From here on, any failure goes through `shutdown`, which stops and
         // joins the workers started so far and detaches XDP if attached.
         match engine.finish_start(cfg, plan, sockets, pools, frames, counters, wcfg) {
@@ -240,19 +255,41 @@ fn arp_addresses(cfg: &Config) -> anyhow::Result<Vec<Ipv4Addr>> {
     }
 }
 
-/// The MAC address of `ifname`, from sysfs.
+/// The MAC address of `ifname` in this network namespace (its AF_PACKET
+/// entry from getifaddrs; /sys may show another namespace's interfaces).
 fn interface_mac(ifname: &str) -> anyhow::Result<EthernetAddress> {
-    let path = format!("/sys/class/net/{ifname}/address");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        bail!("{path}: {:?} is not an Ethernet address", text.trim());
+    nix::ifaddrs::getifaddrs()
+        .context("listing interfaces")?
+        .filter(|i| i.interface_name == ifname)
+        .find_map(|i| i.address.and_then(|a| a.as_link_addr().and_then(|l| l.addr())))
+        .map(EthernetAddress)
+        .with_context(|| format!("no Ethernet address for {ifname}"))
+}
+
+/// Watches what sluice's ARP answers were decided from, and says once when
+/// it changed: the decision is taken at start.
+struct ArpWatch {
+    addrs: Vec<Ipv4Addr>,
+    mac: Option<EthernetAddress>,
+    warned: bool,
+}
+
+impl ArpWatch {
+    fn check(&mut self, cfg: &Config) {
+        if self.warned {
+            return;
+        }
+        let addrs = arp_addresses(cfg).unwrap_or_else(|_| self.addrs.clone());
+        let mac = if self.mac.is_some() { interface_mac(&cfg.engine.interface).ok() } else { None };
+        if addrs != self.addrs || mac != self.mac {
+            tracing::warn!(
+                started_with = ?self.addrs, now = ?addrs, mac_then = ?self.mac, mac_now = ?mac,
+                "the service addresses sluice should answer ARP for, or the interface MAC, changed since start; \
+                 sluice keeps answering as it started: restart it to follow the change"
+            );
+            self.warned = true;
+        }
     }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).with_context(|| format!("{path}: {:?}", text.trim()))?;
-    }
-    Ok(EthernetAddress(mac))
 }
 
 /// A seed for flow hashing from the kernel's random pool.

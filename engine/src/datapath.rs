@@ -207,10 +207,21 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
 /// place: the requester learns the interface's MAC for the service address.
 /// Requests are broadcast, so this runs before the unicast check; the reply
 /// is unicast to the requester. Stateless: no flow owner is involved.
+///
+/// As Linux does: only requests sent to the broadcast address or to our MAC
+/// are answered (not ones meant for another host on a shared segment); an
+/// RFC 5227 probe (sender address 0.0.0.0) gets a reply whose target address
+/// is 0.0.0.0; a gratuitous request (sender address = the service address,
+/// i.e. another host claiming it) is not answered.
 fn handle_arp<T: AsRef<[u8]> + AsMut<[u8]>>(eth: &mut ethernet::Frame<T>, frame_len: u32, cx: &Context<'_>) -> Verdict {
     let requester = eth.src_addr();
     if !requester.is_unicast() {
         return Verdict::Drop(DropReason::NotUnicast);
+    }
+    let mac = cx.services.mac;
+    let to = eth.dst_addr();
+    if !to.is_broadcast() && to != mac {
+        return Verdict::Drop(DropReason::ArpUnsupported);
     }
     let Ok(mut a) = arp::Packet::new_checked(eth.payload_mut()) else {
         return Verdict::Drop(DropReason::ArpUnsupported);
@@ -220,19 +231,20 @@ fn handle_arp<T: AsRef<[u8]> + AsMut<[u8]>>(eth: &mut ethernet::Frame<T>, frame_
         return Verdict::Drop(DropReason::ArpUnsupported);
     }
     let (sha, spa) = (a.sender_hw_addr(), a.sender_proto_addr());
-    if sha != requester || is_martian(spa) {
+    let probe = spa.is_unspecified();
+    if sha != requester || spa == target || (!probe && is_martian(spa)) {
         return Verdict::Drop(DropReason::ArpUnsupported);
     }
-    let mac = cx.services.mac;
     a.set_operation(arp::Operation::Reply as u16);
     a.set_target_hw_addr(sha);
-    a.set_target_proto_addr(spa);
+    a.set_target_proto_addr(spa); // 0.0.0.0 for a probe, as RFC 5227 expects
     a.set_sender_hw_addr(mac);
     a.set_sender_proto_addr(target);
     eth.set_dst_addr(requester);
     eth.set_src_addr(mac);
     cx.stats.add(Counter::ArpReplied, 1);
-    // The reply is as long as the request (padding included, >= 60 bytes).
+    // The reply is as long as the request: 42 bytes, or the padded 60 of a
+    // frame that crossed a real wire (its padding is sent back as it came).
     Verdict::Send(frame_len)
 }
 
@@ -559,6 +571,32 @@ kind = "discard"
         let mut mcast = arp_request(vip, 1);
         mcast[6] |= 1;
         assert_eq!(verdict(mcast), Verdict::Drop(DropReason::NotUnicast));
+        let mut elsewhere = arp_request(vip, 1);
+        elsewhere[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]); // unicast to another host
+        assert_eq!(verdict(elsewhere), Verdict::Drop(DropReason::ArpUnsupported));
+        let mut gratuitous = arp_request(vip, 1);
+        gratuitous[28..32].copy_from_slice(&vip.octets()); // someone else claims the VIP
+        assert_eq!(verdict(gratuitous), Verdict::Drop(DropReason::ArpUnsupported));
+    }
+
+    #[test]
+    fn arp_probes_and_unicast_refreshes_are_answered() {
+        let mut fx = Fixture::new();
+        let vip = Ipv4Addr::new(198, 18, 0, 3);
+        fx.services.answer_arp(vec![vip], EthernetAddress(SERVER_MAC));
+        // RFC 5227 probe: sender address 0.0.0.0; the reply's target is 0.0.0.0.
+        let mut probe = arp_request(vip, 1);
+        probe[28..32].copy_from_slice(&[0; 4]);
+        assert_eq!(handle_frame(&mut probe, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
+        let a = arp::Packet::new_checked(&probe[14..]).unwrap();
+        assert_eq!(
+            (a.operation(), a.target_proto_addr(), a.target_hw_addr().0),
+            (2, Ipv4Addr::UNSPECIFIED, CLIENT_MAC)
+        );
+        // A unicast refresh sent to our MAC.
+        let mut refresh = arp_request(vip, 1);
+        refresh[..6].copy_from_slice(&SERVER_MAC);
+        assert_eq!(handle_frame(&mut refresh, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
     }
 
     proptest! {

@@ -101,6 +101,7 @@ pub struct FramePool {
 
 impl FramePool {
     fn empty(core: u16, shared: Arc<SharedFrames>) -> Self {
+        assert!(core < 0x1000, "core {core}: place tags hold 12-bit core numbers");
         let cap = shared.total as usize;
         FramePool { core, shared, free: Vec::with_capacity(cap), counts: FrameCounts::default(), low: 0, high: cap }
     }
@@ -139,15 +140,17 @@ impl FramePool {
         &self.free[self.free.len() - n.min(self.free.len())..]
     }
 
-    /// The last `n` frames of the free list went onto the fill ring.
-    pub fn lend_for_rx(&mut self, n: usize) {
-        let at = self.free.len() - n;
-        for &a in &self.free[at..] {
+    /// Of the `offered` frames [`free_tail`](Self::free_tail) gave the fill
+    /// ring, the ring took the first `taken`: they are lent for rx now.
+    pub fn lend_for_rx(&mut self, offered: usize, taken: usize) {
+        let at = self.free.len() - offered.min(self.free.len());
+        let end = at + taken.min(offered);
+        for &a in &self.free[at..end] {
             let moved = self.shared.table.moved(a, Place::Free(self.core), Place::Rx(self.core));
             debug_assert!(moved, "free-list frame {a:#x} was not free");
         }
-        self.free.truncate(at);
-        self.counts.rx += n as u32;
+        self.free.drain(at..end);
+        self.counts.rx += (end - at) as u32;
     }
 
     /// A frame came back on the rx ring at `addr`; `None` if the kernel
@@ -255,12 +258,11 @@ impl FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::afxdp::UmemArea;
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
     fn shared(n: u32) -> Arc<SharedFrames> {
-        SharedFrames::new(FrameTable::new(UmemArea::new(n, 2048).unwrap()))
+        SharedFrames::new(FrameTable::create(n, 2048).unwrap())
     }
 
     fn total_of(pools: &[FramePool], shared: &SharedFrames, handoff: usize) -> u32 {
@@ -316,7 +318,7 @@ mod tests {
         let mut p = shared.split(1).pop().unwrap();
         p.set_marks(10, 40);
         // 30 frames lent for rx, 70 free: holding 100 > 40.
-        p.lend_for_rx(30);
+        p.lend_for_rx(30, 30);
         assert_eq!(p.rebalance(), (70, 0), "lends until it holds high - low = 30");
         assert_eq!((p.free_len(), p.counts().rx), (0, 30));
         assert_eq!(p.rebalance(), (0, 10), "then tops the free list up to low");
@@ -347,8 +349,10 @@ mod tests {
                 match op {
                     0 => { // refill: free → fill ring
                         let k = n.min(pools[core].free_len());
-                        kernel[core].rx.extend(pools[core].free_tail(k).iter().copied());
-                        pools[core].lend_for_rx(k);
+                        // The ring takes only some of what is offered.
+                        let taken = k.min(n);
+                        kernel[core].rx.extend(pools[core].free_tail(k)[..taken].iter().copied());
+                        pools[core].lend_for_rx(k, taken);
                     }
                     1 => for _ in 0..n { // receive (the kernel adds headroom)
                         if let Some(a) = kernel[core].rx.pop_front() {

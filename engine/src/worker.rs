@@ -217,7 +217,12 @@ impl Worker {
             None => Verdict::Drop(DropReason::BadDescriptor),
         };
         match verdict {
-            Verdict::Send(len) => tx.push((f, len)),
+            // A reply never grows past the frame it was received in.
+            Verdict::Send(out) if out > len => {
+                st.drop_frames(DropReason::BadDescriptor, 1);
+                pool.release(f);
+            }
+            Verdict::Send(out) => tx.push((f, out)),
             Verdict::Consumed => pool.release(f),
             Verdict::Drop(r) => {
                 st.drop_frames(r, 1);
@@ -251,9 +256,13 @@ impl Worker {
                 let addr = self.pool.lend_for_tx(f);
                 self.descs.push(Desc { addr, len, options: 0 });
             }
+            // Single producer and `free` said there was room for all k, so
+            // n == k; should the ring still take fewer, the rest are not lost.
             let n = self.xsk.tx.produce(&self.descs);
-            // Single producer, and `free` said there was room for all k.
-            debug_assert_eq!(n, k);
+            for d in &self.descs[n..] {
+                st.drop_frames(DropReason::TxRingFull, 1);
+                self.pool.completed(d.addr);
+            }
             for (f, _) in self.tx.drain(..) {
                 st.drop_frames(DropReason::TxRingFull, 1);
                 self.pool.release(f);
@@ -302,7 +311,7 @@ impl Worker {
         let room = self.xsk.fill.free(self.cfg.batch as u32) as usize;
         let k = room.min(self.pool.free_len());
         let n = if k > 0 { self.xsk.fill.produce(self.pool.free_tail(k)) } else { 0 };
-        self.pool.lend_for_rx(n);
+        self.pool.lend_for_rx(k, n);
         if (n > 0 || received == 0) && self.xsk.fill.occupancy() > 0 && self.xsk.fill.needs_wakeup() {
             self.stats().add(Counter::RxKicks, 1);
             self.xsk.kick_rx();
@@ -324,7 +333,9 @@ impl Worker {
         self.stats().add(Counter::Sleeps, 1);
         // A tx backlog does not make the socket readable: come back soon to
         // kick it again (briefly, so a link that is down cannot make us spin).
-        let timeout = if self.xsk.tx.occupancy() > 0 { 1 } else { MAX_SLEEP_MS };
+        // (Counted by the pool, not the ring: in zero-copy mode frames the
+        // driver took but has not completed are off the ring yet not back.)
+        let timeout = if self.pool.counts().tx > 0 { 1 } else { MAX_SLEEP_MS };
         let fds = [self.xsk.as_fd(), shared.handoff.waker(self.core).as_fd()];
         match poll_fds(&fds, timeout) {
             Ok(true) => self.stats().add(Counter::Wakeups, 1),

@@ -87,8 +87,12 @@ impl Daemon {
         let mut d = Daemon { child: Some(child), socket, log };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if client::request(&d.socket, Command::Status, Duration::from_secs(2)).is_ok() {
-                return d;
+            // Ready once the program is attached (the control socket answers
+            // a moment before that).
+            if let Ok(ReplyBody::Status(s)) = client::request(&d.socket, Command::Status, Duration::from_secs(2)) {
+                if s.xdp_mode == "driver" || s.xdp_mode == "skb" {
+                    return d;
+                }
             }
             if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sluiced exited early ({st}):\n{}", d.log_text());

@@ -6,13 +6,26 @@
 //! nothing. The only way to the bytes of a frame is an [`Owned`] token, and
 //! the only way to get one is a successful move *into* `InHand`
 //! ([`FrameTable::take`]); the token is consumed by the move out
-//! ([`FrameTable::put`]). So at most one token exists per frame, whatever safe
-//! code does (a bogus descriptor from the kernel, a frame freed twice): it is
-//! refused, never aliased. Frames on the fill/rx and tx/completion rings are
-//! the kernel's; no token exists for them while they are there.
+//! ([`FrameTable::put`]). The table maps its UMEM itself and every token
+//! names its table, so at most one token exists per frame: a frame freed
+//! twice, adopted twice, or named by a descriptor for a frame that is on a
+//! free list, in a handoff queue or in someone's hand is refused, never
+//! aliased.
+//!
+//! What the table cannot see is the kernel's side of a ring: `Rx` covers a
+//! frame on the fill ring and one back on the rx ring alike (likewise `Tx`),
+//! and the rings take raw addresses. A kernel that returned a frame still on
+//! the fill ring, or a caller that put a frame it holds a token for onto a
+//! ring, would share that frame with the kernel. Ring wrappers that move
+//! tokens are the next step; today the worker and the bench put on rings only
+//! addresses that `put` returned.
 use super::umem::UmemArea;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::io;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Source of table ids, so a token names the table that made it.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A frame's place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +70,7 @@ impl Place {
 #[must_use = "a frame in hand must be put somewhere (tx, free list, handoff)"]
 pub struct Owned {
     addr: u64,
+    table: u64,
 }
 
 impl Owned {
@@ -67,17 +81,28 @@ impl Owned {
     }
 }
 
-/// The place of every frame of one UMEM.
+/// The place of every frame of one UMEM. The table maps the UMEM itself,
+/// so there is exactly one table per UMEM.
 pub struct FrameTable {
     area: Arc<UmemArea>,
     places: Box<[AtomicU16]>,
+    id: u64,
 }
 
 impl FrameTable {
-    /// A table for `area`, every frame unassigned.
-    pub fn new(area: Arc<UmemArea>) -> Arc<Self> {
+    /// Maps a UMEM of `frame_count` frames of `frame_size` bytes (2048 or
+    /// 4096), every frame unassigned.
+    pub fn create(frame_count: u32, frame_size: u32) -> io::Result<Arc<Self>> {
+        let area = UmemArea::new(frame_count, frame_size)?;
         let places = (0..area.frame_count()).map(|_| AtomicU16::new(UNASSIGNED)).collect();
-        Arc::new(FrameTable { area, places })
+        let id = NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(FrameTable { area, places, id }))
+    }
+
+    /// Panics on a token another table made: using it here could alias a
+    /// frame of this table.
+    fn check(&self, f: &Owned) {
+        assert_eq!(f.table, self.id, "frame token from another frame table");
     }
 
     /// The UMEM.
@@ -110,13 +135,14 @@ impl FrameTable {
     /// was not at `from` (or not in the UMEM).
     pub fn take(&self, addr: u64, from: Place, core: u16) -> Option<Owned> {
         assert!(!from.in_hand());
-        self.cas(addr, from.tag(), Place::InHand(core).tag()).then_some(Owned { addr })
+        self.cas(addr, from.tag(), Place::InHand(core).tag()).then_some(Owned { addr, table: self.id })
     }
 
     /// Puts a frame in hand at `to` and returns its address for the ring or
     /// queue it goes to.
     pub fn put(&self, f: Owned, to: Place) -> u64 {
         assert!(!to.in_hand());
+        self.check(&f);
         let slot = self.slot(f.addr).expect("a token is only made for a frame of this UMEM");
         // The token proves the tag is InHand (only `take` makes tokens, and it
         // moved the tag there), so a plain store cannot overwrite a move.
@@ -126,6 +152,7 @@ impl FrameTable {
 
     /// The bytes `f.addr() .. f.addr() + len`, if they lie in the frame.
     pub fn bytes_mut<'a>(&'a self, f: &'a mut Owned, len: u32) -> Option<&'a mut [u8]> {
+        self.check(f);
         self.area.in_one_frame(f.addr, len).then(|| {
             // SAFETY: the range lies inside the mapping and inside one frame
             // (checked above), and the mapping lives as long as `self` (it
@@ -139,9 +166,11 @@ impl FrameTable {
 
     /// The whole frame of `f`, from its start, for building a packet.
     pub fn frame_mut<'a>(&'a self, f: &'a mut Owned) -> &'a mut [u8] {
+        self.check(f);
         let base = self.area.frame_base(f.addr);
-        // SAFETY: as in `bytes_mut`; a whole frame is always inside the area
-        // because `f` was taken for an address the table knows.
+        assert!(self.area.in_one_frame(base, self.area.frame_size()));
+        // SAFETY: as in `bytes_mut`; the whole frame is inside the area
+        // (asserted above; `f` was taken from this table for a frame it has).
         unsafe { std::slice::from_raw_parts_mut(self.area.ptr_at(base), self.area.frame_size() as usize) }
     }
 }
@@ -151,7 +180,7 @@ mod tests {
     use super::*;
 
     fn table(n: u32) -> Arc<FrameTable> {
-        let t = FrameTable::new(UmemArea::new(n, 2048).unwrap());
+        let t = FrameTable::create(n, 2048).unwrap();
         for i in 0..n {
             assert!(t.assign(t.area().frame_addr(i), Place::Free(0)));
         }
@@ -183,6 +212,16 @@ mod tests {
         assert!(t.bytes_mut(&mut f, 2048).is_none(), "crosses into the next frame");
         assert_eq!(t.frame_mut(&mut f).len(), 2048);
         let _ = t.put(f, Place::Free(0));
+    }
+
+    #[test]
+    #[should_panic(expected = "frame token from another frame table")]
+    fn a_token_from_another_table_is_refused() {
+        let a = table(2);
+        let b = table(2);
+        let _mine = b.take(0, Place::Free(0), 0).unwrap();
+        let mut theirs = a.take(0, Place::Free(0), 0).unwrap();
+        let _ = b.bytes_mut(&mut theirs, 4);
     }
 
     #[test]

@@ -16,14 +16,16 @@ pub struct UmemArea {
 // SAFETY: the area is plain memory owned by this value; moving it between
 // threads moves the ownership of the mapping.
 unsafe impl Send for UmemArea {}
-// SAFETY: through a shared reference the area hands out bytes only via the
-// `pub(super)` unsafe `slice_mut`, whose one caller (`FrameTable`) requires
-// the frame's unique `Owned` token, so two threads never get one frame.
+// SAFETY: through a shared reference the area gives out only raw pointers
+// (`ptr_at`); the one place they become slices is `FrameTable`, the single
+// table of this area (it maps the area itself), and only for the holder of a
+// frame's unique `Owned` token, so two threads never get one frame.
 unsafe impl Sync for UmemArea {}
 
 impl UmemArea {
     /// Maps `frame_count` frames of `frame_size` bytes (2048 or 4096).
-    pub fn new(frame_count: u32, frame_size: u32) -> io::Result<Arc<Self>> {
+    /// Only [`super::FrameTable::create`] makes areas, one table each.
+    pub(super) fn new(frame_count: u32, frame_size: u32) -> io::Result<Arc<Self>> {
         if !(frame_size == 2048 || frame_size == 4096) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame size must be 2048 or 4096"));
         }
