@@ -22,11 +22,11 @@ use crate::stats::{Counter, DropReason, EngineStats, Gauge};
 use crate::steering::{Steering, XdpCounterReader};
 use crate::wire::ethernet::EthernetAddress;
 use crate::worker::{Shared, Worker, WorkerConfig};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use sluice_ebpf::abi::{ServiceKey, XdpCounters};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -433,10 +433,8 @@ fn add_into(total: &mut BTreeMap<String, u64>, part: &BTreeMap<String, u64>) {
 /// Validates `cfg` fully (file and system) without attaching anything; the
 /// message `sluiced --check-config` prints on success.
 pub fn check(cfg: &Config) -> anyhow::Result<String> {
+    // IPv6 listeners were already refused by Config::parse.
     let plan = cfg.check_system()?;
-    if cfg.services.iter().any(|s| !matches!(s.listen.ip(), IpAddr::V4(_))) {
-        bail!("IPv6 services are not served yet");
-    }
     Ok(format!(
         "{}: ok: {} service(s) on {} (ifindex {}), {} queue(s) on CPUs {:?}",
         cfg.source_name,

@@ -144,7 +144,8 @@ impl Worker {
         let received = self.receive(now_s);
         work += received + self.adopt(now_s);
         self.transmit();
-        work += self.refill(received);
+        // Restocking is bookkeeping, not traffic: it does not keep the core awake.
+        self.refill(received);
         work
     }
 
@@ -301,7 +302,7 @@ impl Worker {
     /// Free list → fill ring, after rebalancing with the other cores. The
     /// fill ring is kicked whenever the kernel asks and nothing arrived this
     /// pass, not only after producing: a wakeup lost to a race is retried.
-    fn refill(&mut self, received: usize) -> usize {
+    fn refill(&mut self, received: usize) {
         let (lent, borrowed) = self.pool.rebalance();
         if lent + borrowed > 0 {
             let st = self.stats();
@@ -316,8 +317,6 @@ impl Worker {
             self.stats().add(Counter::RxKicks, 1);
             self.xsk.kick_rx();
         }
-        // Restocking is bookkeeping, not traffic: it does not keep the core awake.
-        0
     }
 
     fn sleep(&mut self) {
