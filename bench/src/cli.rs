@@ -173,7 +173,7 @@ pub struct UdpEchoArgs {
     /// What the AF_XDP generator's threads do when idle: yield:N (sched_yield for N empty
     /// passes, then poll()), spin:N (CPU pause instead of yielding) or poll.
     #[arg(long, default_value = "yield:200")]
-    pub gen_idle: crate::idle::IdlePolicy,
+    pub gen_idle: sluice_engine::idle::IdlePolicy,
     /// Empty passes sluiced (engine.spin_iterations) and the reflector spin before sleeping in
     /// poll() [default: sluiced's default, 200].
     #[arg(long, value_name = "N")]
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!((a.queues, a.rounds, a.size, a.window, a.flows), (2, 3, 64, 64, 64));
         assert_eq!((a.duration, a.warmup), (Duration::from_secs(5), Duration::from_secs(1)));
         assert_eq!(a.generator, Generator::Afxdp);
-        assert_eq!(a.gen_idle, crate::idle::IdlePolicy::yielding(200));
+        assert_eq!(a.gen_idle, sluice_engine::idle::IdlePolicy::yielding(200));
         assert_eq!(a.server_spin, None);
         assert_eq!(a.targets, vec![Target::Sluice, Target::Kernel, Target::Reflect]);
         assert!(a.validate().is_ok());
@@ -373,9 +373,9 @@ mod tests {
         assert_eq!(a.sluiced, Some(PathBuf::from("/x/sluiced")));
         assert_eq!(a.json, Some(PathBuf::from("r.json")));
         assert_eq!(a.server_spin, Some(0));
-        assert_eq!(a.gen_idle, crate::idle::IdlePolicy::spin(0));
+        assert_eq!(a.gen_idle, sluice_engine::idle::IdlePolicy::spin(0));
         assert!(parse(&["run", "udp-echo", "--targets", "nginx"]).is_err());
-        assert!(parse(&["run", "udp-echo", "--gen-idle", "busy"]).is_err());
+        assert!(parse(&["run", "udp-echo", "--gen-idle", "sometimes"]).is_err());
         assert!(parse(&["run", "udp-echo", "--generator", "dpdk"]).is_err());
         assert!(parse(&["run", "tcp-echo"]).is_err());
     }

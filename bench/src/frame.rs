@@ -8,10 +8,8 @@
 //! Replies are not required to carry a valid UDP checksum: a kernel server
 //! on veth sends them with checksum offload, i.e. only the pseudo-header sum.
 use crate::kernel_gen::{fill_payload, verify_payload, MIN_PAYLOAD};
-use sluice_engine::afxdp::{Desc, FrameTable, Owned, Place, XskSocket};
 use sluice_engine::wire::{ethernet, ip_proto, ipv4, udp, EthernetAddress, Ipv4Repr, UdpRepr};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 
 /// Bytes of the Ethernet, IPv4 (no options) and UDP headers.
 pub const HEADERS_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
@@ -156,100 +154,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *b = u8::from_str_radix(p, 16).ok()?;
     }
     parts.next().is_none().then_some(out)
-}
-
-/// One bench thread's frames: a fixed range of the UMEM, its free list,
-/// and the moves through the engine's frame table (which hands out the only
-/// token that reaches a frame's bytes).
-pub struct QueueFrames {
-    table: Arc<FrameTable>,
-    q: u16,
-    free: Vec<u64>,
-}
-
-impl QueueFrames {
-    /// Frames `first..first + n` of `table`'s UMEM for queue `q`.
-    pub fn new(table: Arc<FrameTable>, q: u16, first: u32, n: u32) -> Self {
-        assert!(q < 0x1000, "queue {q}: place tags hold 12-bit queue numbers");
-        let area = table.area().clone();
-        let free =
-            (first..first + n).map(|i| area.frame_addr(i)).filter(|&a| table.assign(a, Place::Free(q))).collect();
-        QueueFrames { table, q, free }
-    }
-
-    /// The frame table.
-    pub fn table(&self) -> &FrameTable {
-        &self.table
-    }
-
-    /// Moves free frames onto the fill ring (at most `batch` when the ring
-    /// looks full) and kicks the kernel when it asks for a wakeup.
-    pub fn refill(&mut self, xsk: &mut XskSocket, batch: usize) {
-        let room = xsk.fill.free(batch as u32) as usize;
-        let k = room.min(self.free.len());
-        if k == 0 {
-            return;
-        }
-        let at = self.free.len() - k;
-        let n = xsk.fill.produce(&self.free[at..]);
-        for &a in &self.free[at..at + n] {
-            self.table.moved(a, Place::Free(self.q), Place::Rx(self.q));
-        }
-        self.free.drain(at..at + n);
-        if n > 0 && xsk.fill.needs_wakeup() {
-            xsk.kick_rx();
-        }
-    }
-
-    /// A frame the kernel received into; `None` if it was not lent for rx.
-    pub fn received(&mut self, addr: u64) -> Option<Owned> {
-        self.table.take(addr, Place::Rx(self.q), self.q)
-    }
-
-    /// A frame the kernel finished sending; false if it was not lent for tx.
-    pub fn completed(&mut self, addr: u64) -> bool {
-        let base = self.table.area().frame_base(addr);
-        let ok = self.table.moved(base, Place::Tx(self.q), Place::Free(self.q));
-        if ok {
-            self.free.push(base);
-        }
-        ok
-    }
-
-    /// A free frame, in hand.
-    pub fn alloc(&mut self) -> Option<Owned> {
-        let a = self.free.pop()?;
-        self.table.take(a, Place::Free(self.q), self.q)
-    }
-
-    /// Back to the free list.
-    pub fn release(&mut self, f: Owned) {
-        let base = self.table.area().frame_base(f.addr());
-        self.table.put(f, Place::Free(self.q));
-        self.free.push(base);
-    }
-
-    /// Puts as many of `tx` (frame, length) on the tx ring as fit and frees
-    /// the rest; returns (sent, freed). `descs` is scratch space.
-    pub fn send(&mut self, xsk: &mut XskSocket, tx: &mut Vec<(Owned, u32)>, descs: &mut Vec<Desc>) -> (usize, usize) {
-        let k = (xsk.tx.free(tx.len() as u32) as usize).min(tx.len());
-        descs.clear();
-        for (f, len) in tx.drain(..k) {
-            let addr = self.table.put(f, Place::Tx(self.q));
-            descs.push(Desc { addr, len, options: 0 });
-        }
-        // Single producer, so the room was there; should the ring still take
-        // fewer, the rest go back to the free list rather than being lost.
-        let sent = xsk.tx.produce(descs);
-        for d in &descs[sent..] {
-            self.completed(d.addr);
-        }
-        let freed = tx.len() + (k - sent);
-        for (f, _) in tx.drain(..) {
-            self.release(f);
-        }
-        (sent, freed)
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 pub mod cli;
 pub mod cpu;
 pub mod frame;
-pub mod idle;
 pub mod interrupt;
 // The recvmmsg/sendmmsg batches are the only unsafe code of the bench.
 #[allow(unsafe_code)]

@@ -7,12 +7,14 @@
 //! kicks tx when the kernel asks, and gives completed frames back to the fill
 //! ring. No parsing beyond the header offsets, no checks, no state: whatever
 //! sluice adds over this is the cost of being an engine.
-use crate::frame::QueueFrames;
-use crate::idle::IdlePolicy;
+
 use anyhow::Context;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, FrameTable, Packet};
+use sluice_engine::idle::IdlePolicy;
+use sluice_engine::pool::SharedFrames;
+use sluice_engine::port::{Port, ROUTE_FREE};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::{ethernet, ip_proto, ipv4, udp};
 use std::net::{IpAddr, SocketAddrV4};
@@ -22,11 +24,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const FRAME_SIZE: u32 = 2048;
+/// sluiced's default frame size, so the two differ only in what they do
+/// per frame.
+const FRAME_SIZE: u32 = 4096;
 const RING: u32 = 2048;
 const FRAMES_PER_QUEUE: u32 = 2 * RING;
 const BATCH: usize = 64;
-const SLEEP_MS: i32 = 100;
+const SLEEP: Duration = Duration::from_millis(100);
 /// Shortest frame that has the headers we swap.
 const MIN_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 
@@ -37,7 +41,7 @@ pub struct ReflectCounters {
     pub rx_packets: u64,
     /// Frames put on tx rings.
     pub tx_packets: u64,
-    /// Frames dropped (too short, or the tx ring was full).
+    /// Frames dropped (too short for the headers, or a bad descriptor).
     pub dropped: u64,
 }
 
@@ -144,8 +148,7 @@ fn start_here(
     let (mut steering, _counters) = Steering::load()?;
     steering.add_service(ServiceKey::new(ip_proto::UDP, IpAddr::V4(*service.ip()), service.port()), 0)?;
     let table = FrameTable::create(FRAMES_PER_QUEUE * queues, FRAME_SIZE).context("mapping the reflector's UMEM")?;
-    let area = table.area().clone();
-    let sockets = open_queues(&area, ifindex, queues, RING, BindMode::Auto)?;
+    let sockets = open_queues(&table, ifindex, queues, RING, BindMode::Auto)?;
     for (q, s) in sockets.iter().enumerate() {
         steering.set_socket(q as u32, s)?;
     }
@@ -162,15 +165,16 @@ fn start_here(
         socket_mode,
         xdp_mode: "none",
     };
-    for (q, xsk) in sockets.into_iter().enumerate() {
-        let frames = QueueFrames::new(table.clone(), q as u16, q as u32 * FRAMES_PER_QUEUE, FRAMES_PER_QUEUE);
+    let pools = SharedFrames::new(table.clone()).split(queues as u16);
+    for (q, (xsk, pool)) in sockets.into_iter().zip(pools).enumerate() {
+        let port = Port::new(xsk, pool, BATCH);
         let (stop, counters) = (stop.clone(), counters.clone());
         let cpu = q % ncpu;
         let h = std::thread::Builder::new()
             .name(format!("reflect-{q}"))
             .spawn(move || {
                 let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-                reflect_queue(xsk, frames, &stop, &counters[q], max_run, idle)
+                reflect_queue(port, &stop, &counters[q], max_run, idle)
             })
             .context("spawning a reflector thread")?;
         r.threads.push(h);
@@ -203,64 +207,54 @@ pub fn reflect_in_place(frame: &mut [u8]) -> bool {
 }
 
 fn reflect_queue(
-    mut xsk: XskSocket,
-    mut frames: QueueFrames,
+    mut port: Port,
     stop: &AtomicBool,
     c: &QueueCounters,
     max_run: Duration,
     policy: IdlePolicy,
 ) -> Result<(), String> {
     let deadline = Instant::now() + max_run;
-    let mut rx = vec![Desc::default(); BATCH];
-    let mut comp = vec![0u64; 4 * BATCH];
-    let mut tx: Vec<(Owned, u32)> = Vec::with_capacity(BATCH);
-    let mut descs: Vec<Desc> = Vec::with_capacity(BATCH);
+    let mut rx: Vec<Packet> = Vec::with_capacity(BATCH);
     let (mut nrx, mut ntx, mut ndrop) = (0u64, 0u64, 0u64);
     let mut idle = 0u32;
-    frames.refill(&mut xsk, BATCH);
+    port.refill(0);
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= deadline {
             return Err(format!("still running after {max_run:?}; stopped"));
         }
-        let k = xsk.comp.consume(&mut comp);
-        for &a in &comp[..k] {
-            frames.completed(a);
-        }
-        let mut work = k;
-        let n = xsk.rx.consume(&mut rx);
-        if n > 0 {
-            work += n;
-            nrx += n as u64;
-            for d in &rx[..n] {
-                let Some(mut f) = frames.received(d.addr) else {
-                    ndrop += 1;
-                    continue;
-                };
-                if frames.table().bytes_mut(&mut f, d.len).is_some_and(reflect_in_place) {
-                    tx.push((f, d.len));
+        let mut work = port.reap(|f, _| Some(f)).0;
+        let b = port.receive(&mut rx);
+        ndrop += (b.refused + b.bad_range) as u64;
+        if b.descs > 0 {
+            work += b.descs;
+            nrx += b.descs as u64;
+            for mut p in rx.drain(..) {
+                if port.table().packet_mut(&mut p).is_some_and(reflect_in_place) {
+                    port.send(p, ROUTE_FREE, None);
                 } else {
                     ndrop += 1;
-                    frames.release(f);
+                    port.free(p.into_frame());
                 }
             }
-            let (sent, freed) = frames.send(&mut xsk, &mut tx, &mut descs);
-            ntx += sent as u64;
-            ndrop += freed as u64;
+        }
+        let flushed = port.flush(None);
+        if let Some(e) = flushed.kick_error {
+            return Err(format!("tx kick: {e}"));
+        }
+        if b.descs + flushed.sent > 0 {
+            ntx += flushed.sent as u64;
             c.rx.store(nrx, Ordering::Relaxed);
             c.tx.store(ntx, Ordering::Relaxed);
             c.dropped.store(ndrop, Ordering::Relaxed);
         }
-        let pending = xsk.tx.occupancy() > 0;
-        if pending && xsk.tx.needs_wakeup() {
-            xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
-        }
-        frames.refill(&mut xsk, BATCH);
-        if work > 0 || pending {
+        port.refill(b.descs);
+        if work > 0 || port.tx_pending() {
             idle = 0;
             continue;
         }
-        if policy.on_idle(&mut idle) && xsk.rx.occupancy() == 0 && xsk.comp.occupancy() == 0 {
-            poll_fds(&[xsk.as_fd()], SLEEP_MS).map_err(|e| format!("poll: {e}"))?;
+        let xsk = port.socket();
+        if policy.on_idle(&mut idle) && xsk.rx_occupancy() == 0 && xsk.comp_occupancy() == 0 {
+            poll_fds(&[xsk.as_fd()], Some(SLEEP)).map_err(|e| format!("poll: {e}"))?;
         }
     }
     Ok(())

@@ -3,7 +3,6 @@
 use crate::cli::{Generator, Target, UdpEchoArgs};
 use crate::cpu::{clock_ticks, CpuSample, CpuUsage};
 use crate::frame::FlowAddrs;
-use crate::idle::IdlePolicy;
 use crate::interrupt::{Interrupted, StopFlag};
 use crate::kernel_echo::KernelEchoServer;
 use crate::kernel_gen::{self, GenConfig};
@@ -12,6 +11,7 @@ use crate::report::{summarize, EchoReport, EchoSettings, Latency, Machine, Round
 use crate::sluiced::Sluiced;
 use crate::xdp_gen::{XdpGen, XdpGenConfig};
 use anyhow::{anyhow, bail, Context};
+use sluice_engine::idle::IdlePolicy;
 use sluice_lab::{Lab, LabConfig, Side};
 use std::net::SocketAddrV4;
 use std::path::PathBuf;

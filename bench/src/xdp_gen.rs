@@ -19,14 +19,15 @@
 //! A slot's state (generation and send time) is one atomic word; the reply
 //! path and the loss timer race for it with compare-and-swap, so each
 //! generation is answered or declared lost exactly once.
-use crate::frame::QueueFrames;
 use crate::frame::{build_request, check_reply, frame_len, turnaround, FlowAddrs};
-use crate::idle::IdlePolicy;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
-use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, Desc, FrameTable, Owned, XskSocket};
+use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, FrameTable, Packet};
+use sluice_engine::idle::IdlePolicy;
+use sluice_engine::pool::SharedFrames;
+use sluice_engine::port::{Port, ROUTE_FREE};
 use sluice_engine::steering::Steering;
 use sluice_engine::wire::ip_proto;
 use std::net::IpAddr;
@@ -45,7 +46,7 @@ const FRAME_SIZE: u32 = 2048;
 /// Frames taken from the rx/completion rings per pass.
 const BATCH: usize = 64;
 /// Longest sleep in poll().
-const SLEEP_MS: i32 = 10;
+const SLEEP: Duration = Duration::from_millis(10);
 /// Largest `window × queues`.
 pub const MAX_IN_FLIGHT: u32 = 8192;
 /// Largest window per queue.
@@ -171,7 +172,7 @@ pub struct GenCounters {
     pub mismatched: u64,
     /// Correct replies to a request already declared lost.
     pub late: u64,
-    /// Requests dropped because the tx ring was full (they turn up as lost).
+    /// Requests that found the tx ring full and waited for the next pass.
     pub tx_full: u64,
     /// Frames received.
     pub received: u64,
@@ -285,8 +286,7 @@ impl XdpGen {
         let frames_per_queue = 2 * ring;
         let table =
             FrameTable::create(frames_per_queue * cfg.queues, FRAME_SIZE).context("mapping the generator's UMEM")?;
-        let area = table.area().clone();
-        let sockets = open_queues(&area, ifindex, cfg.queues, ring, BindMode::Auto)?;
+        let sockets = open_queues(&table, ifindex, cfg.queues, ring, BindMode::Auto)?;
         for (q, s) in sockets.iter().enumerate() {
             steering.set_socket(q as u32, s)?;
         }
@@ -310,12 +310,12 @@ impl XdpGen {
             socket_mode,
             xdp_mode: "none",
         };
-        for (q, xsk) in sockets.into_iter().enumerate() {
+        let pools = SharedFrames::new(table.clone()).split(queues as u16);
+        for (q, (xsk, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let q = q as u32;
             let ctx = QueueCtx {
                 q,
-                xsk,
-                frames: QueueFrames::new(table.clone(), q as u16, q * frames_per_queue, frames_per_queue),
+                port: Port::new(xsk, pool, BATCH),
                 shared: shared.clone(),
                 cpu: shared.cfg.pin.then_some(q as usize % ncpu),
             };
@@ -405,8 +405,7 @@ fn new_histogram() -> Histogram<u64> {
 
 struct QueueCtx {
     q: u32,
-    xsk: XskSocket,
-    frames: QueueFrames,
+    port: Port,
     shared: Arc<Shared>,
     cpu: Option<usize>,
 }
@@ -421,25 +420,23 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
     let deadline = Instant::now() + cfg.max_run;
     let mut hist = new_histogram();
     let mut n = GenCounters::default();
-    let mut tx: Vec<(Owned, u32)> = Vec::with_capacity(c.xsk.tx.size() as usize);
-    let mut descs: Vec<Desc> = Vec::with_capacity(c.xsk.tx.size() as usize);
-    let mut rx = vec![Desc::default(); BATCH];
-    let mut comp = vec![0u64; 4 * BATCH];
+    let mut rx: Vec<Packet> = Vec::with_capacity(BATCH);
     let payload = cfg.payload_len;
     let window = cfg.window;
     let my_slots = c.q * window..(c.q + 1) * window;
+    let port = &mut c.port;
 
     // The first window, then stock the fill ring.
     let now_us = sh.now_us();
     for slot in my_slots.clone() {
         let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
-        let mut f = c.frames.alloc().ok_or("no free frame for the first window")?;
+        let mut f = port.alloc().ok_or("no free frame for the first window")?;
         sh.slots[slot as usize].store(pack(0, now_us), Ordering::Relaxed);
-        let buf = c.frames.table().frame_mut(&mut f);
+        let buf = port.table().frame_mut(&mut f);
         let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload).ok_or("cannot build a request")?;
-        tx.push((f, len as u32));
+        port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
     }
-    c.frames.refill(&mut c.xsk, BATCH);
+    port.refill(0);
 
     let mut idle = 0u32;
     let mut next_scan = Instant::now() + SCAN_INTERVAL;
@@ -449,42 +446,35 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         if now >= deadline {
             return Err(format!("still running after {:?}; stopped", cfg.max_run));
         }
-        let mut work = 0usize;
-
         // Completions: sent frames come back.
-        let k = c.xsk.comp.consume(&mut comp);
-        for &a in &comp[..k] {
-            c.frames.completed(a);
-        }
-        work += k;
+        let mut work = port.reap(|f, _| Some(f)).0;
 
         // Replies: each becomes the next request of its slot.
-        let k = c.xsk.rx.consume(&mut rx);
-        if k > 0 {
-            work += k;
-            n.received += k as u64;
+        let b = port.receive(&mut rx);
+        n.mismatched += (b.refused + b.bad_range) as u64;
+        if b.descs > 0 {
+            work += b.descs;
+            n.received += b.descs as u64;
             let now_us = sh.now_us();
             let measuring = sh.measuring.load(Ordering::Relaxed);
-            for d in &rx[..k] {
-                let Some(mut f) = c.frames.received(d.addr) else {
-                    n.mismatched += 1;
-                    continue;
-                };
-                match on_reply(c.frames.table(), &mut f, d.len, &sh, now_us) {
+            for mut p in rx.drain(..) {
+                match on_reply(port.table(), &mut p, &sh, now_us) {
                     Reply::Next { len, latency_us } => {
                         n.replies += 1;
                         if measuring {
                             hist.saturating_record(latency_us.max(1));
                         }
-                        tx.push((f, len));
+                        let off = p.off();
+                        p.set_range(off, len as u16);
+                        port.send(p, ROUTE_FREE, None);
                     }
                     Reply::Late => {
                         n.late += 1;
-                        c.frames.release(f);
+                        port.free(p.into_frame());
                     }
                     Reply::Mismatched => {
                         n.mismatched += 1;
-                        c.frames.release(f);
+                        port.free(p.into_frame());
                     }
                 }
             }
@@ -500,45 +490,45 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
                 if now_us.saturating_sub(sent_of(st)) < timeout {
                     continue;
                 }
-                let Some(mut f) = c.frames.alloc() else { break };
+                let Some(mut f) = port.alloc() else { break };
                 let gen = (gen_of(st) + 1) & GEN_MASK;
                 if sh.slots[slot as usize]
                     .compare_exchange(st, pack(gen, now_us), Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
-                    c.frames.release(f);
+                    port.free(f);
                     continue;
                 }
                 n.lost += 1;
                 let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
-                let buf = c.frames.table().frame_mut(&mut f);
+                let buf = port.table().frame_mut(&mut f);
                 let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, gen), payload).ok_or("build")?;
-                tx.push((f, len as u32));
+                port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
             }
         }
 
         // Send.
-        if !tx.is_empty() {
-            let (sent, freed) = c.frames.send(&mut c.xsk, &mut tx, &mut descs);
-            n.sent += sent as u64;
-            n.tx_full += freed as u64;
+        let queued = port.backlog();
+        let flushed = port.flush(None);
+        n.sent += flushed.sent as u64;
+        n.tx_full += (queued - flushed.sent) as u64;
+        if let Some(e) = flushed.kick_error {
+            return Err(format!("tx kick: {e}"));
         }
-        let pending_tx = c.xsk.tx.occupancy() > 0;
-        if pending_tx && c.xsk.tx.needs_wakeup() {
-            c.xsk.kick_tx().map_err(|e| format!("tx kick: {e}"))?;
-        }
-        c.frames.refill(&mut c.xsk, BATCH);
+        port.refill(b.descs);
 
         if n != published {
             sh.counters[c.q as usize].publish(&n);
             published = n;
         }
+        let pending_tx = port.tx_pending();
         if work > 0 || pending_tx {
             idle = 0;
             continue;
         }
-        if cfg.idle.on_idle(&mut idle) && c.xsk.rx.occupancy() == 0 && c.xsk.comp.occupancy() == 0 {
-            poll_fds(&[c.xsk.as_fd()], SLEEP_MS).map_err(|e| format!("poll: {e}"))?;
+        let xsk = port.socket();
+        if cfg.idle.on_idle(&mut idle) && xsk.rx_occupancy() == 0 && xsk.comp_occupancy() == 0 {
+            poll_fds(&[xsk.as_fd()], Some(SLEEP)).map_err(|e| format!("poll: {e}"))?;
         }
     }
     sh.counters[c.q as usize].publish(&n);
@@ -554,9 +544,9 @@ enum Reply {
     Mismatched,
 }
 
-fn on_reply(table: &FrameTable, f: &mut Owned, len: u32, sh: &Shared, now_us: u64) -> Reply {
+fn on_reply(table: &FrameTable, p: &mut Packet, sh: &Shared, now_us: u64) -> Reply {
     let cfg = &sh.cfg;
-    let Some(buf) = table.bytes_mut(f, len) else { return Reply::Mismatched };
+    let Some(buf) = table.packet_mut(p) else { return Reply::Mismatched };
     let Some((flow, seq)) = check_reply(buf, &cfg.addrs, cfg.payload_len) else { return Reply::Mismatched };
     let (slot, gen) = split_seq(seq);
     let Some(state) = sh.slots.get(slot as usize) else { return Reply::Mismatched };

@@ -269,8 +269,9 @@ fn frames_line(s: &StatsSnapshot) -> String {
         let (sign, d) = if f.accounted > f.total { ('+', f.accounted - f.total) } else { ('-', f.total - f.accounted) };
         format!("(total {sign}{d}: cores publish at slightly different instants)")
     };
+    let leaked = if f.leaked > 0 { format!("  LEAKED {} (a bug: please report)", f.leaked) } else { String::new() };
     format!(
-        "frames: total {}  in use {}  exchange {}  handoff queued {}  accounted {} {check}\n",
+        "frames: total {}  in use {}  exchange {}  handoff queued {}  accounted {} {check}{leaked}\n",
         f.total, f.in_use, f.exchange, f.handoff_queued, f.accounted
     )
 }
@@ -391,7 +392,14 @@ mod tests {
             socket_mode: "zero-copy".into(),
             cores: vec![c0, c1],
             total,
-            frames: FramesSnapshot { total: 4096, exchange: 100, handoff_queued: 0, accounted: 4096, in_use: 300 },
+            frames: FramesSnapshot {
+                total: 4096,
+                exchange: 100,
+                handoff_queued: 0,
+                accounted: 4096,
+                in_use: 300,
+                ..Default::default()
+            },
             xdp,
         }
     }

@@ -79,7 +79,14 @@ fn stats(uptime_s: f64) -> StatsSnapshot {
         socket_mode: "zero-copy".into(),
         cores: vec![core(0, rx / 2), core(1, rx - rx / 2)],
         total,
-        frames: FramesSnapshot { total: 4096, exchange: 64, handoff_queued: 0, accounted: 4096, in_use: 2200 },
+        frames: FramesSnapshot {
+            total: 4096,
+            exchange: 64,
+            handoff_queued: 0,
+            accounted: 4096,
+            in_use: 2200,
+            ..Default::default()
+        },
         xdp: XdpSnapshot { per_cpu: vec![map(&[("redirected", rx)])], total: map(&[("redirected", rx)]) },
     }
 }

@@ -8,6 +8,7 @@
 //! worker failure) runs it backwards: detach XDP first so the kernel has the
 //! interface back at once, then stop and drain the workers, then close.
 use crate::afxdp::{open_queues, BindMode, FrameTable, XskSocket};
+use crate::clock::Clock;
 use crate::config::{ArpMode, Config, FlowOwner, SystemPlan, ZeroCopy};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
@@ -18,6 +19,7 @@ use crate::datapath::ServiceTable;
 use crate::handoff::Handoff;
 use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
+use crate::port::Port;
 use crate::stats::{Counter, DropReason, EngineStats, Gauge};
 use crate::steering::{Steering, XdpCounterReader};
 use crate::wire::ethernet::EthernetAddress;
@@ -109,13 +111,12 @@ impl Engine {
         }
 
         let table = FrameTable::create(plan.frames, e.frame_size).context("mapping the UMEM")?;
-        let area = table.area();
         let mode = match e.zero_copy {
             ZeroCopy::Auto => BindMode::Auto,
             ZeroCopy::On => BindMode::ZeroCopy,
             ZeroCopy::Off => BindMode::Copy,
         };
-        let sockets = open_queues(area, plan.ifindex, plan.queues, e.ring_size, mode)?;
+        let sockets = open_queues(&table, plan.ifindex, plan.queues, e.ring_size, mode)?;
         for (q, s) in sockets.iter().enumerate() {
             steering.set_socket(q as u32, s)?;
         }
@@ -129,10 +130,10 @@ impl Engine {
                 FlowOwner::Learned => OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
                 FlowOwner::Hash => OwnerDirectory::hashed(n as u16, random_seed()),
             },
-            handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?,
+            handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?.with_table(table.clone()),
             stats: stats.clone(),
             stop: AtomicBool::new(false),
-            epoch: Instant::now(),
+            clock: Clock::new(),
         });
         let frames = SharedFrames::new(table.clone());
         let mut pools = frames.split(n as u16);
@@ -141,9 +142,17 @@ impl Engine {
         for p in pools.iter_mut() {
             // Keep half a ring free for restocking; hold at most a fair share
             // plus half a ring for receiving (free + fill/rx), lend the rest.
+            // An eighth of a ring stays off the fill ring for sending
+            // without input (timers, bursts of replies).
             p.set_marks(ring / 2, per_core + ring / 2);
+            p.set_reserve(ring / 8);
         }
-        let wcfg = WorkerConfig { batch: e.batch_size as usize, poll: e.poll, spin: e.spin_iterations };
+        let wcfg = WorkerConfig {
+            batch: e.batch_size as usize,
+            poll: e.poll,
+            spin: e.spin_iterations,
+            max_tx_backlog: 2 * ring,
+        };
         let mut engine = Engine {
             steering,
             shared,
@@ -176,19 +185,35 @@ impl Engine {
         wcfg: WorkerConfig,
     ) -> anyhow::Result<()> {
         let e = &cfg.engine;
+        let seeds = random_seed();
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();
         for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let cpu = plan.cpus[q];
-            let w = Worker::new(q as u16, sock, pool, frames.table().clone(), self.shared.clone(), wcfg);
+            let port = Port::new(sock, pool, wcfg.batch);
+            let w = Worker::new(q as u16, port, self.shared.clone(), wcfg, (seeds >> (16 * (q % 4))) as u16);
+            let pinned = pinned_tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sluice-core{q}"))
                 .spawn(move || {
+                    // A worker that is not on its CPU breaks the one-core-per-
+                    // queue plan: say so and do not run.
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                        tracing::warn!(core = q, cpu, "could not pin the worker to its CPU");
+                        let _ = pinned.send((q, Err(format!("cannot pin worker {q} to CPU {cpu}"))));
+                        return;
                     }
+                    let _ = pinned.send((q, Ok(())));
                     w.run();
                 })
                 .context("spawning a worker thread")?;
             self.workers.push(h);
+        }
+        drop(pinned_tx);
+        for _ in 0..self.workers.len() {
+            match pinned_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(msg))) => anyhow::bail!("{msg} (engine.cores; see `taskset -p $$`)"),
+                Err(_) => anyhow::bail!("a worker did not start"),
+            }
         }
         let info = Arc::new(EngineInfo {
             cfg: cfg.clone(),
@@ -292,13 +317,20 @@ impl ArpWatch {
     }
 }
 
-/// A seed for flow hashing from the kernel's random pool.
+/// A seed for flow hashing and IP IDs from the kernel's random pool
+/// (getrandom(2)); should that fail, from /dev/urandom, and failing that from
+/// the randomly keyed hasher std seeds from the OS. Never from the clock.
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
-        Ok(()) => u64::from_ne_bytes(b),
-        Err(_) => Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64,
+    if getrandom::fill(&mut b).is_ok()
+        || std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok()
+    {
+        return u64::from_ne_bytes(b);
     }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
 }
 
 /// What the control thread answers from.
@@ -385,17 +417,27 @@ impl EngineInfo {
             total.counters.get(Counter::HandoffOut.name()).copied().unwrap_or(0),
             total.counters.get(Counter::RxPackets.name()).copied().unwrap_or(0),
         );
-        let g = |name: &str| total.gauges.get(name).copied().unwrap_or(0);
+        let g = |name: Gauge| total.gauges.get(name.name()).copied().unwrap_or(0);
         let exchange = self.frames.exchanged() as u64;
         let handoff_queued = self.shared.handoff.queued() as u64;
-        let free = g(Gauge::FramesFree.name());
-        let on_cores = free + g(Gauge::FramesRx.name()) + g(Gauge::FramesTx.name()) + g(Gauge::FramesInHand.name());
+        let free = g(Gauge::FramesFree);
+        let on_cores = free
+            + g(Gauge::FramesRx)
+            + g(Gauge::FramesTx)
+            + g(Gauge::FramesInHand)
+            + g(Gauge::FramesHeld)
+            + g(Gauge::TxBacklog)
+            + g(Gauge::HandoffStash);
+        let census = self.frames.table().census();
         let frames = FramesSnapshot {
             total: self.frames.total() as u64,
             exchange,
             handoff_queued,
             accounted: on_cores + exchange + handoff_queued,
             in_use: (self.frames.total() as u64).saturating_sub(free + exchange),
+            leaked: crate::afxdp::frames_leaked(),
+            kernel_rx: census.lent_rx as u64,
+            kernel_tx: census.lent_tx as u64,
         };
         let per_cpu_raw = self.counters.read();
         let mut xdp = XdpSnapshot::default();

@@ -1,7 +1,7 @@
-//! Cross-core handoff: bounded single-producer queues that move a frame
-//! (its UMEM descriptor, not its bytes) to the core that owns its flow, and
-//! the eventfds that wake a sleeping owner.
-use crate::afxdp::{Desc, EventFd};
+//! Cross-core handoff: bounded single-producer queues that move a packet
+//! (its frame token and range, not its bytes) to the core that owns its
+//! flow, and the eventfds that wake a sleeping owner.
+use crate::afxdp::{EventFd, FrameTable, Packet};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::io;
@@ -11,7 +11,9 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 /// a single consumer.
 pub struct Handoff {
     cores: usize,
-    queues: Vec<ArrayQueue<Desc>>,
+    queues: Vec<ArrayQueue<Packet>>,
+    /// Where packets still queued at teardown go back to.
+    table: Option<std::sync::Arc<FrameTable>>,
     sleeping: Vec<CachePadded<AtomicBool>>,
     wakers: Vec<EventFd>,
 }
@@ -21,19 +23,27 @@ impl Handoff {
     pub fn new(cores: usize, capacity: usize) -> io::Result<Self> {
         Ok(Handoff {
             cores,
+            table: None,
             queues: (0..cores * cores).map(|_| ArrayQueue::new(capacity.max(1))).collect(),
             sleeping: (0..cores).map(|_| CachePadded::new(AtomicBool::new(false))).collect(),
             wakers: (0..cores).map(|_| EventFd::new()).collect::<io::Result<_>>()?,
         })
     }
 
-    fn queue(&self, to: usize, from: usize) -> &ArrayQueue<Desc> {
+    /// Packets still queued when the handoff is dropped go back to `table`
+    /// (retired) instead of counting as leaked.
+    pub fn with_table(mut self, table: std::sync::Arc<FrameTable>) -> Self {
+        self.table = Some(table);
+        self
+    }
+
+    fn queue(&self, to: usize, from: usize) -> &ArrayQueue<Packet> {
         &self.queues[to * self.cores + from]
     }
 
     /// Queues `d` for core `to`; gives it back when that queue is full.
     #[inline]
-    pub fn send(&self, from: u16, to: u16, d: Desc) -> Result<(), Desc> {
+    pub fn send(&self, from: u16, to: u16, d: Packet) -> Result<(), Packet> {
         let (from, to) = (from as usize, to as usize);
         if to >= self.cores {
             return Err(d);
@@ -52,7 +62,7 @@ impl Handoff {
 
     /// Takes up to `max` frames queued for `me`, calling `f` on each.
     #[inline]
-    pub fn receive(&self, me: u16, max: usize, mut f: impl FnMut(Desc)) -> usize {
+    pub fn receive(&self, me: u16, max: usize, mut f: impl FnMut(Packet)) -> usize {
         let mut n = 0;
         for from in 0..self.cores {
             let q = self.queue(me as usize, from);
@@ -99,44 +109,79 @@ impl Handoff {
     }
 }
 
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        for q in &self.queues {
+            while let Some(p) = q.pop() {
+                match &self.table {
+                    Some(t) => t.retire(p.into_frame()),
+                    // Counted as leaked by the frame's drop.
+                    None => drop(p),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::afxdp::poll_fds;
+    use crate::afxdp::{poll_fds, Frame};
     use std::os::fd::AsFd;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-    fn d(addr: u64) -> Desc {
-        Desc { addr, len: 60, options: 0 }
+    fn frames(n: u32) -> (Arc<FrameTable>, Vec<Frame>) {
+        let t = FrameTable::create(n, 2048).unwrap();
+        let f = t.take_all();
+        (t, f)
+    }
+
+    fn pkt(f: Frame) -> Packet {
+        Packet::new(f, 256, 60)
     }
 
     #[test]
-    fn frames_reach_their_owner_in_order() {
-        let h = Handoff::new(2, 4).unwrap();
-        h.send(0, 1, d(1)).unwrap();
-        h.send(0, 1, d(2)).unwrap();
+    fn packets_reach_their_owner_in_order() {
+        let (t, mut fs) = frames(2);
+        let h = Handoff::new(2, 4).unwrap().with_table(t.clone());
+        let (b, a) = (fs.pop().unwrap(), fs.pop().unwrap());
+        let (ia, ib) = (a.index(), b.index());
+        h.send(0, 1, pkt(a)).unwrap();
+        h.send(0, 1, pkt(b)).unwrap();
         assert!(h.pending(1) && !h.pending(0));
         let mut got = vec![];
-        assert_eq!(h.receive(1, 10, |x| got.push(x.addr)), 2);
-        assert_eq!(got, vec![1, 2]);
+        assert_eq!(h.receive(1, 10, |p| got.push(p)), 2);
+        assert_eq!(got.iter().map(|p| p.frame.index()).collect::<Vec<_>>(), vec![ia, ib]);
         assert_eq!(h.queued(), 0);
+        for p in got {
+            t.retire(p.into_frame());
+        }
     }
 
     #[test]
-    fn a_full_queue_gives_the_frame_back() {
-        let h = Handoff::new(2, 1).unwrap();
-        h.send(0, 1, d(1)).unwrap();
-        assert_eq!(h.send(0, 1, d(2)), Err(d(2)));
-        assert_eq!(h.send(0, 7, d(3)), Err(d(3)), "no such core");
+    fn a_full_queue_gives_the_packet_back() {
+        let (t, mut fs) = frames(3);
+        let h = Handoff::new(2, 1).unwrap().with_table(t.clone());
+        h.send(0, 1, pkt(fs.pop().unwrap())).unwrap();
+        let back = h.send(0, 1, pkt(fs.pop().unwrap())).unwrap_err();
+        let back2 = h.send(0, 7, pkt(fs.pop().unwrap())).unwrap_err();
+        for p in [back, back2] {
+            t.retire(p.into_frame());
+        }
+        drop(h);
+        assert_eq!(t.census().retired, 3, "the queued packet went back to the table on drop");
     }
 
     #[test]
     fn a_sleeping_owner_is_woken_and_a_busy_one_is_not_put_to_sleep() {
-        let h = Handoff::new(2, 4).unwrap();
+        let (t, mut fs) = frames(1);
+        let h = Handoff::new(2, 4).unwrap().with_table(t);
         assert!(h.prepare_sleep(1));
-        h.send(0, 1, d(1)).unwrap();
-        assert!(poll_fds(&[h.waker(1).as_fd()], 1000).unwrap(), "eventfd signalled");
+        h.send(0, 1, pkt(fs.pop().unwrap())).unwrap();
+        assert!(poll_fds(&[h.waker(1).as_fd()], Some(Duration::from_secs(1))).unwrap(), "eventfd signalled");
         h.woke(1);
-        assert!(!poll_fds(&[h.waker(1).as_fd()], 0).unwrap());
-        assert!(!h.prepare_sleep(1), "a frame waits");
+        assert!(!poll_fds(&[h.waker(1).as_fd()], Some(Duration::ZERO)).unwrap());
+        assert!(!h.prepare_sleep(1), "a packet waits");
     }
 }

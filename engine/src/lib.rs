@@ -3,13 +3,16 @@
 #![deny(unsafe_code)]
 
 pub mod afxdp;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod handoff;
+pub mod idle;
 pub mod ownership;
 pub mod pool;
+pub mod port;
 pub mod stats;
 pub mod steering;
 pub mod wire;

@@ -12,7 +12,11 @@
 //! Flows that hash to one slot share its owner; that keeps the table a fixed
 //! size with no deletion, and only costs a handoff when two such flows first
 //! arrived on different cores. A slot idle for longer than the idle timeout is
-//! free to claim again.
+//! free to claim again, unless it is *pinned*: a connection (TCP) pins its
+//! slot when it is created and unpins it when it is gone, so however long a
+//! connection idles, no other core can take its flow. Half-open handshakes
+//! do not pin (a SYN flood cannot fill the table); only established state
+//! does.
 //!
 //! Why learned ownership rather than a fixed hash of the flow: on veth the
 //! arrival queue is the sender's choice, so a fixed function of the flow would
@@ -68,20 +72,29 @@ pub enum Ownership {
     Other(u16),
 }
 
-const SEEN_BITS: u32 = 48;
+const SEEN_BITS: u32 = 32;
 const SEEN_MASK: u64 = (1 << SEEN_BITS) - 1;
+const PIN_BITS: u32 = 20;
+const PIN_SHIFT: u32 = SEEN_BITS;
+const PIN_MAX: u64 = (1 << PIN_BITS) - 1;
+const OWNER_SHIFT: u32 = SEEN_BITS + PIN_BITS;
 
-/// A slot: owner core + 1 in the top 16 bits (0 = none), last-seen second
-/// + 1 in the low 48 bits.
+/// Largest core number a slot can name.
+pub const MAX_CORE: u16 = (1 << (64 - OWNER_SHIFT)) - 2;
+
+/// A slot: owner core + 1 in the top 12 bits (0 = none), the number of
+/// connections pinning it in the next 20 (saturating: a slot pinned
+/// 2^20 - 1 times stays pinned), last-seen second + 1 in the low 32.
 #[inline]
-fn encode(owner: u16, now_s: u64) -> u64 {
-    ((owner as u64 + 1) << SEEN_BITS) | ((now_s + 1) & SEEN_MASK)
+fn encode(owner: u16, pins: u64, now_s: u64) -> u64 {
+    ((owner as u64 + 1) << OWNER_SHIFT) | (pins.min(PIN_MAX) << PIN_SHIFT) | ((now_s + 1) & SEEN_MASK)
 }
 
+/// (owner, pins, last seen second) of an owned slot.
 #[inline]
-fn decode(v: u64) -> Option<(u16, u64)> {
-    let owner = (v >> SEEN_BITS) as u16;
-    (owner != 0).then(|| (owner - 1, (v & SEEN_MASK).saturating_sub(1)))
+fn decode(v: u64) -> Option<(u16, u64, u64)> {
+    let owner = (v >> OWNER_SHIFT) as u16;
+    (owner != 0).then(|| (owner - 1, (v >> PIN_SHIFT) & PIN_MAX, (v & SEEN_MASK).saturating_sub(1)))
 }
 
 /// The shared owner table.
@@ -127,31 +140,85 @@ impl OwnerDirectory {
             let owner = (flow.hash(self.seed) % cores as u64) as u16;
             return if owner == me { Ownership::Mine { claimed: false } } else { Ownership::Other(owner) };
         }
-        let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
+        let slot = self.slot(flow);
         let v = slot.load(Ordering::Acquire);
         match decode(v) {
-            Some((owner, seen)) if owner == me => {
+            Some((owner, pins, seen)) if owner == me => {
                 if now_s > seen {
                     // Refresh at most once a second. Losing the race means
-                    // another core claimed the lapsed slot: it owns it now.
-                    if let Err(now_v) = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Acquire)
+                    // another core claimed the lapsed slot (or a pin moved):
+                    // look again.
+                    if let Err(now_v) =
+                        slot.compare_exchange(v, encode(me, pins, now_s), Ordering::AcqRel, Ordering::Acquire)
                     {
-                        if let Some((o, _)) = decode(now_v).filter(|(o, _)| *o != me) {
+                        if let Some((o, _, _)) = decode(now_v).filter(|(o, _, _)| *o != me) {
                             return Ownership::Other(o);
                         }
                     }
                 }
                 return Ownership::Mine { claimed: false };
             }
-            Some((owner, seen)) if now_s.saturating_sub(seen) <= self.idle_s => return Ownership::Other(owner),
+            Some((owner, pins, seen)) if pins > 0 || now_s.saturating_sub(seen) <= self.idle_s => {
+                return Ownership::Other(owner)
+            }
             _ => {}
         }
-        match slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Acquire) {
+        match slot.compare_exchange(v, encode(me, 0, now_s), Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => Ownership::Mine { claimed: true },
             Err(now_v) => match decode(now_v) {
-                Some((owner, _)) if owner != me => Ownership::Other(owner),
+                Some((owner, _, _)) if owner != me => Ownership::Other(owner),
                 _ => Ownership::Mine { claimed: false },
             },
+        }
+    }
+
+    fn slot(&self, flow: &FlowKey) -> &AtomicU64 {
+        &self.slots[(flow.hash(self.seed) & self.mask) as usize]
+    }
+
+    /// Pins `flow`'s slot for `me` (a connection is created on `me`): claims
+    /// it if free or lapsed, and from then on it cannot lapse until every pin
+    /// is released with [`unpin`](Self::unpin). `Err(owner)` when another
+    /// core owns the slot: the connection belongs there.
+    pub fn pin(&self, flow: &FlowKey, me: u16, now_s: u64) -> Result<(), u16> {
+        if let Some(cores) = self.hashed {
+            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+            return if owner == me { Ok(()) } else { Err(owner) };
+        }
+        let slot = self.slot(flow);
+        let mut v = slot.load(Ordering::Acquire);
+        loop {
+            let next = match decode(v) {
+                Some((owner, pins, _)) if owner == me => encode(me, pins.saturating_add(1), now_s),
+                Some((owner, pins, seen)) if pins > 0 || now_s.saturating_sub(seen) <= self.idle_s => {
+                    return Err(owner)
+                }
+                _ => encode(me, 1, now_s),
+            };
+            match slot.compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(now_v) => v = now_v,
+            }
+        }
+    }
+
+    /// Releases one pin of `me` on `flow`'s slot (the connection is gone);
+    /// the slot may lapse once no pin is left. A saturated count stays.
+    pub fn unpin(&self, flow: &FlowKey, me: u16, now_s: u64) {
+        if self.hashed.is_some() {
+            return;
+        }
+        let slot = self.slot(flow);
+        let mut v = slot.load(Ordering::Acquire);
+        loop {
+            let next = match decode(v) {
+                Some((owner, pins, _)) if owner == me && pins > 0 && pins < PIN_MAX => encode(me, pins - 1, now_s),
+                _ => return,
+            };
+            match slot.compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(now_v) => v = now_v,
+            }
         }
     }
 
@@ -162,11 +229,11 @@ impl OwnerDirectory {
         if self.hashed.is_some() {
             return;
         }
-        let slot = &self.slots[(flow.hash(self.seed) & self.mask) as usize];
+        let slot = self.slot(flow);
         let v = slot.load(Ordering::Relaxed);
-        if let Some((owner, seen)) = decode(v) {
+        if let Some((owner, pins, seen)) = decode(v) {
             if owner == me && now_s > seen {
-                let _ = slot.compare_exchange(v, encode(me, now_s), Ordering::AcqRel, Ordering::Relaxed);
+                let _ = slot.compare_exchange(v, encode(me, pins, now_s), Ordering::AcqRel, Ordering::Relaxed);
             }
         }
     }
@@ -175,8 +242,8 @@ impl OwnerDirectory {
     pub fn owned_per_core(&self, cores: usize, now_s: u64) -> Vec<u64> {
         let mut n = vec![0u64; cores];
         for s in self.slots.iter() {
-            if let Some((o, seen)) = decode(s.load(Ordering::Relaxed)) {
-                if now_s.saturating_sub(seen) <= self.idle_s && (o as usize) < cores {
+            if let Some((o, pins, seen)) = decode(s.load(Ordering::Relaxed)) {
+                if (pins > 0 || now_s.saturating_sub(seen) <= self.idle_s) && (o as usize) < cores {
                     n[o as usize] += 1;
                 }
             }
@@ -285,6 +352,33 @@ mod tests {
                 .collect();
             assert!(owners.windows(2).all(|w| w[0] == w[1]), "flow {p}: {owners:?}");
         }
+    }
+
+    #[test]
+    fn a_pinned_slot_never_lapses_until_its_last_pin_is_released() {
+        let d = OwnerDirectory::new(16, 30, 7);
+        assert_eq!(d.pin(&flow(1), 0, 100), Ok(()));
+        assert_eq!(d.pin(&flow(1), 0, 100), Ok(()), "a second connection in the same slot");
+        assert_eq!(d.pin(&flow(1), 1, 100), Err(0));
+        // An idle connection: a day later the slot is still core 0's.
+        assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400), Ownership::Other(0));
+        d.unpin(&flow(1), 0, 100 + 86_400);
+        assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400 + 100), Ownership::Other(0), "one pin left");
+        d.unpin(&flow(1), 1, 100 + 86_400 + 100); // not the owner: ignored
+        d.unpin(&flow(1), 0, 100 + 86_400 + 100);
+        assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400 + 100 + 31), Ownership::Mine { claimed: true });
+        assert_eq!(d.owned_per_core(2, 100 + 86_400 + 131), vec![0, 1]);
+    }
+
+    #[test]
+    fn pins_saturate_and_the_slot_stays_pinned() {
+        let d = OwnerDirectory::new(1, 30, 7);
+        let v = encode(3, PIN_MAX, 5);
+        d.slots[0].store(v, Ordering::Relaxed);
+        assert_eq!(d.pin(&flow(9), 3, 6), Ok(()));
+        d.unpin(&flow(9), 3, 7);
+        assert_eq!(decode(d.slots[0].load(Ordering::Relaxed)).unwrap().1, PIN_MAX, "saturated: sticky");
+        assert_eq!(decode(encode(MAX_CORE, 0, 0)).unwrap().0, MAX_CORE);
     }
 
     #[test]

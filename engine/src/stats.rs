@@ -110,11 +110,16 @@ named_enum! {
         NoService = "no_service",
         /// IP protocol not served (TCP comes with the TCP stack).
         ProtoUnsupported = "proto_unsupported",
-        /// The tx ring had no room.
-        TxRingFull = "tx_ring_full",
+        /// A stateless reply found the tx backlog over its bound (the tx ring
+        /// has not drained for a while); TCP segments are never dropped so.
+        TxBacklogFull = "tx_backlog_full",
+        /// UDP echo request from a source port that could loop or amplify
+        /// (0, 7, 13, 19, 37, 53, 123, ...): not answered.
+        UdpLoopPort = "udp_loop_port",
         /// The owner core's handoff queue was full.
         HandoffFull = "handoff_full",
-        /// The rx descriptor pointed outside the UMEM or across frames.
+        /// The rx descriptor named a frame not lent to this queue, or a range
+        /// across frames.
         BadDescriptor = "bad_descriptor",
     }
 }
@@ -138,6 +143,13 @@ named_enum! {
         FramesTx = "frames_tx",
         /// Frames the core holds between rx and tx (0 between batches).
         FramesInHand = "frames_in_hand",
+        /// Frames held by connections (received data not yet consumed, sent
+        /// data not yet acknowledged).
+        FramesHeld = "frames_held",
+        /// Packets waiting for room on the tx ring.
+        TxBacklog = "tx_backlog",
+        /// Packets waiting for room in another core's full handoff queue.
+        HandoffStash = "handoff_stash",
         /// Kernel drops: rx ring full (XDP_STATISTICS).
         XskRxRingFull = "xsk_rx_ring_full",
         /// Kernel drops: other (XDP_STATISTICS rx_dropped).

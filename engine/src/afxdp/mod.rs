@@ -3,19 +3,21 @@
 //!
 //! This is the only module of the engine with `unsafe` code (mmap'd rings and
 //! frames, raw socket options); every block carries a `// SAFETY:` note. What
-//! it exports is safe to use: rings copy descriptors in and out, and a frame's
-//! bytes are reached only through an [`Owned`] token from the [`FrameTable`],
-//! of which at most one exists per frame.
+//! it exports is safe to use: the rings are reached only through socket
+//! methods that move [`Frame`] tokens on and off them, and a frame's bytes
+//! only through its token, of which at most one exists per frame.
 #![allow(unsafe_code)]
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod frames;
-pub mod ring;
+pub(crate) mod ring;
 pub mod socket;
 pub mod umem;
 pub mod wake;
 
-pub use frames::{FrameTable, Owned, Place};
-pub use ring::{ConsumerRing, Desc, ProducerRing};
-pub use socket::{open_queues, BindMode, SocketMode, XskConfig, XskError, XskSocket, XskStatistics};
+pub use frames::{frames_leaked, Census, Frame, FrameTable, Packet};
+pub use ring::Desc;
+pub use socket::{open_queues, BindMode, RxBatch, SocketMode, XskConfig, XskError, XskSocket, XskStatistics};
 pub use umem::UmemArea;
 pub use wake::{poll_fds, EventFd};

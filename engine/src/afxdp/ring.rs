@@ -147,6 +147,8 @@ pub struct ProducerRing<T> {
     r: RingPtrs<T>,
     cached_prod: u32,
     cached_cons: u32,
+    /// Slots reserved by [`reserve`](Self::reserve) and not yet submitted.
+    reserved: u32,
     _t: PhantomData<T>,
 }
 
@@ -155,7 +157,7 @@ impl<T: Copy> ProducerRing<T> {
         let r = RingPtrs::new(map, off, size);
         let cached_prod = r.producer().load(Ordering::Relaxed);
         let cached_cons = r.consumer().load(Ordering::Acquire);
-        ProducerRing { r, cached_prod, cached_cons, _t: PhantomData }
+        ProducerRing { r, cached_prod, cached_cons, reserved: 0, _t: PhantomData }
     }
 
     /// Slots free for producing, refreshing the consumer index when the
@@ -169,18 +171,45 @@ impl<T: Copy> ProducerRing<T> {
         self.r.size - self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
-    /// Writes as many of `items` as fit and publishes them; returns how many.
-    pub fn produce(&mut self, items: &[T]) -> usize {
-        let n = (self.free(items.len() as u32) as usize).min(items.len());
+    /// Reserves up to `want` free slots and returns how many it got: the
+    /// caller then fills slots `0..got` with [`put`](Self::put) and
+    /// publishes them with [`submit`](Self::submit). Being the single
+    /// producer, nothing can take the reserved slots away meanwhile.
+    pub fn reserve(&mut self, want: u32) -> u32 {
+        assert_eq!(self.reserved, 0, "a reservation is already open");
+        self.reserved = self.free(want).min(want);
+        self.reserved
+    }
+
+    /// Writes reserved slot `i` (below what [`reserve`](Self::reserve)
+    /// returned; checked in every build).
+    #[inline]
+    pub fn put(&mut self, i: u32, v: T) {
+        assert!(i < self.reserved, "slot {i} is not reserved ({} are)", self.reserved);
+        self.r.write(self.cached_prod.wrapping_add(i), v);
+    }
+
+    /// Publishes the first `n` reserved slots (all of them must have been
+    /// written) and ends the reservation.
+    pub fn submit(&mut self, n: u32) {
+        assert!(n <= self.reserved, "submitting {n} of {} reserved slots", self.reserved);
+        self.reserved = 0;
         if n == 0 {
-            return 0;
+            return;
         }
-        for (i, item) in items[..n].iter().enumerate() {
-            self.r.write(self.cached_prod.wrapping_add(i as u32), *item);
-        }
-        self.cached_prod = self.cached_prod.wrapping_add(n as u32);
+        self.cached_prod = self.cached_prod.wrapping_add(n);
         self.r.producer().store(self.cached_prod, Ordering::Release);
-        n
+    }
+
+    /// Writes as many of `items` as fit and publishes them; returns how many.
+    #[cfg(test)]
+    pub fn produce(&mut self, items: &[T]) -> usize {
+        let n = self.reserve(items.len() as u32);
+        for (i, item) in items[..n as usize].iter().enumerate() {
+            self.put(i as u32, *item);
+        }
+        self.submit(n);
+        n as usize
     }
 
     /// Whether the kernel asked for a wakeup (XDP_RING_NEED_WAKEUP). The
@@ -242,11 +271,6 @@ impl<T: Copy> ConsumerRing<T> {
     /// Entries the kernel has produced that we have not consumed.
     pub fn occupancy(&self) -> u32 {
         self.r.producer().load(Ordering::Relaxed).wrapping_sub(self.cached_cons)
-    }
-
-    /// Whether the kernel asked for a wakeup.
-    pub fn needs_wakeup(&self) -> bool {
-        self.r.flags() & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
     /// Number of slots.

@@ -8,8 +8,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use super::frames::{Frame, FrameTable, Lent, Packet, MAX_QUEUE};
 use super::ring::{ConsumerRing, Desc, Mapping, ProducerRing};
-use super::umem::UmemArea;
 
 /// How to bind the first socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,21 +88,39 @@ pub struct XskStatistics {
     pub tx_ring_empty: u64,
 }
 
-/// An AF_XDP socket and its rings. Fields drop in order: rings are unmapped
-/// before the socket is closed, and the UMEM outlives both.
+/// An AF_XDP socket bound to one queue, with its four rings. Fields drop in
+/// order: rings are unmapped before the socket is closed, and the UMEM (held
+/// by the frame table) outlives both.
+///
+/// The rings are private: frames go onto the fill and tx rings only by
+/// giving up their tokens ([`fill`](Self::fill), [`transmit`](Self::transmit)),
+/// and come back as tokens only from the rx and completion rings
+/// ([`receive`](Self::receive), [`reap`](Self::reap)), each checked against
+/// the frame table.
 pub struct XskSocket {
-    /// Received frames.
-    pub rx: ConsumerRing<Desc>,
-    /// Frames to send.
-    pub tx: ProducerRing<Desc>,
-    /// Free frames lent to the kernel for receiving.
-    pub fill: ProducerRing<u64>,
-    /// Sent frames the kernel gives back.
-    pub comp: ConsumerRing<u64>,
+    rx: ConsumerRing<Desc>,
+    tx: ProducerRing<Desc>,
+    fill: ProducerRing<u64>,
+    comp: ConsumerRing<u64>,
     fd: OwnedFd,
     queue: u32,
     mode: SocketMode,
-    _umem: Arc<UmemArea>,
+    table: Arc<FrameTable>,
+}
+
+/// What one [`XskSocket::receive`] call took from the rx ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxBatch {
+    /// Descriptors consumed.
+    pub descs: usize,
+    /// Bytes they described.
+    pub bytes: u64,
+    /// Descriptors refused: not a frame lent to this queue's fill ring
+    /// (nothing is aliased; nothing changes for that frame).
+    pub refused: usize,
+    /// Descriptors for one of our frames with a range outside it: the frame
+    /// went to `f` as `Err(frame)`.
+    pub bad_range: usize,
 }
 
 /// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, kernel 6.17+): frames one
@@ -174,8 +192,9 @@ fn mmap_offsets(fd: RawFd, queue: u32) -> Result<libc::xdp_mmap_offsets, XskErro
 
 impl XskSocket {
     /// Creates the first socket: registers `umem` and binds with `cfg.mode`.
-    pub fn create_first(umem: &Arc<UmemArea>, cfg: &XskConfig) -> Result<Self, XskError> {
+    pub fn create_first(table: &Arc<FrameTable>, cfg: &XskConfig) -> Result<Self, XskError> {
         let fd = new_socket(cfg.queue)?;
+        let umem = table.area();
         let reg = libc::xdp_umem_reg {
             addr: umem.base(),
             len: umem.len() as u64,
@@ -196,16 +215,16 @@ impl XskSocket {
                 }
             }
         }
-        Self::finish(fd, rings, cfg.queue, umem)
+        Self::finish(fd, rings, cfg.queue, table)
     }
 
     /// Creates a socket for another queue that shares `first`'s UMEM and
     /// inherits its mode.
-    pub fn create_shared(first: &XskSocket, umem: &Arc<UmemArea>, cfg: &XskConfig) -> Result<Self, XskError> {
+    pub fn create_shared(first: &XskSocket, cfg: &XskConfig) -> Result<Self, XskError> {
         let fd = new_socket(cfg.queue)?;
         let rings = Self::map_rings(fd.as_raw_fd(), cfg)?;
         bind(fd.as_raw_fd(), cfg, libc::XDP_SHARED_UMEM, first.fd.as_raw_fd() as u32)?;
-        Self::finish(fd, rings, cfg.queue, umem)
+        Self::finish(fd, rings, cfg.queue, &first.table)
     }
 
     fn map_rings(fd: RawFd, cfg: &XskConfig) -> Result<Rings, XskError> {
@@ -253,10 +272,166 @@ impl XskSocket {
         Ok(Rings { rx, tx, fill, comp })
     }
 
-    fn finish(fd: OwnedFd, r: Rings, queue: u32, umem: &Arc<UmemArea>) -> Result<Self, XskError> {
+    fn finish(fd: OwnedFd, r: Rings, queue: u32, table: &Arc<FrameTable>) -> Result<Self, XskError> {
         let opts: libc::xdp_options = getsockopt_options(fd.as_raw_fd()).map_err(|e| err("XDP_OPTIONS", queue, e))?;
         let mode = if opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0 { SocketMode::ZeroCopy } else { SocketMode::Copy };
-        Ok(XskSocket { rx: r.rx, tx: r.tx, fill: r.fill, comp: r.comp, fd, queue, mode, _umem: umem.clone() })
+        Ok(XskSocket { rx: r.rx, tx: r.tx, fill: r.fill, comp: r.comp, fd, queue, mode, table: table.clone() })
+    }
+
+    /// A socket over rings the test's fake kernel drives (see `fake.rs`).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn from_parts(
+        rx: ConsumerRing<Desc>,
+        tx: ProducerRing<Desc>,
+        fill: ProducerRing<u64>,
+        comp: ConsumerRing<u64>,
+        fd: OwnedFd,
+        queue: u32,
+        mode: SocketMode,
+        table: Arc<FrameTable>,
+    ) -> Self {
+        XskSocket { rx, tx, fill, comp, fd, queue, mode, table }
+    }
+
+    /// The place tag queue number of this socket.
+    fn q(&self) -> u16 {
+        // open_queues refuses queues above MAX_QUEUE.
+        self.queue as u16
+    }
+
+    /// The frame table of the UMEM this socket is bound to.
+    pub fn table(&self) -> &Arc<FrameTable> {
+        &self.table
+    }
+
+    /// Lends frames from the end of `free` to the fill ring, at most `max`
+    /// and as many as fit; returns how many.
+    pub fn fill(&mut self, free: &mut Vec<Frame>, max: usize) -> usize {
+        let want = max.min(free.len()) as u32;
+        if want == 0 {
+            return 0;
+        }
+        let got = self.fill.reserve(want);
+        let q = self.q();
+        for i in 0..got {
+            // got <= want <= free.len(): the pop always yields.
+            let f = free.pop().expect("reserved no more slots than frames");
+            let addr = self.table.lend(f, Lent::Rx(q));
+            self.fill.put(i, addr);
+        }
+        self.fill.submit(got);
+        got as usize
+    }
+
+    /// Takes up to `max` received packets off the rx ring, handing each to
+    /// `f` as a token: `Ok(packet)`, or `Err(frame)` for a descriptor whose
+    /// range leaves its frame (the kernel never makes one; the frame is ours
+    /// again and should go back to the free list). Descriptors that name a
+    /// frame not lent to this queue's fill ring are refused and reach `f`
+    /// not at all: nothing is aliased.
+    pub fn receive(&mut self, descs: &mut [Desc], max: usize, mut f: impl FnMut(Result<Packet, Frame>)) -> RxBatch {
+        let max = max.min(descs.len());
+        let n = self.rx.consume(&mut descs[..max]);
+        let mut b = RxBatch { descs: n, ..Default::default() };
+        let size = self.table.frame_size() as u64;
+        let q = self.q();
+        for d in &descs[..n] {
+            b.bytes += d.len as u64;
+            let Some(frame) = self.table.reclaim(d.addr, Lent::Rx(q)) else {
+                b.refused += 1;
+                continue;
+            };
+            let off = d.addr % size;
+            if off + d.len as u64 > size {
+                b.bad_range += 1;
+                f(Err(frame));
+            } else {
+                f(Ok(Packet::new(frame, off as u16, d.len as u16)));
+            }
+        }
+        b
+    }
+
+    /// Puts packets on the tx ring: as many as fit, at most `max`, each
+    /// taken from `next` only once its slot is reserved. Returns how many.
+    pub fn transmit(&mut self, max: usize, mut next: impl FnMut() -> Option<Packet>) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let got = self.tx.reserve(max.min(u32::MAX as usize) as u32);
+        let q = self.q();
+        let mut n = 0;
+        while n < got {
+            let Some(p) = next() else { break };
+            let (off, len) = (p.off(), p.len());
+            let addr = self.table.lend(p.into_frame(), Lent::Tx(q));
+            self.tx.put(n, Desc { addr: addr + off as u64, len: len as u32, options: 0 });
+            n += 1;
+        }
+        self.tx.submit(n);
+        n as usize
+    }
+
+    /// Takes sent frames back from the completion ring, handing each to `f`
+    /// as a token; returns (completions, refused). A refused completion names
+    /// a frame not lent to this queue's tx ring.
+    pub fn reap(&mut self, addrs: &mut [u64], mut f: impl FnMut(Frame)) -> (usize, usize) {
+        let n = self.comp.consume(addrs);
+        let q = self.q();
+        let mut bad = 0;
+        for &a in &addrs[..n] {
+            match self.table.reclaim(a, Lent::Tx(q)) {
+                Some(frame) => f(frame),
+                None => bad += 1,
+            }
+        }
+        (n, bad)
+    }
+
+    /// Free slots of the tx ring (refreshed when fewer than `want` show).
+    pub fn tx_room(&mut self, want: u32) -> u32 {
+        self.tx.free(want)
+    }
+
+    /// Whether the kernel wants a `sendto()` to move the tx ring.
+    pub fn tx_needs_wakeup(&self) -> bool {
+        self.tx.needs_wakeup()
+    }
+
+    /// Whether the kernel wants a `recvfrom()` after the fill ring was stocked.
+    pub fn fill_needs_wakeup(&self) -> bool {
+        self.fill.needs_wakeup()
+    }
+
+    /// Entries on the fill ring not yet used by the kernel.
+    pub fn fill_occupancy(&self) -> u32 {
+        self.fill.occupancy()
+    }
+
+    /// Received packets waiting on the rx ring.
+    pub fn rx_occupancy(&self) -> u32 {
+        self.rx.occupancy()
+    }
+
+    /// Packets on the tx ring the kernel has not taken yet.
+    pub fn tx_occupancy(&self) -> u32 {
+        self.tx.occupancy()
+    }
+
+    /// Completions waiting on the completion ring.
+    pub fn comp_occupancy(&self) -> u32 {
+        self.comp.occupancy()
+    }
+
+    /// Slots of the rx and tx rings.
+    pub fn ring_size(&self) -> u32 {
+        self.rx.size()
+    }
+
+    /// Slots of the fill and completion rings.
+    pub fn fill_size(&self) -> u32 {
+        self.fill.size()
     }
 
     /// The queue this socket is bound to.
@@ -314,22 +489,25 @@ impl XskSocket {
     }
 }
 
-/// Opens one socket for each queue `0..queues` of `ifindex`, all on `umem`:
-/// the first registers it and binds with `mode`, the others share it and
-/// inherit the mode. Sizes every ring `ring_size`.
+/// Opens one socket for each queue `0..queues` of `ifindex`, all on the UMEM
+/// of `table`: the first registers it and binds with `mode`, the others
+/// share it and inherit the mode. Sizes every ring `ring_size`.
 pub fn open_queues(
-    umem: &Arc<UmemArea>,
+    table: &Arc<FrameTable>,
     ifindex: u32,
     queues: u32,
     ring_size: u32,
     mode: BindMode,
 ) -> Result<Vec<XskSocket>, XskError> {
+    if queues > MAX_QUEUE as u32 + 1 {
+        return Err(err("set-up", queues, io::Error::new(io::ErrorKind::InvalidInput, "too many queues")));
+    }
     let mut sockets: Vec<XskSocket> = Vec::with_capacity(queues as usize);
     for queue in 0..queues {
         let cfg = XskConfig { ifindex, queue, ring_size, fill_size: ring_size, mode };
         let s = match sockets.first() {
-            None => XskSocket::create_first(umem, &cfg)?,
-            Some(first) => XskSocket::create_shared(first, umem, &cfg)?,
+            None => XskSocket::create_first(table, &cfg)?,
+            Some(first) => XskSocket::create_shared(first, &cfg)?,
         };
         sockets.push(s);
     }

@@ -46,16 +46,24 @@ impl AsFd for EventFd {
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes; returns
-/// whether any was readable. EINTR counts as a timeout.
-pub fn poll_fds(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<bool> {
+/// Waits until one of `fds` is readable or `timeout` passes (`None`: no
+/// limit); returns whether any was readable. EINTR counts as a timeout.
+/// ppoll(2), so a timer deadline is honoured to the microsecond rather than
+/// rounded to a millisecond.
+pub fn poll_fds(fds: &[BorrowedFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<bool> {
     let mut pfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 8];
     let n = fds.len().min(pfds.len());
     for (p, fd) in pfds.iter_mut().zip(fds) {
         *p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     }
-    // SAFETY: `pfds[..n]` is a live array of n pollfd structs.
-    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pfds[..n]` is a live array of n pollfd structs, `tsp` is null
+    // or points to a live timespec, and no signal mask is passed.
+    let rc = unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, tsp, std::ptr::null()) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return if e.raw_os_error() == Some(libc::EINTR) { Ok(false) } else { Err(e) };
@@ -70,11 +78,22 @@ mod tests {
     #[test]
     fn eventfd_wakes_poll_and_drains() {
         let e = EventFd::new().unwrap();
-        assert!(!poll_fds(&[e.as_fd()], 0).unwrap());
+        let zero = Some(std::time::Duration::ZERO);
+        assert!(!poll_fds(&[e.as_fd()], zero).unwrap());
         e.signal();
         e.signal();
-        assert!(poll_fds(&[e.as_fd()], 1000).unwrap());
+        assert!(poll_fds(&[e.as_fd()], Some(std::time::Duration::from_secs(1))).unwrap());
         e.drain();
-        assert!(!poll_fds(&[e.as_fd()], 0).unwrap());
+        assert!(!poll_fds(&[e.as_fd()], zero).unwrap());
+    }
+
+    #[test]
+    fn a_timeout_below_a_millisecond_is_honoured() {
+        let e = EventFd::new().unwrap();
+        let t = std::time::Instant::now();
+        assert!(!poll_fds(&[e.as_fd()], Some(std::time::Duration::from_micros(300))).unwrap());
+        // Not a timing assertion beyond "it returned": ppoll may sleep longer
+        // on a busy machine, never forever.
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 }

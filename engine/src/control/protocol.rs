@@ -151,6 +151,17 @@ pub struct FramesSnapshot {
     pub accounted: u64,
     /// Frames not on a free list or the exchange.
     pub in_use: u64,
+    /// Frame tokens dropped instead of given back, in this process (a bug
+    /// if ever above zero: those frames are lost).
+    #[serde(default)]
+    pub leaked: u64,
+    /// Frames the frame table has lent to the kernel for receiving (fill
+    /// and rx rings), counted from the table itself.
+    #[serde(default)]
+    pub kernel_rx: u64,
+    /// Frames lent to the kernel for sending (tx and completion rings).
+    #[serde(default)]
+    pub kernel_tx: u64,
 }
 
 /// The XDP program's per-CPU counters.

@@ -1,32 +1,64 @@
 //! What happens to one received frame: parse, check, find the flow's owner,
-//! serve (UDP echo/discard, ICMP echo), and say what to do with the frame.
+//! serve (UDP echo/discard, ICMP echo, ARP for VIPs), and say what to do with
+//! the frame.
 //!
 //! No I/O and no clock: the worker passes the time in and acts on the
-//! [`Verdict`]. Replies are built in place in the received frame (addresses
-//! and ports swapped, TTL reset with an incremental checksum update), so an
-//! echo costs no copy of the payload.
-use crate::config::{Config, Proto, ServiceKind};
+//! [`Verdict`]. Replies are built in place in the received frame, the
+//! transport part by the service's module and the Ethernet and IPv4 headers
+//! by [`reply::turn_around`] only, so an echo costs no copy of the payload.
+//!
+//! | module | serves |
+//! |---|---|
+//! | `services` | the service table (protocol, address, port) |
+//! | `arp` | ARP requests for VIPs |
+//! | `icmp` | ICMP echo |
+//! | `udp` | UDP echo and discard |
+//! | `reply` | the Ethernet/IPv4 headers of every in-place reply |
+mod arp;
+mod icmp;
+pub mod reply;
+mod services;
+pub mod udp;
+
+pub use reply::REPLY_TTL;
+pub use services::{IntHasher, ServiceEntry, ServiceTable};
+
 use crate::ownership::{FlowKey, OwnerDirectory, Ownership};
 use crate::stats::{CoreStats, Counter, DropReason};
-use crate::wire::ethernet::EthernetAddress;
-use crate::wire::{arp, ethernet, icmpv4, ip_proto, ipv4, udp};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{IpAddr, Ipv4Addr};
-
-/// TTL of the packets sluice sends.
-pub const REPLY_TTL: u8 = 64;
+use crate::wire::{ethernet, ip_proto, ipv4};
+use std::cell::Cell;
+use std::net::Ipv4Addr;
 
 /// What to do with a frame after [`handle_frame`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Transmit the frame (rewritten in place) with this length.
-    Send(u32),
-    /// The service consumed it; free the frame.
+    /// Transmit the frame, rewritten in place into a reply of `len` bytes;
+    /// `tally` counts it as served once the tx ring takes it.
+    Reply {
+        /// Length of the reply frame.
+        len: u32,
+        /// The counter of the service that answered.
+        tally: Counter,
+    },
+    /// The service consumed it (and counted it); free the frame.
     Consumed,
     /// Drop it for this reason; free the frame.
     Drop(DropReason),
     /// Another core owns the flow: hand the frame over.
+    HandOff(u16),
+}
+
+/// What a transport handler decided; the IP part of a reply is built by
+/// [`handle_frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum L4Verdict {
+    /// The transport header is the reply's now.
+    Reply(Counter),
+    /// Consumed.
+    Consumed,
+    /// Dropped.
+    Drop(DropReason),
+    /// Owned by another core.
     HandOff(u16),
 }
 
@@ -39,89 +71,6 @@ pub enum Arrival {
     HandedOver,
 }
 
-/// A multiply-rotate hasher for the small integer keys of the service table
-/// (the keys come from the config, not from the wire).
-#[derive(Default)]
-pub struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    }
-}
-
-fn service_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
-    (u32::from(addr) as u64) << 32 | (port as u64) << 8 | proto as u64
-}
-
-/// A configured service as the datapath needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServiceEntry {
-    /// Index in the configuration.
-    pub id: u32,
-    /// What it does.
-    pub kind: ServiceKind,
-}
-
-/// The services by (protocol, address, port), and the addresses that answer
-/// ICMP echo. Built once at start; read-only on the packet path.
-#[derive(Clone, Debug, Default)]
-pub struct ServiceTable {
-    by_key: HashMap<u64, ServiceEntry, BuildHasherDefault<IntHasher>>,
-    addrs: Vec<Ipv4Addr>,
-    arp_addrs: Vec<Ipv4Addr>,
-    mac: EthernetAddress,
-}
-
-impl ServiceTable {
-    /// The table of a validated configuration.
-    pub fn from_config(cfg: &Config) -> Self {
-        let mut t = ServiceTable::default();
-        for (id, s) in cfg.services.iter().enumerate() {
-            if let IpAddr::V4(a) = s.listen.ip() {
-                t.by_key.insert(
-                    service_key(s.proto.number(), a, s.listen.port()),
-                    ServiceEntry { id: id as u32, kind: s.kind },
-                );
-            }
-        }
-        t.addrs = cfg.service_addrs();
-        t
-    }
-
-    /// The service on `addr:port` for `proto`.
-    #[inline]
-    pub fn lookup(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<ServiceEntry> {
-        self.by_key.get(&service_key(proto.number(), addr, port)).copied()
-    }
-
-    /// Makes sluice answer ARP requests for `addrs` (service addresses no
-    /// local interface has) with `mac`, the interface's address.
-    pub fn answer_arp(&mut self, addrs: Vec<Ipv4Addr>, mac: EthernetAddress) {
-        self.arp_addrs = addrs;
-        self.mac = mac;
-    }
-
-    /// The addresses sluice answers ARP for.
-    pub fn arp_addrs(&self) -> &[Ipv4Addr] {
-        &self.arp_addrs
-    }
-
-    /// Whether `addr` is a service address (answers ICMP echo).
-    #[inline]
-    pub fn is_service_addr(&self, addr: Ipv4Addr) -> bool {
-        self.addrs.contains(&addr)
-    }
-}
-
 /// The per-core context a frame is handled in.
 pub struct Context<'a> {
     /// The services.
@@ -130,21 +79,29 @@ pub struct Context<'a> {
     pub owners: &'a OwnerDirectory,
     /// This core's index.
     pub core: u16,
-    /// The engine clock in whole seconds.
-    pub now_s: u64,
+    /// The engine clock, in microseconds since the engine started.
+    pub now_us: u64,
     /// This core's counters.
     pub stats: &'a CoreStats,
+    /// The IP ID of the next reply (this core's counter).
+    pub ip_id: &'a Cell<u16>,
 }
 
 impl Context<'_> {
+    /// The engine clock in whole seconds (the owner directory's unit).
+    #[inline]
+    pub fn now_s(&self) -> u64 {
+        self.now_us / 1_000_000
+    }
+
     /// Who handles `flow`: `None` means this core.
     #[inline]
     fn owner_elsewhere(&self, flow: &FlowKey, arrival: Arrival) -> Option<u16> {
         if arrival == Arrival::HandedOver {
-            self.owners.touch(flow, self.core, self.now_s);
+            self.owners.touch(flow, self.core, self.now_s());
             return None;
         }
-        match self.owners.lookup(flow, self.core, self.now_s) {
+        match self.owners.lookup(flow, self.core, self.now_s()) {
             Ownership::Mine { claimed } => {
                 if claimed {
                     self.stats.add(Counter::FlowsClaimed, 1);
@@ -153,6 +110,14 @@ impl Context<'_> {
             }
             Ownership::Other(o) => Some(o),
         }
+    }
+
+    /// The IP ID for the next packet this core sends.
+    #[inline]
+    fn next_ip_id(&self) -> u16 {
+        let id = self.ip_id.get();
+        self.ip_id.set(id.wrapping_add(1));
+        id
     }
 }
 
@@ -163,7 +128,7 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
         return Verdict::Drop(DropReason::EthTruncated);
     };
     if eth.ethertype() == ethernet::ethertype::ARP {
-        return handle_arp(&mut eth, frame_len, cx);
+        return arp::handle(&mut eth, frame_len, cx);
     }
     if eth.ethertype() != ethernet::ethertype::IPV4 {
         return Verdict::Drop(DropReason::NotIpv4);
@@ -188,131 +153,32 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     if is_martian(src) {
         return Verdict::Drop(DropReason::MartianSource);
     }
-    let ip_len = ip.total_len();
-    let verdict = match ip.protocol() {
-        ip_proto::UDP => handle_udp(ip.payload_mut(), src, dst, arrival, cx),
-        ip_proto::ICMP => handle_icmp(ip.payload_mut(), src, dst, arrival, cx),
-        _ => Verdict::Drop(DropReason::ProtoUnsupported),
+    let l4 = match ip.protocol() {
+        ip_proto::UDP => udp::handle(ip.payload_mut(), src, dst, arrival, cx),
+        ip_proto::ICMP => icmp::handle(ip.payload_mut(), src, dst, arrival, cx),
+        _ => L4Verdict::Drop(DropReason::ProtoUnsupported),
     };
-    if let Verdict::Send(_) = verdict {
-        ip.swap_addrs();
-        ip.set_ttl_incremental(REPLY_TTL);
-        eth.swap_addrs();
-        return Verdict::Send(ethernet::HEADER_LEN as u32 + ip_len as u32);
+    match l4 {
+        L4Verdict::Reply(tally) => Verdict::Reply { len: reply::turn_around(&mut eth, cx.next_ip_id()), tally },
+        L4Verdict::Consumed => Verdict::Consumed,
+        L4Verdict::Drop(r) => Verdict::Drop(r),
+        L4Verdict::HandOff(o) => Verdict::HandOff(o),
     }
-    verdict
-}
-
-/// Answers an ARP request for an address sluice answers for (RFC 826), in
-/// place: the requester learns the interface's MAC for the service address.
-/// Requests are broadcast, so this runs before the unicast check; the reply
-/// is unicast to the requester. Stateless: no flow owner is involved.
-///
-/// As Linux does: only requests sent to the broadcast address or to our MAC
-/// are answered (not ones meant for another host on a shared segment); an
-/// RFC 5227 probe (sender address 0.0.0.0) gets a reply whose target address
-/// is 0.0.0.0; a gratuitous request (sender address = the service address,
-/// i.e. another host claiming it) is not answered.
-fn handle_arp<T: AsRef<[u8]> + AsMut<[u8]>>(eth: &mut ethernet::Frame<T>, frame_len: u32, cx: &Context<'_>) -> Verdict {
-    let requester = eth.src_addr();
-    if !requester.is_unicast() {
-        return Verdict::Drop(DropReason::NotUnicast);
-    }
-    let mac = cx.services.mac;
-    let to = eth.dst_addr();
-    if !to.is_broadcast() && to != mac {
-        return Verdict::Drop(DropReason::ArpUnsupported);
-    }
-    let Ok(mut a) = arp::Packet::new_checked(eth.payload_mut()) else {
-        return Verdict::Drop(DropReason::ArpUnsupported);
-    };
-    let target = a.target_proto_addr();
-    if a.operation() != arp::Operation::Request as u16 || !cx.services.arp_addrs.contains(&target) {
-        return Verdict::Drop(DropReason::ArpUnsupported);
-    }
-    let (sha, spa) = (a.sender_hw_addr(), a.sender_proto_addr());
-    let probe = spa.is_unspecified();
-    if sha != requester || spa == target || (!probe && is_martian(spa)) {
-        return Verdict::Drop(DropReason::ArpUnsupported);
-    }
-    a.set_operation(arp::Operation::Reply as u16);
-    a.set_target_hw_addr(sha);
-    a.set_target_proto_addr(spa); // 0.0.0.0 for a probe, as RFC 5227 expects
-    a.set_sender_hw_addr(mac);
-    a.set_sender_proto_addr(target);
-    eth.set_dst_addr(requester);
-    eth.set_src_addr(mac);
-    cx.stats.add(Counter::ArpReplied, 1);
-    // The reply is as long as the request: 42 bytes, or the padded 60 of a
-    // frame that crossed a real wire (its padding is sent back as it came).
-    Verdict::Send(frame_len)
 }
 
 /// Sources no reply may go to (RFC 1122 3.2.1.3, RFC 5735): "this network",
 /// loopback, multicast, reserved and broadcast.
-fn is_martian(a: Ipv4Addr) -> bool {
+pub(crate) fn is_martian(a: Ipv4Addr) -> bool {
     let o = a.octets()[0];
     o == 0 || o == 127 || o >= 224
-}
-
-fn handle_udp(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arrival, cx: &Context<'_>) -> Verdict {
-    let Ok(mut dgram) = udp::Datagram::new_checked(l4) else {
-        return Verdict::Drop(DropReason::UdpMalformed);
-    };
-    let Some(service) = cx.services.lookup(Proto::Udp, dst, dgram.dst_port()) else {
-        return Verdict::Drop(DropReason::NoService);
-    };
-    // Verify before the flow may claim a directory slot.
-    if !dgram.verify_checksum(src, dst) {
-        return Verdict::Drop(DropReason::UdpBadChecksum);
-    }
-    let flow = FlowKey { proto: ip_proto::UDP, src, dst, src_port: dgram.src_port(), dst_port: dgram.dst_port() };
-    if let Some(owner) = cx.owner_elsewhere(&flow, arrival) {
-        return Verdict::HandOff(owner);
-    }
-    match service.kind {
-        ServiceKind::Echo => {
-            // Swapping the ports (and, in the caller, the addresses) leaves
-            // the one's-complement sum, and so the checksum, unchanged.
-            dgram.swap_ports();
-            cx.stats.add(Counter::UdpEchoed, 1);
-            Verdict::Send(0)
-        }
-        ServiceKind::Discard => {
-            cx.stats.add(Counter::UdpDiscarded, 1);
-            Verdict::Consumed
-        }
-        // Config validation admits only echo and discard for UDP today.
-        _ => Verdict::Drop(DropReason::NoService),
-    }
-}
-
-fn handle_icmp(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arrival, cx: &Context<'_>) -> Verdict {
-    let Ok(mut icmp) = icmpv4::Packet::new_checked(l4) else {
-        return Verdict::Drop(DropReason::IcmpMalformed);
-    };
-    if icmp.msg_type() != icmpv4::msg_type::ECHO_REQUEST || icmp.code() != 0 {
-        return Verdict::Drop(DropReason::IcmpUnsupported);
-    }
-    if !cx.services.is_service_addr(dst) {
-        return Verdict::Drop(DropReason::NoService);
-    }
-    if !icmp.verify_checksum() {
-        return Verdict::Drop(DropReason::IcmpBadChecksum);
-    }
-    let flow = FlowKey { proto: ip_proto::ICMP, src, dst, src_port: icmp.echo_ident(), dst_port: 0 };
-    if let Some(owner) = cx.owner_elsewhere(&flow, arrival) {
-        return Verdict::HandOff(owner);
-    }
-    icmp.set_msg_type_incremental(icmpv4::msg_type::ECHO_REPLY);
-    cx.stats.add(Counter::IcmpEchoed, 1);
-    Verdict::Send(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::wire::checksum;
+    use crate::wire::{arp, icmpv4, udp, EthernetAddress};
     use proptest::prelude::*;
 
     const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -385,14 +251,27 @@ kind = "discard"
         services: ServiceTable,
         owners: OwnerDirectory,
         stats: CoreStats,
+        ip_id: Cell<u16>,
     }
 
     impl Fixture {
         fn new() -> Self {
-            Fixture { services: table(), owners: OwnerDirectory::new(1024, 30, 1), stats: CoreStats::default() }
+            Fixture {
+                services: table(),
+                owners: OwnerDirectory::new(1024, 30, 1),
+                stats: CoreStats::default(),
+                ip_id: Cell::new(0x4242),
+            }
         }
         fn cx(&self, core: u16) -> Context<'_> {
-            Context { services: &self.services, owners: &self.owners, core, now_s: 10, stats: &self.stats }
+            Context {
+                services: &self.services,
+                owners: &self.owners,
+                core,
+                now_us: 10_000_000,
+                stats: &self.stats,
+                ip_id: &self.ip_id,
+            }
         }
     }
 
@@ -403,7 +282,7 @@ kind = "discard"
         let mut padded = f.clone();
         padded.resize(f.len().max(60) + 4, 0xee); // Ethernet padding must not be echoed
         let v = handle_frame(&mut padded, Arrival::Rx, &fx.cx(0));
-        assert_eq!(v, Verdict::Send(f.len() as u32));
+        assert_eq!(v, Verdict::Reply { len: f.len() as u32, tally: Counter::UdpEchoed });
         let reply = &padded[..f.len()];
         let eth = ethernet::Frame::new_checked(reply).unwrap();
         assert_eq!(eth.dst_addr().0, CLIENT_MAC);
@@ -415,10 +294,40 @@ kind = "discard"
         assert_eq!((u.src_port(), u.dst_port()), (7, 40000));
         assert!(u.verify_checksum(SERVER, CLIENT));
         assert_eq!(u.payload(), b"hello sluice");
-        assert_eq!(fx.stats.counter(Counter::UdpEchoed), 1);
+        assert_eq!(fx.stats.counter(Counter::UdpEchoed), 0, "counted when the tx ring takes it, not here");
         // Length, checksum and payload are the request's, byte for byte; the ports are swapped.
         assert_eq!(reply[38..], f[38..]);
         assert_eq!((&reply[34..36], &reply[36..38]), (&f[36..38], &f[34..36]));
+        assert_eq!(ip.ident(), 0x4242, "the core's own IP ID, not the request's 0x1234");
+    }
+
+    #[test]
+    fn replies_take_fresh_ip_ids_and_never_echo_ecn() {
+        let fx = Fixture::new();
+        for (i, tos) in [0x00u8, 0x01, 0x02, 0x03, 0xb8, 0xbb].into_iter().enumerate() {
+            let mut f = udp_frame(40000 + i as u16, 7, b"ecn");
+            f[15] = tos;
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum::finish(checksum::sum(&f[14..34]));
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            assert!(matches!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Reply { .. }));
+            let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+            assert_eq!(ip.dscp_ecn(), tos & !3, "DSCP kept, ECN (and any CE mark) cleared: {tos:#x}");
+            assert_eq!(ip.ident(), 0x4242 + i as u16);
+            assert!(ip.verify_checksum());
+        }
+    }
+
+    #[test]
+    fn echo_refuses_datagrams_from_ports_that_loop_or_amplify() {
+        let fx = Fixture::new();
+        for port in [0u16, 7, 13, 19, 37, 53, 123] {
+            let mut f = udp_frame(port, 7, b"loop?");
+            assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Drop(DropReason::UdpLoopPort), "{port}");
+        }
+        // Discard answers nothing, so any source is fine there.
+        let mut f = udp_frame(19, 9, b"chargen to discard");
+        assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Consumed);
     }
 
     #[test]
@@ -434,14 +343,14 @@ kind = "discard"
         let fx = Fixture::new();
         let mut f = icmp_echo_frame(0x77, 3, b"ping data");
         let v = handle_frame(&mut f, Arrival::Rx, &fx.cx(0));
-        assert_eq!(v, Verdict::Send(f.len() as u32));
+        assert_eq!(v, Verdict::Reply { len: f.len() as u32, tally: Counter::IcmpEchoed });
         let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
         let icmp = icmpv4::Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(icmp.msg_type(), icmpv4::msg_type::ECHO_REPLY);
         assert!(icmp.verify_checksum());
         assert_eq!((icmp.echo_ident(), icmp.echo_seq_no(), icmp.data()), (0x77, 3, &b"ping data"[..]));
         assert_eq!(ip.dst_addr(), CLIENT);
-        assert_eq!(fx.stats.counter(Counter::IcmpEchoed), 1);
+        assert!(ip.verify_checksum());
     }
 
     #[test]
@@ -518,10 +427,10 @@ kind = "discard"
     fn a_flow_owned_elsewhere_is_handed_off_and_served_there() {
         let fx = Fixture::new();
         let mut f = udp_frame(5555, 7, b"abc");
-        assert!(matches!(handle_frame(&mut f.clone(), Arrival::Rx, &fx.cx(1)), Verdict::Send(_)));
+        assert!(matches!(handle_frame(&mut f.clone(), Arrival::Rx, &fx.cx(1)), Verdict::Reply { .. }));
         assert_eq!(handle_frame(&mut f.clone(), Arrival::Rx, &fx.cx(0)), Verdict::HandOff(1));
         // The owner serves a handed-over frame without asking again.
-        assert!(matches!(handle_frame(&mut f, Arrival::HandedOver, &fx.cx(1)), Verdict::Send(_)));
+        assert!(matches!(handle_frame(&mut f, Arrival::HandedOver, &fx.cx(1)), Verdict::Reply { .. }));
         assert_eq!(fx.stats.counter(Counter::FlowsClaimed), 1);
     }
 
@@ -543,14 +452,16 @@ kind = "discard"
         let vip = Ipv4Addr::new(198, 18, 0, 3);
         fx.services.answer_arp(vec![vip], EthernetAddress(SERVER_MAC));
         let mut f = arp_request(vip, 1);
-        assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
+        assert_eq!(
+            handle_frame(&mut f, Arrival::Rx, &fx.cx(0)),
+            Verdict::Reply { len: 60, tally: Counter::ArpReplied }
+        );
         let eth = ethernet::Frame::new_checked(&f[..]).unwrap();
         assert_eq!((eth.dst_addr().0, eth.src_addr().0), (CLIENT_MAC, SERVER_MAC));
         let a = arp::Packet::new_checked(eth.payload()).unwrap();
         assert_eq!(a.operation(), 2);
         assert_eq!((a.sender_hw_addr().0, a.sender_proto_addr()), (SERVER_MAC, vip));
         assert_eq!((a.target_hw_addr().0, a.target_proto_addr()), (CLIENT_MAC, CLIENT));
-        assert_eq!(fx.stats.counter(Counter::ArpReplied), 1);
     }
 
     #[test]
@@ -587,7 +498,10 @@ kind = "discard"
         // RFC 5227 probe: sender address 0.0.0.0; the reply's target is 0.0.0.0.
         let mut probe = arp_request(vip, 1);
         probe[28..32].copy_from_slice(&[0; 4]);
-        assert_eq!(handle_frame(&mut probe, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
+        assert_eq!(
+            handle_frame(&mut probe, Arrival::Rx, &fx.cx(0)),
+            Verdict::Reply { len: 60, tally: Counter::ArpReplied }
+        );
         let a = arp::Packet::new_checked(&probe[14..]).unwrap();
         assert_eq!(
             (a.operation(), a.target_proto_addr(), a.target_hw_addr().0),
@@ -596,7 +510,10 @@ kind = "discard"
         // A unicast refresh sent to our MAC.
         let mut refresh = arp_request(vip, 1);
         refresh[..6].copy_from_slice(&SERVER_MAC);
-        assert_eq!(handle_frame(&mut refresh, Arrival::Rx, &fx.cx(0)), Verdict::Send(60));
+        assert_eq!(
+            handle_frame(&mut refresh, Arrival::Rx, &fx.cx(0)),
+            Verdict::Reply { len: 60, tally: Counter::ArpReplied }
+        );
     }
 
     proptest! {
@@ -615,7 +532,7 @@ kind = "discard"
             let mut f = udp_frame(40000, 7, &payload);
             let p = pos % f.len();
             f[p] = val;
-            if let Verdict::Send(len) = handle_frame(&mut f, Arrival::Rx, &fx.cx(0)) {
+            if let Verdict::Reply { len, .. } = handle_frame(&mut f, Arrival::Rx, &fx.cx(0)) {
                 let ip = ipv4::Packet::new_checked(&f[14..len as usize]).unwrap();
                 prop_assert!(ip.verify_checksum());
                 let u = udp::Datagram::new_checked(ip.payload()).unwrap();
