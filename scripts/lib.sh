@@ -9,7 +9,7 @@ die() {
 }
 
 require_root() {
-    [ "$(id -u)" -eq 0 ] || die "$1 needs root (XDP, AF_XDP and network namespaces); run it with sudo"
+    [ "$(id -u)" -eq 0 ] || die "$1 needs root (XDP, AF_XDP and network namespaces): run it as root, or with sudo"
 }
 
 # Installs whichever of the given Debian packages are missing; quiet when

@@ -124,8 +124,16 @@ impl Generator {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
-    /// The real sluiced.
+    /// The real sluiced, `poll = "adaptive"` (its default).
     Sluice,
+    /// sluiced with `poll = "interrupt"`: sleeps whenever a pass finds no work.
+    #[value(name = "sluice-interrupt")]
+    #[serde(rename = "sluice-interrupt")]
+    SluiceInterrupt,
+    /// sluiced with `poll = "busy"`: spins on its rings always.
+    #[value(name = "sluice-busy")]
+    #[serde(rename = "sluice-busy")]
+    SluiceBusy,
     /// Kernel UDP echo (SO_REUSEPORT sockets, recvmmsg/sendmmsg, one thread per queue).
     Kernel,
     /// Raw AF_XDP reflector: swap addresses and send back, nothing else.
@@ -137,8 +145,21 @@ impl Target {
     pub fn as_str(self) -> &'static str {
         match self {
             Target::Sluice => "sluice",
+            Target::SluiceInterrupt => "sluice-interrupt",
+            Target::SluiceBusy => "sluice-busy",
             Target::Kernel => "kernel",
             Target::Reflect => "reflect",
+        }
+    }
+
+    /// The poll mode of a sluiced target.
+    pub fn sluice_poll(self) -> Option<sluice_engine::config::PollMode> {
+        use sluice_engine::config::PollMode;
+        match self {
+            Target::Sluice => Some(PollMode::Adaptive),
+            Target::SluiceInterrupt => Some(PollMode::Interrupt),
+            Target::SluiceBusy => Some(PollMode::Busy),
+            Target::Kernel | Target::Reflect => None,
         }
     }
 }
@@ -178,19 +199,60 @@ pub struct UdpEchoArgs {
     /// poll() [default: sluiced's default, 200].
     #[arg(long, value_name = "N")]
     pub server_spin: Option<u32>,
+    /// Longest spin without work, µs, of sluiced (engine.spin_us) and the reflector
+    /// [default: sluiced's default, 3].
+    #[arg(long, value_name = "US")]
+    pub server_spin_us: Option<u32>,
     /// Run sluiced with flow_owner = "hash" (owner core = flow hash mod cores) instead of
     /// learned owners, to measure the handoffs a fixed function costs on veth.
     #[arg(long)]
     pub hashed_owners: bool,
     /// Targets, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel,reflect")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,sluice-interrupt,kernel,reflect")]
     pub targets: Vec<Target>,
     /// The sluiced binary (default: the sluiced next to this executable).
     #[arg(long, value_name = "PATH")]
     pub sluiced: Option<PathBuf>,
+    /// Open loop as well: after the closed-loop rounds, every target answers the
+    /// same fixed rate of requests/s (afxdp generator), so CPU per reply is compared at
+    /// equal load. `auto`: half the slowest target's closed-loop median; `none`: skip; or
+    /// a number.
+    #[arg(long, default_value = "auto", value_name = "auto|none|N")]
+    pub rate: OpenLoopRate,
+    /// Skip the closed-loop rounds (with `--rate N`): only the open loop.
+    #[arg(long)]
+    pub open_loop_only: bool,
     /// Write every per-round number, the medians and the command line as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// `--rate` of `run udp-echo`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OpenLoopRate {
+    /// Half the slowest target's closed-loop median.
+    Auto,
+    /// No open-loop rounds.
+    Skip,
+    /// This many requests per second.
+    Fixed(f64),
+}
+
+impl std::str::FromStr for OpenLoopRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(OpenLoopRate::Auto),
+            "none" => Ok(OpenLoopRate::Skip),
+            _ => {
+                let v: f64 = s.parse().map_err(|_| format!("{s:?}: expected auto, none or requests per second"))?;
+                if !(1.0..=crate::xdp_gen::MAX_RATE).contains(&v) {
+                    return Err(format!("rate {v} must be 1..={}", crate::xdp_gen::MAX_RATE));
+                }
+                Ok(OpenLoopRate::Fixed(v))
+            }
+        }
+    }
 }
 
 /// Parses seconds (`5`, `0.5`) into a positive duration of at most [`MAX_SECONDS`].
@@ -207,6 +269,9 @@ impl UdpEchoArgs {
     pub fn validate(&self) -> Result<(), String> {
         if self.targets.is_empty() {
             return Err("--targets is empty".into());
+        }
+        if self.open_loop_only && !matches!(self.rate, OpenLoopRate::Fixed(_)) {
+            return Err("--open-loop-only needs --rate N (auto is derived from the closed-loop rounds)".into());
         }
         for (i, t) in self.targets.iter().enumerate() {
             if self.targets[..i].contains(t) {
@@ -339,8 +404,17 @@ mod tests {
         assert_eq!(a.generator, Generator::Afxdp);
         assert_eq!(a.gen_idle, sluice_engine::idle::IdlePolicy::yielding(200));
         assert_eq!(a.server_spin, None);
-        assert_eq!(a.targets, vec![Target::Sluice, Target::Kernel, Target::Reflect]);
+        assert_eq!(a.targets, vec![Target::Sluice, Target::SluiceInterrupt, Target::Kernel, Target::Reflect]);
+        assert_eq!(a.rate, OpenLoopRate::Auto);
         assert!(a.validate().is_ok());
+        for (arg, want) in [("none", OpenLoopRate::Skip), ("250000", OpenLoopRate::Fixed(250_000.0))] {
+            let Cmd::Run(Scenario::UdpEcho(a)) = parse(&["run", "udp-echo", "--rate", arg]).unwrap().command else {
+                panic!()
+            };
+            assert_eq!(a.rate, want);
+        }
+        assert!(parse(&["run", "udp-echo", "--rate", "0"]).is_err());
+        assert!(parse(&["run", "udp-echo", "--rate", "fast"]).is_err());
         let Cmd::Run(Scenario::UdpEcho(a)) = parse(&[
             "run",
             "udp-echo",
@@ -375,6 +449,14 @@ mod tests {
         assert_eq!(a.server_spin, Some(0));
         assert_eq!(a.gen_idle, sluice_engine::idle::IdlePolicy::spin(0));
         assert!(parse(&["run", "udp-echo", "--targets", "nginx"]).is_err());
+        let Cmd::Run(Scenario::UdpEcho(a)) =
+            parse(&["run", "udp-echo", "--targets", "sluice-busy,sluice-interrupt"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(a.targets, vec![Target::SluiceBusy, Target::SluiceInterrupt]);
+        assert_eq!(Target::SluiceBusy.sluice_poll(), Some(sluice_engine::config::PollMode::Busy));
+        assert_eq!(Target::Kernel.sluice_poll(), None);
         assert!(parse(&["run", "udp-echo", "--gen-idle", "sometimes"]).is_err());
         assert!(parse(&["run", "udp-echo", "--generator", "dpdk"]).is_err());
         assert!(parse(&["run", "tcp-echo"]).is_err());
@@ -382,7 +464,11 @@ mod tests {
 
     #[test]
     fn udp_echo_validation_and_round_order() {
-        let Cmd::Run(Scenario::UdpEcho(mut a)) = parse(&["run", "udp-echo"]).unwrap().command else { panic!() };
+        let Cmd::Run(Scenario::UdpEcho(mut a)) =
+            parse(&["run", "udp-echo", "--targets", "sluice,kernel,reflect"]).unwrap().command
+        else {
+            panic!()
+        };
         assert_eq!(a.order(0), vec![Target::Sluice, Target::Kernel, Target::Reflect]);
         assert_eq!(a.order(1), vec![Target::Kernel, Target::Reflect, Target::Sluice]);
         assert_eq!(a.order(2), vec![Target::Reflect, Target::Sluice, Target::Kernel]);

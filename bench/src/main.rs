@@ -46,7 +46,11 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
             if let Some(p) = &a.json {
                 write_json(p, &r)?;
             }
-            let failed: usize = r.summary.iter().filter(|s| s.rounds_ok == 0).count();
+            let summary = match (&r.open_loop, r.rounds.is_empty()) {
+                (Some(ol), true) => &ol.summary,
+                _ => &r.summary,
+            };
+            let failed: usize = summary.iter().filter(|s| s.rounds_ok == 0).count();
             if failed > 0 {
                 return Err(anyhow!("{failed} target(s) produced no measurement (see FAILED above)"));
             }

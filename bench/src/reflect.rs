@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
 use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, FrameTable, Packet};
-use sluice_engine::idle::IdlePolicy;
+use sluice_engine::idle::{IdlePolicy, IdleStreak};
 use sluice_engine::pool::SharedFrames;
 use sluice_engine::port::{Port, ROUTE_FREE};
 use sluice_engine::steering::Steering;
@@ -216,7 +216,8 @@ fn reflect_queue(
     let deadline = Instant::now() + max_run;
     let mut rx: Vec<Packet> = Vec::with_capacity(BATCH);
     let (mut nrx, mut ntx, mut ndrop) = (0u64, 0u64, 0u64);
-    let mut idle = 0u32;
+    let mut idle = IdleStreak::default();
+    let clock = Instant::now();
     port.refill(0);
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= deadline {
@@ -249,11 +250,14 @@ fn reflect_queue(
         }
         port.refill(b.descs);
         if work > 0 || port.tx_pending() {
-            idle = 0;
+            idle.reset();
             continue;
         }
         let xsk = port.socket();
-        if policy.on_idle(&mut idle) && xsk.rx_occupancy() == 0 && xsk.comp_occupancy() == 0 {
+        if policy.on_idle(&mut idle, clock.elapsed().as_micros() as u64)
+            && xsk.rx_occupancy() == 0
+            && xsk.comp_occupancy() == 0
+        {
             poll_fds(&[xsk.as_fd()], Some(SLEEP)).map_err(|e| format!("poll: {e}"))?;
         }
     }

@@ -11,8 +11,12 @@ use std::fmt::Write as _;
 pub struct Latency {
     /// Median.
     pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
     /// Largest.
     pub max_us: u64,
 }
@@ -22,7 +26,9 @@ impl Latency {
     pub fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Latency> {
         (!h.is_empty()).then(|| Latency {
             p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
         })
     }
@@ -83,8 +89,10 @@ pub struct RoundResult {
     pub mismatched: u64,
     /// Correct replies to requests already counted lost.
     pub late: u64,
-    /// Request→reply latency.
+    /// Request→reply latency (open loop: from each request's intended send time).
     pub latency: Option<Latency>,
+    /// Open loop: the rate offered, requests/s.
+    pub offered_per_s: Option<f64>,
     /// The server's view.
     pub server: Option<ServerStats>,
     /// Anything else worth knowing (generator socket mode, warnings).
@@ -112,6 +120,7 @@ impl RoundResult {
             mismatched: 0,
             late: 0,
             latency: None,
+            offered_per_s: None,
             server: None,
             notes: Vec::new(),
         }
@@ -216,6 +225,8 @@ pub struct EchoSettings {
     /// Empty passes sluiced and the reflector spin before sleeping (sluiced's
     /// `engine.spin_iterations`).
     pub server_spin: u32,
+    /// Longest spin without work, µs (sluiced's `engine.spin_us`).
+    pub server_spin_us: u32,
     /// "learned" or "hash": how sluiced finds a flow's owner core.
     pub flow_owner: String,
     /// Targets in round-1 order.
@@ -236,6 +247,23 @@ pub struct EchoReport {
     /// The machine.
     pub machine: Machine,
     /// Every target in every round, in the order run.
+    pub rounds: Vec<RoundResult>,
+    /// Medians per target.
+    pub summary: Vec<TargetSummary>,
+    /// The open-loop rounds at one fixed rate, if run.
+    pub open_loop: Option<OpenLoop>,
+}
+
+/// Every target answering the same fixed request rate (open loop), so CPU
+/// per reply compares at equal load: in a closed loop on two busy cores it
+/// is only the inverse of throughput.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenLoop {
+    /// Requests per second offered to every target.
+    pub rate: f64,
+    /// How the rate was chosen.
+    pub chosen: String,
+    /// Every target in every round.
     pub rounds: Vec<RoundResult>,
     /// Medians per target.
     pub summary: Vec<TargetSummary>,
@@ -272,8 +300,12 @@ pub fn render_echo(r: &EchoReport) -> String {
     );
     let _ = writeln!(
         o,
-        "servers: adaptive polling, {} empty passes before poll(); sluiced flow owners: {}; afxdp generator idle: {}",
-        s.server_spin, s.flow_owner, s.gen_idle
+        "adaptive servers: {} empty passes or {} µs before sleeping; sluiced flow owners: {}; afxdp generator idle: {} (open loop: {} µs timer ticks)",
+        s.server_spin,
+        s.server_spin_us,
+        s.flow_owner,
+        s.gen_idle,
+        crate::xdp_gen::OPEN_LOOP_TICK.as_micros()
     );
     let _ = writeln!(
         o,
@@ -355,6 +387,50 @@ pub fn render_echo(r: &EchoReport) -> String {
             lat,
             srv
         );
+    }
+    if let Some(ol) = &r.open_loop {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "open loop: every target offered {} requests/s ({}); latency from each request's intended send time",
+            thousands(ol.rate),
+            ol.chosen
+        );
+        let _ = writeln!(
+            o,
+            "{:<8} {:>12} {:>13} {:>11} {:>19} {:>20} {:>7}",
+            "target", "replies/s", "CPU µs/reply", "cores busy", "CPU/reply ÷ kernel", "p50/p99/p99.9 µs", "rounds"
+        );
+        for t in &ol.summary {
+            let lat = ol
+                .rounds
+                .iter()
+                .filter(|x| x.target == t.target && x.ok)
+                .filter_map(|x| x.latency)
+                .map(|l| (l.p50_us, l.p99_us, l.p999_us))
+                .collect::<Vec<_>>();
+            let med = |f: fn(&(u64, u64, u64)) -> u64| median(&lat.iter().map(|l| f(l) as f64).collect::<Vec<_>>());
+            let lat = match (med(|l| l.0), med(|l| l.1), med(|l| l.2)) {
+                (Some(a), Some(b), Some(c)) => format!("{a:.0}/{b:.0}/{c:.0}"),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                o,
+                "{:<8} {:>12} {:>13} {:>11} {:>19} {:>20} {:>7}",
+                t.target.as_str(),
+                opt(t.replies_per_s, thousands),
+                opt(t.cpu_us_per_reply, |x| format!("{x:.3}")),
+                opt(t.cores_busy, |x| format!("{x:.2}")),
+                opt(t.cpu_per_reply_vs_kernel, cpu_ratio),
+                lat,
+                format!("{}/{}", t.rounds_ok, t.rounds_ok + t.rounds_failed),
+            );
+        }
+        for t in ol.summary.iter().filter(|t| !t.failures.is_empty()) {
+            for f in &t.failures {
+                let _ = writeln!(o, "FAILED {} (open loop) {}", t.target.as_str(), f);
+            }
+        }
     }
     o
 }

@@ -18,23 +18,38 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// sluiced's default `engine.spin_us`.
+pub const DEFAULT_SPIN_US: u32 = 3;
 /// sluiced's default `engine.spin_iterations`.
 pub const DEFAULT_SPIN: u32 = 200;
 
 /// Engine settings a run varies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tuning {
+    /// `engine.poll` (adaptive when `None`).
+    pub poll: Option<sluice_engine::config::PollMode>,
     /// `engine.spin_iterations` (sluiced's default when `None`).
     pub spin: Option<u32>,
+    /// `engine.spin_us` (sluiced's default when `None`).
+    pub spin_us: Option<u32>,
     /// `engine.flow_owner = "hash"` instead of the default learned owners.
     pub hashed_owners: bool,
 }
 
 impl Tuning {
     fn engine_lines(&self) -> String {
-        let mut s = String::new();
+        use sluice_engine::config::PollMode;
+        let poll = match self.poll.unwrap_or(PollMode::Adaptive) {
+            PollMode::Adaptive => "adaptive",
+            PollMode::Interrupt => "interrupt",
+            PollMode::Busy => "busy",
+        };
+        let mut s = format!("poll = \"{poll}\"\n");
         if let Some(n) = self.spin {
             s.push_str(&format!("spin_iterations = {n}\n"));
+        }
+        if let Some(n) = self.spin_us {
+            s.push_str(&format!("spin_us = {n}\n"));
         }
         if self.hashed_owners {
             s.push_str("flow_owner = \"hash\"\n");
@@ -44,7 +59,7 @@ impl Tuning {
 }
 
 /// The config sluiced gets: UDP echo on `listen`, `queues` queues of
-/// `interface`, adaptive polling, plus `tuning`.
+/// `interface`, `tuning`'s poll mode (adaptive by default) and the rest of it.
 pub fn config_text(interface: &str, queues: u32, socket: &Path, listen: SocketAddrV4, tuning: Tuning) -> String {
     format!(
         r#"# written by sluice-bench
@@ -52,7 +67,6 @@ pub fn config_text(interface: &str, queues: u32, socket: &Path, listen: SocketAd
 interface = "{interface}"
 queues = {queues}
 control_socket = "{}"
-poll = "adaptive"
 frames = 8192
 {extra}
 [[service]]
@@ -231,12 +245,20 @@ mod tests {
         assert_eq!(cfg.engine.queues, Some(2));
         assert_eq!(cfg.engine.poll, sluice_engine::config::PollMode::Adaptive);
         assert_eq!(cfg.engine.spin_iterations, DEFAULT_SPIN, "the bench's idea of the default is sluiced's");
+        assert_eq!(cfg.engine.spin_us, DEFAULT_SPIN_US, "the bench's idea of the default is sluiced's");
         assert_eq!(cfg.services.len(), 1);
         assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Learned);
-        let tuning = Tuning { spin: Some(0), hashed_owners: true };
+        let tuning = Tuning {
+            poll: Some(sluice_engine::config::PollMode::Interrupt),
+            spin: Some(0),
+            spin_us: Some(7),
+            hashed_owners: true,
+        };
         let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, tuning);
         let cfg = sluice_engine::config::Config::parse(&text, "bench").expect("valid config");
         assert_eq!(cfg.engine.spin_iterations, 0);
+        assert_eq!(cfg.engine.spin_us, 7);
+        assert_eq!(cfg.engine.poll, sluice_engine::config::PollMode::Interrupt);
         assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Hash);
     }
 }

@@ -1,14 +1,15 @@
 //! `run udp-echo`: sluice, the kernel's UDP stack and a raw AF_XDP reflector
 //! answering the same closed-loop load in one lab, interleaved over rounds.
-use crate::cli::{Generator, Target, UdpEchoArgs};
+use crate::cli::{Generator, OpenLoopRate, Target, UdpEchoArgs};
 use crate::cpu::{clock_ticks, CpuSample, CpuUsage};
 use crate::frame::FlowAddrs;
 use crate::interrupt::{Interrupted, StopFlag};
 use crate::kernel_echo::KernelEchoServer;
 use crate::kernel_gen::{self, GenConfig};
 use crate::reflect::Reflector;
-use crate::report::{summarize, EchoReport, EchoSettings, Latency, Machine, RoundResult, ServerStats};
+use crate::report::{summarize, EchoReport, EchoSettings, Latency, Machine, OpenLoop, RoundResult, ServerStats};
 use crate::sluiced::Sluiced;
+use crate::summary::thousands;
 use crate::xdp_gen::{XdpGen, XdpGenConfig};
 use anyhow::{anyhow, bail, Context};
 use sluice_engine::idle::IdlePolicy;
@@ -49,7 +50,7 @@ impl Ctx<'_> {
 /// Runs the scenario; `command_line` goes into the report.
 pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<EchoReport> {
     args.validate().map_err(|e| anyhow!(e))?;
-    let sluiced = if args.targets.contains(&Target::Sluice) {
+    let sluiced = if args.targets.iter().any(|t| t.sluice_poll().is_some()) {
         let p = match &args.sluiced {
             Some(p) => p.clone(),
             None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
@@ -85,12 +86,85 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         flows: args.flows,
     };
     let ctx = Ctx { args, lab: &lab, stop, hz, addrs, sluiced: sluiced.clone() };
+    let rounds = if args.open_loop_only { Vec::new() } else { run_rounds(&ctx, None)? };
+    let summary = summarize(&args.targets, &rounds);
+    let open_loop = match (args.rate, args.generator) {
+        (OpenLoopRate::Skip, _) => None,
+        (OpenLoopRate::Fixed(_), Generator::Kernel) => bail!("--rate N needs the afxdp generator (--rate none)"),
+        (OpenLoopRate::Auto, Generator::Kernel) => {
+            eprintln!("open loop skipped: the kernel generator runs closed loop only");
+            None
+        }
+        (rate, Generator::Afxdp) => {
+            let (rate, chosen) = match rate {
+                OpenLoopRate::Fixed(r) => (Some(r), "--rate".to_string()),
+                _ => {
+                    let slowest = summary.iter().filter_map(|t| t.replies_per_s).fold(f64::INFINITY, f64::min);
+                    let r = (slowest.is_finite() && slowest > 0.0).then(|| (slowest / 2.0).round().max(1.0));
+                    (r, format!("half the slowest target's closed-loop median, {}", thousands(slowest)))
+                }
+            };
+            match rate {
+                None => {
+                    eprintln!("open loop skipped: no target produced a closed-loop rate");
+                    None
+                }
+                Some(rate) => {
+                    eprintln!("open loop at {} requests/s ({chosen})", thousands(rate));
+                    let rounds = run_rounds(&ctx, Some(rate))?;
+                    let summary = summarize(&args.targets, &rounds);
+                    Some(OpenLoop { rate, chosen, rounds, summary })
+                }
+            }
+        }
+    };
+    let lab_name = lab.name().to_string();
+    let (sns, cns) = (lab.server_ns.clone(), lab.client_ns.clone());
+    lab.down().context("removing the lab")?;
+    if sluice_lab::ns_exists(&sns) || sluice_lab::ns_exists(&cns) {
+        bail!("lab {lab_name} was not removed completely ({sns}, {cns})");
+    }
+    Ok(EchoReport {
+        command_line,
+        lab: lab_name,
+        settings: EchoSettings {
+            queues: args.queues,
+            rounds: args.rounds,
+            duration_s: args.duration.as_secs_f64(),
+            warmup_s: args.warmup.as_secs_f64(),
+            size: args.size,
+            window: args.window,
+            flows: args.flows,
+            generator: args.generator,
+            gen_idle: args.gen_idle.to_string(),
+            server_spin: args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN),
+            server_spin_us: args.server_spin_us.unwrap_or(crate::sluiced::DEFAULT_SPIN_US),
+            flow_owner: if args.hashed_owners { "hash" } else { "learned" }.into(),
+            targets: args.targets.clone(),
+            sluiced: sluiced.map(|p| p.display().to_string()),
+        },
+        machine: Machine {
+            cpus,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            clock_ticks: hz,
+            background_cores_busy: Some(background),
+        },
+        rounds,
+        summary,
+        open_loop,
+    })
+}
+
+/// Every round of every target, closed loop (`rate` None) or open loop.
+fn run_rounds(ctx: &Ctx<'_>, rate: Option<f64>) -> anyhow::Result<Vec<RoundResult>> {
+    let (args, stop) = (ctx.args, ctx.stop);
     let mut rounds = Vec::new();
+    let kind = if rate.is_some() { "open loop " } else { "" };
     for round in 0..args.rounds {
         for (i, t) in args.order(round).into_iter().enumerate() {
             stop.check()?;
-            eprintln!("round {}/{}: {} ...", round + 1, args.rounds, t.as_str());
-            let r = match measure(&ctx, t, round + 1, i + 1) {
+            eprintln!("{kind}round {}/{}: {} ...", round + 1, args.rounds, t.as_str());
+            let r = match measure(ctx, t, round + 1, i + 1, rate) {
                 Ok(r) => r,
                 Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
                 Err(e) => RoundResult::failed(round + 1, i + 1, t, format!("{e:#}")),
@@ -108,40 +182,7 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
             rounds.push(r);
         }
     }
-    let lab_name = lab.name().to_string();
-    let (sns, cns) = (lab.server_ns.clone(), lab.client_ns.clone());
-    lab.down().context("removing the lab")?;
-    if sluice_lab::ns_exists(&sns) || sluice_lab::ns_exists(&cns) {
-        bail!("lab {lab_name} was not removed completely ({sns}, {cns})");
-    }
-    let summary = summarize(&args.targets, &rounds);
-    Ok(EchoReport {
-        command_line,
-        lab: lab_name,
-        settings: EchoSettings {
-            queues: args.queues,
-            rounds: args.rounds,
-            duration_s: args.duration.as_secs_f64(),
-            warmup_s: args.warmup.as_secs_f64(),
-            size: args.size,
-            window: args.window,
-            flows: args.flows,
-            generator: args.generator,
-            gen_idle: args.gen_idle.to_string(),
-            server_spin: args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN),
-            flow_owner: if args.hashed_owners { "hash" } else { "learned" }.into(),
-            targets: args.targets.clone(),
-            sluiced: sluiced.map(|p| p.display().to_string()),
-        },
-        machine: Machine {
-            cpus,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
-            clock_ticks: hz,
-            background_cores_busy: Some(background),
-        },
-        rounds,
-        summary,
-    })
+    Ok(rounds)
 }
 
 /// Server counters at one moment.
@@ -151,6 +192,8 @@ struct Counts {
     tx: u64,
     drops: u64,
     handoff_out: u64,
+    /// sluiced: times its cores went to sleep.
+    sleeps: u64,
     /// sluiced's own lifetime handoff share.
     daemon_handoff_share: Option<f64>,
 }
@@ -166,15 +209,15 @@ impl Server {
     fn start(ctx: &Ctx<'_>, t: Target) -> anyhow::Result<Server> {
         let service = ctx.service();
         Ok(match t {
-            Target::Sluice => {
+            Target::Sluice | Target::SluiceInterrupt | Target::SluiceBusy => {
                 let path = ctx.sluiced.as_ref().ok_or_else(|| anyhow!("no sluiced binary"))?;
-                Server::Sluice(Sluiced::start(
-                    ctx.lab,
-                    path,
-                    service,
-                    crate::sluiced::Tuning { spin: ctx.args.server_spin, hashed_owners: ctx.args.hashed_owners },
-                    ctx.stop,
-                )?)
+                let tuning = crate::sluiced::Tuning {
+                    poll: t.sluice_poll(),
+                    spin: ctx.args.server_spin,
+                    spin_us: ctx.args.server_spin_us,
+                    hashed_owners: ctx.args.hashed_owners,
+                };
+                Server::Sluice(Sluiced::start(ctx.lab, path, service, tuning, ctx.stop)?)
             }
             Target::Kernel => {
                 let threads = ctx.args.queues as usize;
@@ -190,7 +233,11 @@ impl Server {
                 ctx.max_run(),
                 // The same idle behaviour as sluiced's adaptive mode, so the two
                 // differ only in what they do per frame.
-                IdlePolicy::yielding(ctx.args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN)),
+                IdlePolicy::of_poll_mode(
+                    sluice_engine::config::PollMode::Adaptive,
+                    ctx.args.server_spin.unwrap_or(crate::sluiced::DEFAULT_SPIN),
+                    ctx.args.server_spin_us.unwrap_or(crate::sluiced::DEFAULT_SPIN_US),
+                ),
             )?)),
         })
     }
@@ -205,6 +252,7 @@ impl Server {
                     tx: c("tx_packets"),
                     drops: s.total.drops.values().sum(),
                     handoff_out: c("handoff_out"),
+                    sleeps: c("sleeps"),
                     daemon_handoff_share: Some(s.total.handoff_share),
                 }
             }
@@ -215,6 +263,7 @@ impl Server {
                     tx: s.sent_packets,
                     drops: s.send_errors,
                     handoff_out: 0,
+                    sleeps: 0,
                     daemon_handoff_share: None,
                 }
             }
@@ -225,6 +274,7 @@ impl Server {
                     tx: c.tx_packets,
                     drops: c.dropped,
                     handoff_out: 0,
+                    sleeps: 0,
                     daemon_handoff_share: None,
                 }
             }
@@ -289,10 +339,10 @@ struct Load {
     notes: Vec<String>,
 }
 
-fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize) -> anyhow::Result<RoundResult> {
+fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize, rate: Option<f64>) -> anyhow::Result<RoundResult> {
     let mut server = Server::start(ctx, t)?;
     let load = match ctx.args.generator {
-        Generator::Afxdp => load_afxdp(ctx, &server),
+        Generator::Afxdp => load_afxdp(ctx, &server, rate),
         Generator::Kernel => load_kernel(ctx, &server),
     };
     let alive = server.check_alive();
@@ -306,6 +356,7 @@ fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize) -> anyhow::Res
         tx: load.after.tx.saturating_sub(load.before.tx),
         drops: load.after.drops.saturating_sub(load.before.drops),
         handoff_out: load.after.handoff_out.saturating_sub(load.before.handoff_out),
+        sleeps: load.after.sleeps.saturating_sub(load.before.sleeps),
         daemon_handoff_share: load.after.daemon_handoff_share,
     };
     let secs = load.rate_elapsed.as_secs_f64();
@@ -321,16 +372,20 @@ fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize) -> anyhow::Res
     r.mismatched = load.mismatched;
     r.late = load.late;
     r.latency = load.latency;
+    r.offered_per_s = rate;
     r.server = Some(ServerStats {
         rx_packets: d.rx,
         tx_packets: d.tx,
         drops: d.drops,
-        handoff_share: (t == Target::Sluice && d.rx > 0).then(|| d.handoff_out as f64 / d.rx as f64),
+        handoff_share: (t.sluice_poll().is_some() && d.rx > 0).then(|| d.handoff_out as f64 / d.rx as f64),
         daemon_handoff_share: d.daemon_handoff_share,
         socket_mode: modes.0,
         xdp_mode: modes.1,
     });
     r.notes = load.notes;
+    if t.sluice_poll().is_some() && secs > 0.0 {
+        r.notes.push(format!("sluiced cores slept {:.0} times/s", d.sleeps as f64 / secs));
+    }
     r.notes.extend(stop_problems);
     if load.replies == 0 {
         r.error = Some(format!(
@@ -344,7 +399,7 @@ fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize) -> anyhow::Res
     Ok(r)
 }
 
-fn load_afxdp(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
+fn load_afxdp(ctx: &Ctx<'_>, server: &Server, rate: Option<f64>) -> anyhow::Result<Load> {
     let a = ctx.args;
     let cfg = XdpGenConfig {
         interface: ctx.lab.interface(Side::Client).to_string(),
@@ -355,6 +410,7 @@ fn load_afxdp(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
         pin: true,
         max_run: ctx.max_run(),
         idle: a.gen_idle,
+        rate,
     };
     let gen = XdpGen::start(&ctx.lab.client_ns, cfg).context("starting the AF_XDP generator")?;
     ctx.stop.sleep(a.warmup)?;
@@ -378,7 +434,12 @@ fn load_afxdp(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
         bail!("generator: {}", fin.errors.join("; "));
     }
     let cpu = cpu0.until(&cpu1, ctx.hz);
-    let d = c1.since(&c0);
+    let mut d = c1.since(&c0);
+    if rate.is_some() {
+        // Open loop re-sends nothing: what was sent in the interval and not
+        // answered (give or take the requests in flight at its two ends) is lost.
+        d.lost = d.sent.saturating_sub(d.replies + d.late);
+    }
     let mut notes = vec![format!("generator: AF_XDP {socket_mode} mode, XDP {xdp_mode}")];
     if d.tx_full > 0 {
         notes.push(format!("generator tx ring full {} times", d.tx_full));

@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use sluice_ebpf::abi::ServiceKey;
 use sluice_engine::afxdp::{open_queues, poll_fds, BindMode, FrameTable, Packet};
-use sluice_engine::idle::IdlePolicy;
+use sluice_engine::idle::{IdlePolicy, IdleStreak};
 use sluice_engine::pool::SharedFrames;
 use sluice_engine::port::{Port, ROUTE_FREE};
 use sluice_engine::steering::Steering;
@@ -51,6 +51,18 @@ const SLEEP: Duration = Duration::from_millis(10);
 pub const MAX_IN_FLIGHT: u32 = 8192;
 /// Largest window per queue.
 pub const MAX_WINDOW: u32 = 1024;
+/// Largest open-loop rate, requests/s in all.
+pub const MAX_RATE: f64 = 50_000_000.0;
+/// Requests an open-loop queue sends in one burst at most, when it is behind
+/// its schedule.
+const MAX_BURST: u64 = 256;
+/// How often an open-loop queue wakes up: it sends whatever fell due since
+/// and takes whatever replies arrived. Waking per request or per reply (a
+/// few µs apart at these rates) would cost the generator a whole core and
+/// starve the target on a 2-core machine; a client that sleeps this long
+/// adds at most one tick to the latency it measures, the same for every
+/// target.
+pub const OPEN_LOOP_TICK: Duration = Duration::from_micros(25);
 /// Highest latency tracked, µs.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -101,6 +113,12 @@ pub struct XdpGenConfig {
     pub max_run: Duration,
     /// What a queue thread does when it finds no work.
     pub idle: IdlePolicy,
+    /// Open loop: send this many requests per second in all (split evenly
+    /// over the queues) on a fixed schedule, whatever the replies do, and
+    /// measure latency from each request's *intended* send time (so a
+    /// stall of the target or of the generator shows in the latency rather
+    /// than silently lowering the load, as wrk2 does). `None`: closed loop.
+    pub rate: Option<f64>,
 }
 
 impl XdpGenConfig {
@@ -125,6 +143,11 @@ impl XdpGenConfig {
                 self.window,
                 self.queues
             );
+        }
+        if let Some(r) = self.rate {
+            if !(1.0..=MAX_RATE).contains(&r) {
+                bail!("rate {r} requests/s must be 1..={MAX_RATE}");
+            }
         }
         if frame_len(self.payload_len) > (FRAME_SIZE - 256) as usize
             || !(crate::kernel_gen::MIN_PAYLOAD..=crate::frame::MAX_PAYLOAD).contains(&self.payload_len)
@@ -415,6 +438,9 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         // Not fatal: an unpinned generator still measures, just less steadily.
         let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
+    if let Some(rate) = c.shared.cfg.rate {
+        return run_open_loop(c, rate);
+    }
     let sh = c.shared.clone();
     let cfg = &sh.cfg;
     let deadline = Instant::now() + cfg.max_run;
@@ -438,7 +464,8 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
     }
     port.refill(0);
 
-    let mut idle = 0u32;
+    let mut idle = IdleStreak::default();
+    let clock = Instant::now();
     let mut next_scan = Instant::now() + SCAN_INTERVAL;
     let mut published = GenCounters::default();
     while !sh.stop.load(Ordering::Relaxed) {
@@ -523,13 +550,115 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         }
         let pending_tx = port.tx_pending();
         if work > 0 || pending_tx {
-            idle = 0;
+            idle.reset();
             continue;
         }
         let xsk = port.socket();
-        if cfg.idle.on_idle(&mut idle) && xsk.rx_occupancy() == 0 && xsk.comp_occupancy() == 0 {
+        if cfg.idle.on_idle(&mut idle, clock.elapsed().as_micros() as u64)
+            && xsk.rx_occupancy() == 0
+            && xsk.comp_occupancy() == 0
+        {
             poll_fds(&[xsk.as_fd()], Some(SLEEP)).map_err(|e| format!("poll: {e}"))?;
         }
+    }
+    sh.counters[c.q as usize].publish(&n);
+    Ok(hist)
+}
+
+/// Open loop on one queue: request k of this queue is due at `start + k /
+/// rate_q`; whatever is due is sent (in bursts of at most [`MAX_BURST`] when
+/// behind), and each request's sequence number is its intended send time in
+/// µs, so a reply's latency is measured from when it *should* have left.
+/// Replies are checked byte for byte like the closed loop's; their frames go
+/// back to the free list. Between passes the thread sleeps for
+/// [`OPEN_LOOP_TICK`] (or until the next request is due, if later), on a
+/// timer only (no spinning, and no wakeup per reply: a generator that burns
+/// a core makes every target look as busy as itself).
+fn run_open_loop(mut c: QueueCtx, rate: f64) -> Result<Histogram<u64>, String> {
+    if let Some(cpu) = c.cpu {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    }
+    // Like a real client, the thread sleeps until its next request is due;
+    // the default 50 µs timer slack would make it late by that much.
+    let _ = nix::sys::prctl::set_timerslack(1_000);
+    let sh = c.shared.clone();
+    let cfg = &sh.cfg;
+    let deadline = Instant::now() + cfg.max_run;
+    let mut hist = new_histogram();
+    let mut n = GenCounters::default();
+    let mut published = GenCounters::default();
+    let mut rx: Vec<Packet> = Vec::with_capacity(BATCH);
+    let port = &mut c.port;
+    let per_queue = rate / cfg.queues as f64;
+    let interval_us = 1e6 / per_queue;
+    // Each queue starts at its own offset within one interval, so the queues
+    // do not send in lockstep.
+    let start_us = sh.now_us() as f64 + interval_us * c.q as f64 / cfg.queues as f64;
+    let flows: Vec<u16> = (0..cfg.window.max(1)).map(|k| cfg.flow_of_slot(c.q, k)).collect();
+    let mut issued: u64 = 0;
+    port.refill(0);
+    while !sh.stop.load(Ordering::Relaxed) {
+        if Instant::now() >= deadline {
+            return Err(format!("still running after {:?}; stopped", cfg.max_run));
+        }
+        port.reap(|f, _| Some(f));
+        let b = port.receive(&mut rx);
+        n.mismatched += (b.refused + b.bad_range) as u64;
+        let now_us = sh.now_us();
+        if b.descs > 0 {
+            n.received += b.descs as u64;
+            let measuring = sh.measuring.load(Ordering::Relaxed);
+            for mut p in rx.drain(..) {
+                let checked =
+                    port.table().packet_mut(&mut p).and_then(|buf| check_reply(buf, &cfg.addrs, cfg.payload_len));
+                match checked {
+                    Some((_, intended_us)) if intended_us <= now_us => {
+                        let latency = now_us - intended_us;
+                        if latency > LOSS_TIMEOUT.as_micros() as u64 {
+                            n.late += 1;
+                        } else {
+                            n.replies += 1;
+                        }
+                        if measuring {
+                            hist.saturating_record(latency.max(1));
+                        }
+                    }
+                    _ => n.mismatched += 1,
+                }
+                port.free(p.into_frame());
+            }
+        }
+        // Whatever is due by now, in intended-time order.
+        let due = (((now_us as f64 - start_us) / interval_us).floor().max(-1.0) + 1.0) as u64;
+        let mut burst = 0;
+        while issued < due && burst < MAX_BURST {
+            let Some(mut f) = port.alloc() else { break };
+            let intended = (start_us + issued as f64 * interval_us) as u64;
+            let flow = flows[(issued % flows.len() as u64) as usize];
+            let buf = port.table().frame_mut(&mut f);
+            let len = build_request(buf, &cfg.addrs, flow, intended, cfg.payload_len).ok_or("build")?;
+            port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
+            issued += 1;
+            burst += 1;
+        }
+        let queued = port.backlog();
+        let flushed = port.flush(None);
+        n.sent += flushed.sent as u64;
+        n.tx_full += (queued - flushed.sent) as u64;
+        if let Some(e) = flushed.kick_error {
+            return Err(format!("tx kick: {e}"));
+        }
+        port.refill(b.descs);
+        if n != published {
+            sh.counters[c.q as usize].publish(&n);
+            published = n;
+        }
+        if port.tx_pending() || burst == MAX_BURST {
+            continue;
+        }
+        let next_us = start_us + issued as f64 * interval_us;
+        let until_due = Duration::from_micros((next_us - sh.now_us() as f64).max(0.0) as u64);
+        std::thread::sleep(until_due.clamp(OPEN_LOOP_TICK, SLEEP));
     }
     sh.counters[c.q as usize].publish(&n);
     Ok(hist)
@@ -592,6 +721,7 @@ mod tests {
             pin: false,
             max_run: Duration::from_secs(10),
             idle: IdlePolicy::spin(10),
+            rate: None,
         }
     }
 
@@ -638,6 +768,13 @@ mod tests {
         let mut c = cfg(2, 64, 64);
         c.addrs.base_port = 65500;
         assert!(c.validate().is_err());
+        let mut c = cfg(2, 64, 64);
+        c.rate = Some(0.0);
+        assert!(c.validate().is_err(), "a rate of zero");
+        c.rate = Some(f64::NAN);
+        assert!(c.validate().is_err());
+        c.rate = Some(100_000.0);
+        assert!(c.validate().is_ok());
         assert_eq!(cfg(2, 64, 64).ring_size(), 2048);
         assert_eq!(cfg(4, 64, 1024).ring_size(), 4096);
     }

@@ -24,12 +24,13 @@ pub fn render_status(s: &Status) -> String {
         let each: Vec<String> = s.cpus.iter().enumerate().map(|(q, c)| format!("q{q} on cpu {c}")).collect();
         format!("{} ({})", s.queues, each.join(", "))
     };
-    let frames = format!(
-        "{} x {} B ({})",
-        s.frames_total,
-        s.frame_size,
-        human::bytes(u64::from(s.frames_total) * u64::from(s.frame_size))
-    );
+    let umem = u64::from(s.frames_total) * u64::from(s.frame_size);
+    let per_core = if s.umem_per_core_bytes > 0 {
+        format!(", {} per core", human::bytes(s.umem_per_core_bytes))
+    } else {
+        String::new()
+    };
+    let frames = format!("{} x {} B ({}{per_core})", s.frames_total, s.frame_size, human::bytes(umem));
     let arp = if s.arp_answered_for.is_empty() {
         "kernel (service addresses are configured locally)".to_string()
     } else {
@@ -520,6 +521,8 @@ mod tests {
             batch_size: 64,
             frames_total: 4096,
             frame_size: 2048,
+            umem_bytes: 4096 * 2048,
+            umem_per_core_bytes: 4096 * 1024,
             arp_answered_for: vec!["198.18.0.3".into()],
             services: vec![ServiceInfo {
                 id: 0,
@@ -544,7 +547,7 @@ mod tests {
             "xdp        driver\n",
             "poll       busy\n",
             "batch      64\n",
-            "frames     4096 x 2048 B (8.0 MiB)\n",
+            "frames     4096 x 2048 B (8.0 MiB, 4.0 MiB per core)\n",
             "arp        sluice answers for 198.18.0.3\n",
             "\nNAME  PROTO  LISTEN        KIND\necho  udp    198.18.0.2:7  echo\n",
         ] {

@@ -53,6 +53,8 @@ fn status() -> Status {
         batch_size: 64,
         frames_total: 4096,
         frame_size: 2048,
+        umem_bytes: 4096 * 2048,
+        umem_per_core_bytes: 4096 * 2048 / 2,
         arp_answered_for: vec![],
         services: services(),
     }
@@ -160,7 +162,7 @@ fn status_and_services() {
         "xdp        driver\n",
         "poll       busy\n",
         "batch      64\n",
-        "frames     4096 x 2048 B (8.0 MiB)\n",
+        "frames     4096 x 2048 B (8.0 MiB, 4.0 MiB per core)\n",
         "NAME  PROTO  LISTEN        KIND\n",
         "sink  udp    198.18.0.2:9  discard\n",
     ] {

@@ -42,8 +42,10 @@ struct sluice_xdp_counters {
 	__u64 passed;     /* not a service: handed to the kernel */
 	__u64 malformed;  /* too short / bad header: handed to the kernel */
 	__u64 no_socket;  /* a service frame on a queue with no socket: handed to the kernel */
-	__u64 fragments;  /* IPv4 fragments to a service address: handed to the kernel */
+	__u64 fragments;  /* IPv4 fragments (any destination): handed to the kernel */
 	__u64 ipv6;       /* IPv6 frames (not served yet): handed to the kernel */
+	__u64 ip_options; /* IPv4 with options (IHL > 5): handed to the kernel */
+	__u64 vlan;       /* 802.1Q / 802.1ad / 0x9100 tagged frames (no VLAN services): handed to the kernel */
 };
 
 #endif

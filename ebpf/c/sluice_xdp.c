@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /* sluice's steering program: frames for a configured service go to the
- * AF_XDP socket of the queue they arrived on; everything else (ARP, other
- * ports, IPv6 for now, fragments, malformed frames) goes to the kernel. */
+ * AF_XDP socket of the queue they arrived on; everything else (ARP for host
+ * addresses, other ports, IPv6 for now, fragments, IPv4 with options,
+ * VLAN-tagged frames, malformed frames) goes to the kernel, counted. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -63,7 +64,13 @@ struct arp_eth_ipv4 {
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 
-enum verdict { PASS, MALFORMED, FRAGMENT, IPV6, STEER };
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+/* The pre-standard QinQ tag some switches still send. */
+#define ETH_P_QINQ_OLD 0x9100
+
+enum verdict { PASS, MALFORMED, FRAGMENT, IPV6, WITH_OPTIONS, TAGGED, STEER };
 
 /* Fill `key` from the frame; the return value says what to do with it. */
 static __always_inline enum verdict classify(void *data, void *data_end,
@@ -73,6 +80,11 @@ static __always_inline enum verdict classify(void *data, void *data_end,
 	if ((void *)(eth + 1) > data_end)
 		return MALFORMED;
 
+	/* No service is configured for a VLAN: tagged frames are the
+	 * kernel's (sluice would answer them untagged). */
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD) ||
+	    eth->h_proto == bpf_htons(ETH_P_QINQ_OLD))
+		return TAGGED;
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
@@ -107,9 +119,11 @@ static __always_inline enum verdict classify(void *data, void *data_end,
 		return MALFORMED;
 	if (ip->version != 4 || ip->ihl < 5)
 		return MALFORMED;
-	void *l4 = (void *)ip + ip->ihl * 4;
-	if (l4 > data_end)
-		return MALFORMED;
+	/* sluice does not answer packets with IP options (a reply would have
+	 * to reverse a source route): the kernel decides about them. */
+	if (ip->ihl != 5)
+		return WITH_OPTIONS;
+	void *l4 = (void *)(ip + 1);
 
 	key->family = SLUICE_FAMILY_IPV4;
 	key->proto = ip->protocol;
@@ -163,12 +177,18 @@ int sluice_steer(struct xdp_md *ctx)
 	case IPV6:
 		c->ipv6++;
 		return XDP_PASS;
+	case WITH_OPTIONS:
+		c->ip_options++;
+		return XDP_PASS;
+	case TAGGED:
+		c->vlan++;
+		return XDP_PASS;
 	case PASS:
 		c->passed++;
 		return XDP_PASS;
 	case FRAGMENT:
-		/* Only count fragments aimed at a service address+protocol we
-		 * serve on some port would need a second map; count them all. */
+		/* All fragments: telling the ones aimed at a service apart would
+		 * need a second map keyed without the port. */
 		c->fragments++;
 		return XDP_PASS;
 	case STEER:
@@ -179,12 +199,14 @@ int sluice_steer(struct xdp_md *ctx)
 		c->passed++;
 		return XDP_PASS;
 	}
-	if (!bpf_map_lookup_elem(&xsks, &queue)) {
+	/* Counted by what the redirect did: a socket removed between a lookup
+	 * and the redirect cannot make a passed frame count as redirected. */
+	long r = bpf_redirect_map(&xsks, queue, XDP_PASS);
+	if (r == XDP_REDIRECT)
+		c->redirected++;
+	else
 		c->no_socket++;
-		return XDP_PASS;
-	}
-	c->redirected++;
-	return bpf_redirect_map(&xsks, queue, XDP_PASS);
+	return r;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

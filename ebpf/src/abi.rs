@@ -118,18 +118,22 @@ pub struct XdpCounters {
     pub fragments: u64,
     /// IPv6 frames, handed to the kernel (IPv6 services come later).
     pub ipv6: u64,
+    /// IPv4 packets with options, handed to the kernel.
+    pub ip_options: u64,
+    /// VLAN-tagged frames, handed to the kernel.
+    pub vlan: u64,
 }
 
 impl XdpCounters {
     /// Number of u64 fields.
-    pub const FIELDS: usize = 6;
+    pub const FIELDS: usize = 8;
     /// Size of the C struct.
     pub const SIZE: usize = Self::FIELDS * 8;
 
-    /// From the map's value seen as `[u64; 6]` in field order.
+    /// From the map's value seen as `[u64; FIELDS]` in field order.
     pub fn from_array(a: [u64; Self::FIELDS]) -> Self {
-        let [redirected, passed, malformed, no_socket, fragments, ipv6] = a;
-        XdpCounters { redirected, passed, malformed, no_socket, fragments, ipv6 }
+        let [redirected, passed, malformed, no_socket, fragments, ipv6, ip_options, vlan] = a;
+        XdpCounters { redirected, passed, malformed, no_socket, fragments, ipv6, ip_options, vlan }
     }
 
     /// Field names and values, in the C order.
@@ -141,6 +145,8 @@ impl XdpCounters {
             ("no_socket", self.no_socket),
             ("fragments", self.fragments),
             ("ipv6", self.ipv6),
+            ("ip_options", self.ip_options),
+            ("vlan", self.vlan),
         ]
     }
 
@@ -153,6 +159,8 @@ impl XdpCounters {
             no_socket: self.no_socket + o.no_socket,
             fragments: self.fragments + o.fragments,
             ipv6: self.ipv6 + o.ipv6,
+            ip_options: self.ip_options + o.ip_options,
+            vlan: self.vlan + o.vlan,
         }
     }
 }

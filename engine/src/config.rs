@@ -161,6 +161,9 @@ fn default_idle() -> u64 {
 fn default_spin() -> u32 {
     200
 }
+fn default_spin_us() -> u32 {
+    3
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +179,8 @@ struct RawEngine {
     poll: PollMode,
     #[serde(default = "default_spin")]
     spin_iterations: u32,
+    #[serde(default = "default_spin_us")]
+    spin_us: u32,
     #[serde(default)]
     zero_copy: ZeroCopy,
     #[serde(default)]
@@ -183,6 +188,7 @@ struct RawEngine {
     #[serde(default)]
     flow_owner: FlowOwner,
     frames: Option<u32>,
+    umem_mb: Option<u32>,
     #[serde(default = "default_frame_size")]
     frame_size: u32,
     #[serde(default = "default_ring")]
@@ -220,14 +226,19 @@ pub struct EngineConfig {
     pub poll: PollMode,
     /// Empty passes an adaptive core spins (yielding the CPU) before it sleeps.
     pub spin_iterations: u32,
+    /// Longest time, µs, an adaptive core spins without work before it sleeps.
+    pub spin_us: u32,
     /// Zero-copy request.
     pub zero_copy: ZeroCopy,
     /// Who answers ARP for the service addresses.
     pub answer_arp: ArpMode,
     /// How a flow's owner core is found.
     pub flow_owner: FlowOwner,
-    /// UMEM frames in all (`None`: two rings' worth per queue).
+    /// UMEM frames in all (`None`: from `umem_mb`, else two rings' worth
+    /// per queue).
     pub frames: Option<u32>,
+    /// UMEM size in MiB, the other way to say `frames`.
+    pub umem_mb: Option<u32>,
     /// Bytes per frame.
     pub frame_size: u32,
     /// Slots of each rx/tx/fill/completion ring.
@@ -328,11 +339,26 @@ impl Config {
             }
         }
         check_range(&e, "batch_size", r.batch_size as u64, 1, 256)?;
+        check_range(&e, "spin_us", r.spin_us as u64, 0, 1_000_000)?;
         if let Some(f) = r.frames {
             check_range(&e, "frames", f as u64, 64, 1 << 20)?;
         }
         if r.frame_size != 2048 && r.frame_size != 4096 {
             return Err(e.at("engine.frame_size", format!("{} must be 2048 or 4096", r.frame_size)));
+        }
+        if let Some(mb) = r.umem_mb {
+            if r.frames.is_some() {
+                return Err(e.at("engine.umem_mb", "set either frames or umem_mb, not both"));
+            }
+            // At most 2^20 frames, as `frames` allows: 2^20 x frame_size bytes.
+            let max_mb = ((1u64 << 20) * r.frame_size as u64) >> 20;
+            check_range(&e, "umem_mb", mb as u64, 1, max_mb)?;
+        }
+        if let Some(cores) = &r.cores {
+            let mut seen = HashSet::new();
+            if let Some(dup) = cores.iter().find(|c| !seen.insert(**c)) {
+                return Err(e.at("engine.cores", format!("CPU {dup} is listed twice: one worker per CPU")));
+            }
         }
         check_pow2(&e, "ring_size", r.ring_size)?;
         check_range(&e, "ring_size", r.ring_size as u64, 64, 16384)?;
@@ -356,17 +382,35 @@ impl Config {
             batch_size: r.batch_size,
             poll: r.poll,
             spin_iterations: r.spin_iterations,
+            spin_us: r.spin_us,
             zero_copy: r.zero_copy,
             answer_arp: r.answer_arp,
             flow_owner: r.flow_owner,
             frames: r.frames,
+            umem_mb: r.umem_mb,
             frame_size: r.frame_size,
             ring_size: r.ring_size,
             flow_idle_timeout_s: r.flow_idle_timeout_s,
             metrics_listen,
         };
         let services = validate_services(&e, raw.service)?;
-        Ok(Config { source_name: source_name.to_string(), engine, services })
+        let cfg = Config { source_name: source_name.to_string(), engine, services };
+        // Steering keys: one per service, plus ICMP echo and (possibly) ARP
+        // per service address; the XDP program's map holds MAX_SERVICES.
+        let keys = cfg.services.len() + 2 * cfg.service_addrs().len();
+        let max = sluice_ebpf::abi::MAX_SERVICES as usize;
+        if keys > max {
+            return Err(e.at(
+                "service",
+                format!(
+                    "{} services on {} addresses need {keys} steering keys (a service each, ICMP and ARP per \
+                     address); the XDP program holds {max}",
+                    cfg.services.len(),
+                    cfg.service_addrs().len()
+                ),
+            ));
+        }
+        Ok(cfg)
     }
 
     /// The IPv4 addresses that have a service.
@@ -453,6 +497,29 @@ pub struct SystemPlan {
     pub frames: u32,
 }
 
+/// The CPUs this process may run on (sched_getaffinity), in order.
+pub fn allowed_cpus() -> nix::Result<Vec<usize>> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
+}
+
+/// "0-3,6" for a sorted CPU list.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        i += 1;
+    }
+    out.join(",")
+}
+
 /// Rx queues of an interface, from sysfs.
 pub fn interface_rx_queues(ifname: &str) -> std::io::Result<u32> {
     let dir = Path::new("/sys/class/net").join(ifname).join("queues");
@@ -512,28 +579,41 @@ impl Config {
             Some(q) => q,
             None => have.min(sluice_ebpf::abi::MAX_QUEUES),
         };
-        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let allowed = allowed_cpus()
+            .map_err(|err| e.at("engine.cores", format!("cannot read the CPUs this process may run on: {err}")))?;
+        if allowed.is_empty() {
+            return Err(e.at("engine.cores", "this process may run on no CPU (sched_getaffinity)"));
+        }
         let cpus = match &self.engine.cores {
             Some(c) if c.len() != queues as usize => {
                 return Err(e.at("engine.cores", format!("lists {} CPUs for {queues} queues", c.len())))
             }
             Some(c) => c.clone(),
-            None => (0..queues as usize).map(|q| q % ncpu).collect(),
+            // One worker per allowed CPU, in order; more queues than CPUs
+            // share them round-robin.
+            None => (0..queues as usize).map(|q| allowed[q % allowed.len()]).collect(),
         };
-        if let Some(bad) = cpus.iter().find(|&&c| c >= ncpu) {
-            return Err(e.at("engine.cores", format!("CPU {bad} does not exist (this machine has {ncpu})")));
+        if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
+            return Err(e.at(
+                "engine.cores",
+                format!("CPU {bad} is not one this process may run on (allowed: {})", cpu_list(&allowed)),
+            ));
         }
         // Each queue needs a full fill ring plus as much again for frames in
         // flight (rx ring, in hand, tx ring) and for the other cores to lend.
         let need = queues * 2 * self.engine.ring_size;
-        let frames = self.engine.frames.unwrap_or(need.max(4096));
+        let from_mb = self.engine.umem_mb.map(|mb| ((mb as u64) << 20) / self.engine.frame_size as u64);
+        let frames = self.engine.frames.or(from_mb.map(|f| f as u32)).unwrap_or(need.max(4096));
         if frames < need {
+            let field = if self.engine.umem_mb.is_some() { "engine.umem_mb" } else { "engine.frames" };
             return Err(e.at(
-                "engine.frames",
+                field,
                 format!(
-                    "{frames} frames are too few for {queues} queue(s) with ring_size {}: need at least {need} \
-                     (2 x ring_size per queue)",
-                    self.engine.ring_size
+                    "{frames} frames ({} MiB) are too few for {queues} queue(s) with ring_size {}: need at least \
+                     {need} frames (2 x ring_size per queue, {} MiB)",
+                    (frames as u64 * self.engine.frame_size as u64) >> 20,
+                    self.engine.ring_size,
+                    (need as u64 * self.engine.frame_size as u64).div_ceil(1 << 20)
                 ),
             ));
         }
@@ -630,6 +710,39 @@ kind = "echo"
         assert!(err_of(&OK.replace("198.18.0.2:7", "198.18.0.2:0")).contains("port 0"));
         assert!(err_of("[engine]\ninterface = \"x\"\n").contains("no services"));
         assert!(err_of("this is not toml").contains("test.toml"));
+    }
+
+    #[test]
+    fn cores_are_checked_by_id_against_the_allowed_set() {
+        assert!(err_of(&OK.replace("[engine]", "[engine]\ncores = [0, 0]")).contains("listed twice"));
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty());
+        // `lo` is in every namespace, with one rx queue.
+        let lo = OK.replace("sluice0", "lo");
+        let c = parse(&lo.replace("[engine]", "[engine]\nqueues = 1\ncores = [4000]")).unwrap();
+        let e = c.check_system().unwrap_err().to_string();
+        assert!(e.contains("CPU 4000 is not one this process may run on") || e.contains("needs root"), "{e}");
+        if nix::unistd::geteuid().is_root() {
+            let plan = parse(&lo).unwrap().check_system().unwrap();
+            assert_eq!(plan.cpus, vec![allowed[0]], "the default is the first allowed CPU");
+        }
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(cpu_list(&[5]), "5");
+    }
+
+    #[test]
+    fn umem_size_in_mib_and_steering_keys_are_checked() {
+        let c = parse(&OK.replace("[engine]", "[engine]\numem_mb = 64")).unwrap();
+        assert_eq!(c.engine.umem_mb, Some(64));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\numem_mb = 64\nframes = 8192")).contains("not both"));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\numem_mb = 0")).contains("engine.umem_mb"));
+        let mut many = String::from("[engine]\ninterface = \"sluice0\"\n");
+        for i in 0..1400u32 {
+            let addr = format!("198.18.{}.{}", i / 250, 1 + i % 250);
+            many += &format!("[[service]]\nname = \"s{i}\"\nproto = \"udp\"\nlisten = \"{addr}:7\"\nkind = \"echo\"\n");
+        }
+        let e = err_of(&many);
+        assert!(e.contains("4200 steering keys") && e.contains("4096"), "{e}");
     }
 
     #[test]

@@ -98,16 +98,16 @@ impl Engine {
             steering.add_service(ServiceKey::icmp_echo(a), u32::MAX)?;
         }
         let mut services = ServiceTable::from_config(cfg);
+        let mac = interface_mac(&e.interface)?;
+        services.set_mac(mac);
         let arp_addrs = arp_addresses(cfg)?;
-        let mut arp_watch = ArpWatch { addrs: arp_addrs.clone(), mac: None, warned: false };
+        let arp_watch = ArpWatch { addrs: arp_addrs.clone(), mac: Some(mac), warned: false };
         if !arp_addrs.is_empty() {
-            let mac = interface_mac(&e.interface)?;
             for a in &arp_addrs {
                 steering.add_service(ServiceKey::arp(*a), u32::MAX)?;
             }
             tracing::info!(addresses = ?arp_addrs, %mac, "sluice answers ARP for service addresses no local interface has");
             services.answer_arp(arp_addrs, mac);
-            arp_watch.mac = Some(mac);
         }
 
         let table = FrameTable::create(plan.frames, e.frame_size).context("mapping the UMEM")?;
@@ -151,6 +151,7 @@ impl Engine {
             batch: e.batch_size as usize,
             poll: e.poll,
             spin: e.spin_iterations,
+            spin_us: e.spin_us,
             max_tx_backlog: 2 * ring,
         };
         let mut engine = Engine {
@@ -160,7 +161,7 @@ impl Engine {
             control: None,
             metrics: None,
             socket_mode,
-            arp_watch: (e.answer_arp == ArpMode::Auto).then_some(arp_watch),
+            arp_watch: Some(arp_watch),
         };
         // From here on, any failure goes through `shutdown`, which stops and
         // joins the workers started so far and detaches XDP if attached.
@@ -310,7 +311,7 @@ impl ArpWatch {
             tracing::warn!(
                 started_with = ?self.addrs, now = ?addrs, mac_then = ?self.mac, mac_now = ?mac,
                 "the service addresses sluice should answer ARP for, or the interface MAC, changed since start; \
-                 sluice keeps answering as it started: restart it to follow the change"
+                 sluice keeps answering (and only frames to the MAC) as it started: restart it to follow the change"
             );
             self.warned = true;
         }
@@ -385,6 +386,8 @@ impl EngineInfo {
             batch_size: e.batch_size,
             frames_total: self.plan.frames,
             frame_size: e.frame_size,
+            umem_bytes: self.plan.frames as u64 * e.frame_size as u64,
+            umem_per_core_bytes: self.plan.frames as u64 * e.frame_size as u64 / self.plan.queues.max(1) as u64,
             services: self.services(),
             arp_answered_for: self.shared.services.arp_addrs().iter().map(|a| a.to_string()).collect(),
         }

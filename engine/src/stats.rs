@@ -9,11 +9,11 @@ use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! named_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
+    ($(#[$m:meta])* $name:ident { $($(#[doc = $vd:literal])* $v:ident = $s:literal,)* }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(usize)]
-        pub enum $name { $($(#[$vm])* $v,)* }
+        pub enum $name { $($(#[doc = $vd])* $v,)* }
         impl $name {
             /// Every variant, in order.
             pub const ALL: &'static [$name] = &[$($name::$v,)*];
@@ -22,6 +22,14 @@ macro_rules! named_enum {
             /// The stable snake_case name used in stats output.
             pub fn name(self) -> &'static str {
                 match self { $($name::$v => $s,)* }
+            }
+            /// What it counts: its doc comment, for help texts.
+            pub fn help(self) -> &'static str {
+                match self { $($name::$v => concat!($($vd),*).trim_ascii(),)* }
+            }
+            /// The variant named `name`.
+            pub fn by_name(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.name() == name)
             }
         }
     };
@@ -82,6 +90,8 @@ named_enum! {
         EthTruncated = "eth_truncated",
         /// Ethernet destination or source is not a unicast address.
         NotUnicast = "not_unicast",
+        /// Ethernet destination is another host's unicast address.
+        NotForUs = "not_for_us",
         /// IPv4 source is 0/8, loopback, multicast or reserved.
         MartianSource = "martian_source",
         /// IPv4 header carries options (not answered).
@@ -267,6 +277,15 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn every_name_has_a_help_text() {
+        assert_eq!(Counter::RxPackets.help(), "Frames taken from the rx ring.");
+        assert!(Counter::ALL.iter().all(|c| !c.help().is_empty()));
+        assert!(DropReason::ALL.iter().all(|c| !c.help().is_empty()));
+        assert!(Gauge::ALL.iter().all(|c| !c.help().is_empty()));
+        assert_eq!(Gauge::by_name("tx_backlog"), Some(Gauge::TxBacklog));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! a crash never leaves the interface black-holed. [`Steering::detach`] does
 //! it early on a clean shutdown, before the workers drain.
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use sluice_ebpf::abi::{self, ServiceKey, ServiceValue, XdpCounters};
 use std::os::fd::AsRawFd;
 
@@ -23,6 +23,9 @@ pub enum SteeringError {
         /// What failed.
         detail: String,
     },
+    /// A BPF_PROG_TEST_RUN of the program failed (see [`Steering::test_run`]).
+    #[error("test run of the XDP program: {0}")]
+    TestRun(String),
     /// Attaching failed.
     #[error("attaching XDP to {interface}: {detail}")]
     Attach {
@@ -58,6 +61,25 @@ impl XdpCounterReader {
             }
         }
     }
+
+    /// The counters summed over every possible CPU (all zero if the map
+    /// cannot be read; [`read`](Self::read) logs why).
+    pub fn total(&self) -> XdpCounters {
+        self.read().iter().fold(XdpCounters::default(), |sum, c| sum.add(c))
+    }
+}
+
+/// `e` and its sources, joined by ": " (aya's syscall errors keep the errno
+/// in their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    s
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SteeringError {
@@ -94,6 +116,32 @@ impl Steering {
     /// Points queue `queue` at the AF_XDP socket `fd`.
     pub fn set_socket(&mut self, queue: u32, fd: &impl AsRawFd) -> Result<(), SteeringError> {
         self.xsks.set(queue, fd.as_raw_fd(), 0).map_err(map_err(abi::MAP_XSKS))
+    }
+
+    /// Runs the loaded program once on `frame` with BPF_PROG_TEST_RUN, for
+    /// tests; returns the program's return value (`XDP_PASS` = 2,
+    /// `XDP_REDIRECT` = 4, ...). The program need not be attached, and the
+    /// maps are the live ones, so the run moves the counters.
+    ///
+    /// `ctx` is an optional `struct xdp_md` (six native-endian u32: data,
+    /// data_end, data_meta, ingress_ifindex, rx_queue_index,
+    /// egress_ifindex), offsets counted from the start of `frame`. The kernel
+    /// takes the first `data` bytes as metadata (a multiple of 4, at most
+    /// 32), wants `data_end` at most `frame.len()` (older kernels: equal; on
+    /// newer ones bytes past it form a fragment the program does not see
+    /// directly), and looks `ingress_ifindex` up in the calling thread's
+    /// network namespace. Without `ctx` the frame arrives on queue 0 of the
+    /// namespace's loopback device. Fewer than 14 bytes of packet are
+    /// refused (EINVAL) before the program runs.
+    pub fn test_run(&self, frame: &[u8], ctx: Option<&[u8]>) -> Result<u32, SteeringError> {
+        let prog: &Xdp = self
+            .bpf
+            .program(abi::PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| SteeringError::Load("program vanished".into()))?;
+        let opts = TestRunOptions { data_in: Some(frame), ctx_in: ctx, repeat: 1, ..TestRunOptions::new() };
+        let r = prog.test_run(opts).map_err(|e| SteeringError::TestRun(error_chain(&e)))?;
+        Ok(r.return_value)
     }
 
     /// Attaches to `ifindex` in driver mode, falling back to generic (skb)

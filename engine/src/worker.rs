@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::PollMode;
 use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
 use crate::handoff::Handoff;
-use crate::idle::IdlePolicy;
+use crate::idle::{IdlePolicy, IdleStreak};
 use crate::ownership::OwnerDirectory;
 use crate::port::{Port, ROUTE_FREE};
 use crate::stats::{CoreStats, Counter, DropReason, EngineStats, Gauge};
@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub poll: PollMode,
     /// Empty passes before an adaptive core sleeps.
     pub spin: u32,
+    /// Longest time, µs, an adaptive core spins without work.
+    pub spin_us: u32,
     /// Replies (not TCP segments) are dropped while more than this many
     /// packets wait for the tx ring.
     pub max_tx_backlog: usize,
@@ -92,7 +94,7 @@ impl Worker {
             inbox: Vec::with_capacity(batch),
             stash: (0..cores).map(|_| VecDeque::with_capacity(HANDOFF_STASH)).collect(),
             ip_id: Cell::new(ip_id_seed),
-            idle: IdlePolicy::of_poll_mode(cfg.poll, cfg.spin),
+            idle: IdlePolicy::of_poll_mode(cfg.poll, cfg.spin, cfg.spin_us),
             shared,
         }
     }
@@ -103,7 +105,7 @@ impl Worker {
 
     /// Runs until the shared stop flag is set, then drains for a moment.
     pub fn run(mut self) {
-        let mut idle: u32 = 0;
+        let mut idle = IdleStreak::default();
         let mut next_kernel_stats = 0u64;
         self.port.refill(0);
         loop {
@@ -117,15 +119,15 @@ impl Worker {
                 break;
             }
             if work > 0 {
-                idle = 0;
+                idle.reset();
                 self.publish_gauges();
                 continue;
             }
-            // `adaptive` yields rather than pauses while it spins: on a
-            // shared core the thread with work (on veth, the softirq doing
-            // our receive side) gets the CPU at once; with nobody else
-            // runnable this is one cheap syscall per empty pass.
-            if self.idle.on_idle(&mut idle) {
+            // `adaptive` yields rather than pauses while it spins (a bounded
+            // time): on a shared core the thread with work (on veth, the
+            // softirq doing our receive side) gets the CPU at once; with
+            // nobody else runnable this is one cheap syscall per empty pass.
+            if self.idle.on_idle(&mut idle, now) {
                 self.sleep(now);
             }
         }

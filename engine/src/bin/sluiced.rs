@@ -61,7 +61,15 @@ fn main() -> ExitCode {
     };
     let terminate = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, terminate.clone()) {
+        // The first signal asks for an orderly shutdown (detach, drain,
+        // close); a second one, while that runs, exits at once with status 1
+        // (the XDP program is attached through a link this process owns, so
+        // the kernel detaches it on exit anyway). The conditional handler
+        // must be registered first: it checks the flag before the second
+        // handler sets it.
+        let installed = signal_hook::flag::register_conditional_shutdown(sig, 1, terminate.clone())
+            .and_then(|_| signal_hook::flag::register(sig, terminate.clone()));
+        if let Err(e) = installed {
             eprintln!("sluiced: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }

@@ -16,6 +16,15 @@ pub enum ClientError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The daemon closed the connection before answering (it stopped, or
+    /// is stopping).
+    #[error("cannot reach sluiced at {path}: it closed the connection before answering ({detail})")]
+    Gone {
+        /// Socket path.
+        path: String,
+        /// What the socket said.
+        detail: String,
+    },
     /// Reading or writing failed.
     #[error("control socket I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -34,13 +43,20 @@ pub fn request(path: &Path, command: Command, timeout: Duration) -> Result<Reply
         .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let gone = |detail: String| ClientError::Gone { path: path.display().to_string(), detail };
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof => {
+            gone(e.to_string())
+        }
+        _ => ClientError::Io(e),
+    };
     let mut line = serde_json::to_string(&Request::new(command)).map_err(|e| ClientError::BadReply(e.to_string()))?;
     line.push('\n');
-    s.write_all(line.as_bytes())?;
+    s.write_all(line.as_bytes()).map_err(io)?;
     let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply)?;
+    BufReader::new(s).read_line(&mut reply).map_err(io)?;
     if reply.is_empty() {
-        return Err(ClientError::BadReply("connection closed without a reply".into()));
+        return Err(gone("end of stream".into()));
     }
     let r: Reply = serde_json::from_str(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
     if r.version != PROTOCOL_VERSION {

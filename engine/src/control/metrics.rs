@@ -1,7 +1,8 @@
 //! The opt-in Prometheus endpoint: `GET /metrics` on a loopback port, in the
 //! text exposition format, rendered from the same snapshot `sluicectl stats`
 //! shows.
-use super::protocol::StatsSnapshot;
+use super::protocol::{CoreSnapshot, StatsSnapshot};
+use crate::stats::{Counter, Gauge as GaugeName};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -86,51 +87,100 @@ fn serve(stream: TcpStream, snapshot: &SnapshotFn) {
     );
 }
 
+/// The Prometheus text format (version 0.0.4, which the endpoint's
+/// Content-Type announces): each family written whole, `# HELP` and
+/// `# TYPE` first, with the exact name its samples carry (a counter's ends in
+/// `_total`). Label values come from our own enums and numbers, but are
+/// escaped anyway.
+struct Exposition {
+    out: String,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Exposition {
+    /// Writes one family: `name` (with `_total` added for counters), its
+    /// help, and one sample per (labels, value).
+    fn family<V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, V)>,
+    ) {
+        let (name, ty) = match kind {
+            Kind::Counter => (format!("{name}_total"), "counter"),
+            Kind::Gauge => (name.to_string(), "gauge"),
+        };
+        let help = help.trim_end_matches('.').replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for (labels, v) in samples {
+            self.out.push_str(&name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, val)) in labels.iter().enumerate() {
+                    let val = val.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                    let _ = write!(self.out, "{}{k}=\"{val}\"", if i > 0 { "," } else { "" });
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {v}");
+        }
+    }
+}
+
 /// Renders a snapshot in the Prometheus text format.
 pub fn render(s: &StatsSnapshot) -> String {
-    let mut o = String::new();
-    let _ =
-        writeln!(o, "# HELP sluice_uptime_seconds Seconds since sluiced started.\n# TYPE sluice_uptime_seconds gauge");
-    let _ = writeln!(o, "sluice_uptime_seconds {}", s.uptime_s);
-    let mut counters: Vec<&String> = s.total.counters.keys().collect();
-    counters.sort();
-    for name in counters {
-        let _ = writeln!(o, "# TYPE sluice_{name}_total counter");
-        for c in &s.cores {
-            let v = c.counters.get(name).copied().unwrap_or(0);
-            let _ = writeln!(o, "sluice_{name}_total{{core=\"{}\"}} {v}", c.core.unwrap_or(0));
-        }
+    let mut x = Exposition { out: String::new() };
+    x.family("sluice_uptime_seconds", Kind::Gauge, "Seconds since sluiced started", [(vec![], s.uptime_s)]);
+    let core_of = |c: &CoreSnapshot| c.core.unwrap_or(0).to_string();
+    for k in Counter::ALL {
+        let samples =
+            s.cores.iter().map(|c| (vec![("core", core_of(c))], c.counters.get(k.name()).copied().unwrap_or(0)));
+        x.family(&format!("sluice_{}", k.name()), Kind::Counter, k.help(), samples);
     }
-    let _ = writeln!(o, "# HELP sluice_drops_total Frames dropped, by reason.\n# TYPE sluice_drops_total counter");
-    for c in &s.cores {
-        for (reason, v) in &c.drops {
-            let _ = writeln!(o, "sluice_drops_total{{core=\"{}\",reason=\"{reason}\"}} {v}", c.core.unwrap_or(0));
-        }
+    let drops = s.cores.iter().flat_map(|c| {
+        c.drops.iter().map(move |(reason, v)| (vec![("core", core_of(c)), ("reason", reason.clone())], *v))
+    });
+    x.family("sluice_drops", Kind::Counter, "Frames dropped, by core and reason", drops);
+    for g in GaugeName::ALL {
+        let samples =
+            s.cores.iter().map(|c| (vec![("core", core_of(c))], c.gauges.get(g.name()).copied().unwrap_or(0)));
+        x.family(&format!("sluice_{}", g.name()), Kind::Gauge, g.help(), samples);
     }
-    let _ = writeln!(o, "# TYPE sluice_gauge gauge");
-    for c in &s.cores {
-        for (g, v) in &c.gauges {
-            let _ = writeln!(o, "sluice_{g}{{core=\"{}\"}} {v}", c.core.unwrap_or(0));
-        }
-    }
-    let _ = writeln!(o, "# TYPE sluice_handoff_share gauge");
-    for c in &s.cores {
-        let _ = writeln!(o, "sluice_handoff_share{{core=\"{}\"}} {}", c.core.unwrap_or(0), c.handoff_share);
-    }
+    let share = s.cores.iter().map(|c| (vec![("core", core_of(c))], c.handoff_share));
+    x.family("sluice_handoff_share", Kind::Gauge, "Share of received frames handed to another core", share);
     let f = &s.frames;
-    let _ = writeln!(o, "# TYPE sluice_frames gauge");
-    for (k, v) in
-        [("total", f.total), ("in_use", f.in_use), ("exchange", f.exchange), ("handoff_queued", f.handoff_queued)]
-    {
-        let _ = writeln!(o, "sluice_frames{{place=\"{k}\"}} {v}");
-    }
-    let _ = writeln!(o, "# HELP sluice_xdp_total XDP program verdicts per CPU.\n# TYPE sluice_xdp_total counter");
-    for (cpu, m) in s.xdp.per_cpu.iter().enumerate() {
-        for (k, v) in m {
-            let _ = writeln!(o, "sluice_xdp_total{{cpu=\"{cpu}\",counter=\"{k}\"}} {v}");
-        }
-    }
-    o
+    let places = [
+        ("total", f.total),
+        ("in_use", f.in_use),
+        ("exchange", f.exchange),
+        ("handoff_queued", f.handoff_queued),
+        ("kernel_rx", f.kernel_rx),
+        ("kernel_tx", f.kernel_tx),
+    ];
+    x.family(
+        "sluice_frames",
+        Kind::Gauge,
+        "UMEM frames by place",
+        places.map(|(k, v)| (vec![("place", k.to_string())], v)),
+    );
+    x.family(
+        "sluice_frames_leaked",
+        Kind::Counter,
+        "Frame tokens dropped instead of given back (a bug if above zero)",
+        [(vec![], f.leaked)],
+    );
+    let xdp =
+        s.xdp.per_cpu.iter().enumerate().flat_map(|(cpu, m)| {
+            m.iter().map(move |(k, v)| (vec![("cpu", cpu.to_string()), ("counter", k.clone())], *v))
+        });
+    x.family("sluice_xdp", Kind::Counter, "XDP program verdicts, by CPU", xdp);
+    x.out
 }
 
 #[cfg(test)]
@@ -153,9 +203,52 @@ mod tests {
     fn renders_prometheus_text() {
         let t = render(&snap());
         assert!(t.contains("sluice_rx_packets_total{core=\"1\"} 42\n"), "{t}");
-        assert!(t.contains("sluice_drops_total{core=\"1\",reason=\"udp_bad_checksum\"} 3\n"));
-        assert!(t.contains("sluice_xdp_total{cpu=\"0\",counter=\"redirected\"} 7\n"));
-        assert!(t.contains("sluice_uptime_seconds 2.5\n"));
+        assert!(t.contains("sluice_drops_total{core=\"1\",reason=\"udp_bad_checksum\"} 3\n"), "{t}");
+        assert!(t.contains("sluice_xdp_total{cpu=\"0\",counter=\"redirected\"} 7\n"), "{t}");
+        assert!(t.contains("sluice_uptime_seconds 2.5\n"), "{t}");
+    }
+
+    /// Every sample belongs to a family declared with `# TYPE` (and
+    /// `# HELP`) before it, with the type its name says, checked by an
+    /// independent parser of the text format and by the format's rules.
+    #[test]
+    fn every_sample_family_has_a_correct_type_line() {
+        let t = render(&snap());
+        let lines: Vec<std::io::Result<String>> = t.lines().map(|l| Ok(l.to_string())).collect();
+        let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("the text format parses");
+        assert!(scrape.samples.len() > 20, "{t}");
+        let mut types: std::collections::HashMap<String, String> = Default::default();
+        let mut current = String::new();
+        for l in t.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                let (name, ty) = rest.split_once(' ').unwrap();
+                assert!(types.insert(name.to_string(), ty.to_string()).is_none(), "family {name} declared twice");
+                assert!(t.contains(&format!("# HELP {name} ")), "{name} has no HELP");
+                current = name.to_string();
+            } else if !l.starts_with('#') {
+                // Samples follow their own family's TYPE line (no interleaving).
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "sample {l:?} outside its family");
+            }
+        }
+        for smp in &scrape.samples {
+            let name = &smp.metric;
+            let ty = types.get(name).unwrap_or_else(|| panic!("sample {name} has no TYPE line"));
+            // The parser types each sample from the TYPE line of its exact name.
+            match (&smp.value, ty.as_str()) {
+                (prometheus_parse::Value::Counter(_), "counter") | (prometheus_parse::Value::Gauge(_), "gauge") => {}
+                (v, _) => panic!("{name}: parsed as {v:?}, declared {ty}"),
+            }
+            if ty == "counter" {
+                assert!(name.ends_with("_total"), "counter {name} without _total");
+            }
+        }
+        for g in ["sluice_tx_backlog", "sluice_frames", "sluice_handoff_share", "sluice_uptime_seconds"] {
+            assert_eq!(types.get(g).map(String::as_str), Some("gauge"), "{g}");
+        }
+        for c in ["sluice_drops_total", "sluice_rx_packets_total", "sluice_xdp_total", "sluice_frames_leaked_total"] {
+            assert_eq!(types.get(c).map(String::as_str), Some("counter"), "{c}");
+        }
     }
 
     #[test]

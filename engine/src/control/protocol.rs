@@ -97,6 +97,13 @@ pub struct Status {
     pub frames_total: u32,
     /// Bytes per frame.
     pub frame_size: u32,
+    /// Bytes of the UMEM (frames × frame size).
+    #[serde(default)]
+    pub umem_bytes: u64,
+    /// The UMEM's share of one core (its frames are split evenly; they
+    /// drift between cores with traffic and are rebalanced).
+    #[serde(default)]
+    pub umem_per_core_bytes: u64,
     /// Services.
     pub services: Vec<ServiceInfo>,
     /// Service addresses sluice answers ARP for (the kernel answers for the

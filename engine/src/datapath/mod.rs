@@ -16,6 +16,8 @@
 //! | `reply` | the Ethernet/IPv4 headers of every in-place reply |
 mod arp;
 mod icmp;
+#[cfg(test)]
+mod prop_tests;
 pub mod reply;
 mod services;
 pub mod udp;
@@ -137,6 +139,11 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     if !eth.dst_addr().is_unicast() || !eth.src_addr().is_unicast() {
         return Verdict::Drop(DropReason::NotUnicast);
     }
+    // On a shared segment (or a NIC in promiscuous mode) a frame for another
+    // host's MAC is not ours to answer, even to one of our addresses.
+    if eth.dst_addr() != cx.services.mac() {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
     let Ok(mut ip) = ipv4::Packet::new_checked(eth.payload_mut()) else {
         return Verdict::Drop(DropReason::Ipv4Malformed);
     };
@@ -187,6 +194,12 @@ mod tests {
     const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
     fn table() -> ServiceTable {
+        let mut t = table_without_mac();
+        t.set_mac(EthernetAddress(SERVER_MAC));
+        t
+    }
+
+    fn table_without_mac() -> ServiceTable {
         let cfg = Config::parse(
             r#"
 [engine]
@@ -328,6 +341,15 @@ kind = "discard"
         // Discard answers nothing, so any source is fine there.
         let mut f = udp_frame(19, 9, b"chargen to discard");
         assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Consumed);
+    }
+
+    #[test]
+    fn frames_for_another_hosts_mac_are_not_answered() {
+        let fx = Fixture::new();
+        let mut f = udp_frame(40000, 7, b"not for us");
+        f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+        assert_eq!(handle_frame(&mut f, Arrival::Rx, &fx.cx(0)), Verdict::Drop(DropReason::NotForUs));
+        assert_eq!(fx.stats.counter(Counter::FlowsClaimed), 0);
     }
 
     #[test]

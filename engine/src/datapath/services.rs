@@ -77,12 +77,18 @@ impl ServiceTable {
         self.mac = mac;
     }
 
+    /// The interface's MAC: frames to any other unicast address are not
+    /// sluice's to answer, and replies carry this one.
+    pub fn set_mac(&mut self, mac: EthernetAddress) {
+        self.mac = mac;
+    }
+
     /// The addresses sluice answers ARP for.
     pub fn arp_addrs(&self) -> &[Ipv4Addr] {
         &self.arp_addrs
     }
 
-    /// The interface MAC ARP replies carry.
+    /// The interface MAC (the source of every reply).
     pub fn mac(&self) -> EthernetAddress {
         self.mac
     }

@@ -56,15 +56,16 @@ pub(super) fn handle(l4: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, arrival: Arriv
     if !dgram.verify_checksum(src, dst) {
         return L4Verdict::Drop(DropReason::UdpBadChecksum);
     }
+    // Refused before the flow may claim an owner slot.
+    if service.kind == ServiceKind::Echo && is_loop_port(dgram.src_port()) {
+        return L4Verdict::Drop(DropReason::UdpLoopPort);
+    }
     let flow = FlowKey { proto: ip_proto::UDP, src, dst, src_port: dgram.src_port(), dst_port: dgram.dst_port() };
     if let Some(owner) = cx.owner_elsewhere(&flow, arrival) {
         return L4Verdict::HandOff(owner);
     }
     match service.kind {
         ServiceKind::Echo => {
-            if is_loop_port(dgram.src_port()) {
-                return L4Verdict::Drop(DropReason::UdpLoopPort);
-            }
             // Swapping the ports (and, in the caller, the addresses) leaves
             // the one's-complement sum, and so the checksum, unchanged.
             dgram.swap_ports();
