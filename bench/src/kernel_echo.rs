@@ -118,9 +118,10 @@ impl KernelEchoServer {
     fn spawn_worker(&mut self, index: usize, socket: UdpSocket, batch: usize) -> io::Result<()> {
         let counters = Arc::new(Counters::default());
         let (stop, thread_counters) = (Arc::clone(&self.stop), Arc::clone(&counters));
-        // Pinned like sluiced's workers (thread i on CPU i), so the two
-        // baselines get the same placement on a shared machine.
-        let cpu = index % std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        // Pinned like sluiced's workers (thread i on the i-th CPU this process
+        // may use), so the two baselines get the same placement.
+        let allowed = sluice_engine::config::allowed_cpus().unwrap_or_default();
+        let cpu = if allowed.is_empty() { index } else { allowed[index % allowed.len()] };
         let handle = std::thread::Builder::new().name(format!("kecho-{index}")).spawn(move || {
             let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
             serve(&socket, batch, &stop, &thread_counters)

@@ -398,8 +398,16 @@ pub fn render_echo(r: &EchoReport) -> String {
         );
         let _ = writeln!(
             o,
-            "{:<8} {:>12} {:>13} {:>11} {:>19} {:>20} {:>7}",
-            "target", "replies/s", "CPU µs/reply", "cores busy", "CPU/reply ÷ kernel", "p50/p99/p99.9 µs", "rounds"
+            "{:<16} {:>10} {:>10} {:>9} {:>13} {:>11} {:>19} {:>20} {:>7}",
+            "target",
+            "sent/s",
+            "replies/s",
+            "lost",
+            "CPU µs/reply",
+            "cores busy",
+            "CPU/reply ÷ kernel",
+            "p50/p99/p99.9 µs",
+            "rounds"
         );
         for t in &ol.summary {
             let lat = ol
@@ -414,17 +422,29 @@ pub fn render_echo(r: &EchoReport) -> String {
                 (Some(a), Some(b), Some(c)) => format!("{a:.0}/{b:.0}/{c:.0}"),
                 _ => "-".into(),
             };
+            let ok: Vec<&RoundResult> = ol.rounds.iter().filter(|x| x.target == t.target && x.ok).collect();
+            let sent_rate = median(
+                &ok.iter().filter(|x| x.elapsed_s > 0.0).map(|x| x.sent as f64 / x.elapsed_s).collect::<Vec<_>>(),
+            );
+            let lost: u64 = ok.iter().map(|x| x.lost).sum();
             let _ = writeln!(
                 o,
-                "{:<8} {:>12} {:>13} {:>11} {:>19} {:>20} {:>7}",
+                "{:<16} {:>10} {:>10} {:>9} {:>13} {:>11} {:>19} {:>20} {:>7}",
                 t.target.as_str(),
+                opt(sent_rate, thousands),
                 opt(t.replies_per_s, thousands),
+                lost,
                 opt(t.cpu_us_per_reply, |x| format!("{x:.3}")),
                 opt(t.cores_busy, |x| format!("{x:.2}")),
                 opt(t.cpu_per_reply_vs_kernel, cpu_ratio),
                 lat,
                 format!("{}/{}", t.rounds_ok, t.rounds_ok + t.rounds_failed),
             );
+        }
+        for x in ol.rounds.iter().filter(|x| x.ok) {
+            for n in x.notes.iter().filter(|n| n.starts_with("SHORT") || n.starts_with("generator woke late")) {
+                let _ = writeln!(o, "  round {} {}: {n}", x.round, x.target.as_str());
+            }
         }
         for t in ol.summary.iter().filter(|t| !t.failures.is_empty()) {
             for f in &t.failures {

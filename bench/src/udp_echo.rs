@@ -435,14 +435,28 @@ fn load_afxdp(ctx: &Ctx<'_>, server: &Server, rate: Option<f64>) -> anyhow::Resu
     }
     let cpu = cpu0.until(&cpu1, ctx.hz);
     let mut d = c1.since(&c0);
-    if rate.is_some() {
+    let mut notes = vec![format!("generator: AF_XDP {socket_mode} mode, XDP {xdp_mode}")];
+    if let Some(r) = rate {
         // Open loop re-sends nothing: what was sent in the interval and not
         // answered (give or take the requests in flight at its two ends) is lost.
         d.lost = d.sent.saturating_sub(d.replies + d.late);
+        let secs = cpu.elapsed.as_secs_f64();
+        let sent_rate = d.sent as f64 / secs.max(1e-9);
+        if sent_rate < 0.99 * r {
+            notes.push(format!(
+                "SHORT: the generator sent {:.0} requests/s of the {:.0} offered (it could not keep up)",
+                sent_rate, r
+            ));
+        }
+        if let Some(l) = Latency::of(&fin.wake_late_us) {
+            notes.push(format!(
+                "generator woke late by p50 {} / p99 {} / max {} µs (part of every latency)",
+                l.p50_us, l.p99_us, l.max_us
+            ));
+        }
     }
-    let mut notes = vec![format!("generator: AF_XDP {socket_mode} mode, XDP {xdp_mode}")];
     if d.tx_full > 0 {
-        notes.push(format!("generator tx ring full {} times", d.tx_full));
+        notes.push(format!("generator passes that left requests waiting for the tx ring: {}", d.tx_full));
     }
     Ok(Load {
         replies: d.replies,

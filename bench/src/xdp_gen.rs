@@ -131,6 +131,9 @@ impl XdpGenConfig {
         if !(1..=sluice_ebpf::abi::MAX_QUEUES).contains(&self.queues) {
             bail!("queues is {}; the generator serves 1..={}", self.queues, sluice_ebpf::abi::MAX_QUEUES);
         }
+        if u32::from(a.flows) > sluice_ebpf::abi::MAX_SERVICES {
+            bail!("{} flows: the XDP program steers at most {}", a.flows, sluice_ebpf::abi::MAX_SERVICES);
+        }
         if u32::from(a.flows) < self.queues {
             bail!("{} flows cannot cover {} queues (each queue needs its own source ports)", a.flows, self.queues);
         }
@@ -195,7 +198,7 @@ pub struct GenCounters {
     pub mismatched: u64,
     /// Correct replies to a request already declared lost.
     pub late: u64,
-    /// Requests that found the tx ring full and waited for the next pass.
+    /// Passes that left requests waiting for room on the tx ring.
     pub tx_full: u64,
     /// Frames received.
     pub received: u64,
@@ -255,6 +258,9 @@ impl QueueCounters {
 /// What the queues share.
 struct Shared {
     cfg: XdpGenConfig,
+    /// Open loop: how late the queue threads woke from their sleeps, µs
+    /// (merged at the end; not on the packet path).
+    wake_late: std::sync::Mutex<Histogram<u64>>,
     slots: Vec<AtomicU64>,
     counters: Vec<QueueCounters>,
     stop: AtomicBool,
@@ -273,6 +279,9 @@ impl Shared {
 pub struct GenFinal {
     /// Request→reply latency (µs) of replies received while measuring.
     pub latency_us: Histogram<u64>,
+    /// Open loop: how late the generator woke from its sleeps while
+    /// measuring, µs (its own share of the latencies).
+    pub wake_late_us: Histogram<u64>,
     /// Errors of queue threads.
     pub errors: Vec<String>,
 }
@@ -322,6 +331,7 @@ impl XdpGen {
             stop: AtomicBool::new(false),
             measuring: AtomicBool::new(false),
             epoch: Instant::now(),
+            wake_late: std::sync::Mutex::new(new_histogram()),
             cfg,
         });
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -410,7 +420,8 @@ impl XdpGen {
                 errors.push(format!("detaching the generator's XDP program: {e}"));
             }
         }
-        GenFinal { latency_us, errors }
+        let wake_late_us = self.shared.wake_late.lock().map(|h| h.clone()).unwrap_or_else(|_| new_histogram());
+        GenFinal { latency_us, wake_late_us, errors }
     }
 }
 
@@ -459,7 +470,10 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
         let mut f = port.alloc().ok_or("no free frame for the first window")?;
         sh.slots[slot as usize].store(pack(0, now_us), Ordering::Relaxed);
         let buf = port.table().frame_mut(&mut f);
-        let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload).ok_or("cannot build a request")?;
+        let Some(len) = build_request(buf, &cfg.addrs, flow, seq_of(slot, 0), payload) else {
+            port.free(f);
+            return Err("cannot build a request".into());
+        };
         port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
     }
     port.refill(0);
@@ -529,16 +543,18 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
                 n.lost += 1;
                 let flow = cfg.flow_of_slot(c.q, slot - my_slots.start);
                 let buf = port.table().frame_mut(&mut f);
-                let len = build_request(buf, &cfg.addrs, flow, seq_of(slot, gen), payload).ok_or("build")?;
+                let Some(len) = build_request(buf, &cfg.addrs, flow, seq_of(slot, gen), payload) else {
+                    port.free(f);
+                    return Err("cannot build a request".into());
+                };
                 port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
             }
         }
 
         // Send.
-        let queued = port.backlog();
         let flushed = port.flush(None);
         n.sent += flushed.sent as u64;
-        n.tx_full += (queued - flushed.sent) as u64;
+        n.tx_full += u64::from(port.backlog() > 0);
         if let Some(e) = flushed.kick_error {
             return Err(format!("tx kick: {e}"));
         }
@@ -575,10 +591,7 @@ fn run_queue(mut c: QueueCtx) -> Result<Histogram<u64>, String> {
 /// timer only (no spinning, and no wakeup per reply: a generator that burns
 /// a core makes every target look as busy as itself).
 fn run_open_loop(mut c: QueueCtx, rate: f64) -> Result<Histogram<u64>, String> {
-    if let Some(cpu) = c.cpu {
-        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-    }
-    // Like a real client, the thread sleeps until its next request is due;
+    // (Pinned by run_queue.) Like a real client, the thread sleeps until its next request is due;
     // the default 50 µs timer slack would make it late by that much.
     let _ = nix::sys::prctl::set_timerslack(1_000);
     let sh = c.shared.clone();
@@ -596,6 +609,7 @@ fn run_open_loop(mut c: QueueCtx, rate: f64) -> Result<Histogram<u64>, String> {
     let start_us = sh.now_us() as f64 + interval_us * c.q as f64 / cfg.queues as f64;
     let flows: Vec<u16> = (0..cfg.window.max(1)).map(|k| cfg.flow_of_slot(c.q, k)).collect();
     let mut issued: u64 = 0;
+    let mut late_hist = new_histogram();
     port.refill(0);
     while !sh.stop.load(Ordering::Relaxed) {
         if Instant::now() >= deadline {
@@ -636,15 +650,17 @@ fn run_open_loop(mut c: QueueCtx, rate: f64) -> Result<Histogram<u64>, String> {
             let intended = (start_us + issued as f64 * interval_us) as u64;
             let flow = flows[(issued % flows.len() as u64) as usize];
             let buf = port.table().frame_mut(&mut f);
-            let len = build_request(buf, &cfg.addrs, flow, intended, cfg.payload_len).ok_or("build")?;
+            let Some(len) = build_request(buf, &cfg.addrs, flow, intended, cfg.payload_len) else {
+                port.free(f);
+                return Err("cannot build a request".into());
+            };
             port.send(Packet::new(f, 0, len as u16), ROUTE_FREE, None);
             issued += 1;
             burst += 1;
         }
-        let queued = port.backlog();
         let flushed = port.flush(None);
         n.sent += flushed.sent as u64;
-        n.tx_full += (queued - flushed.sent) as u64;
+        n.tx_full += u64::from(port.backlog() > 0);
         if let Some(e) = flushed.kick_error {
             return Err(format!("tx kick: {e}"));
         }
@@ -658,9 +674,18 @@ fn run_open_loop(mut c: QueueCtx, rate: f64) -> Result<Histogram<u64>, String> {
         }
         let next_us = start_us + issued as f64 * interval_us;
         let until_due = Duration::from_micros((next_us - sh.now_us() as f64).max(0.0) as u64);
-        std::thread::sleep(until_due.clamp(OPEN_LOOP_TICK, SLEEP));
+        let planned = until_due.clamp(OPEN_LOOP_TICK, SLEEP);
+        let t0 = Instant::now();
+        std::thread::sleep(planned);
+        // How late the generator itself woke: its share of the latencies.
+        if sh.measuring.load(Ordering::Relaxed) {
+            late_hist.saturating_record((t0.elapsed().saturating_sub(planned).as_micros() as u64).max(1));
+        }
     }
     sh.counters[c.q as usize].publish(&n);
+    if let Ok(mut w) = sh.wake_late.lock() {
+        let _ = w.add(&late_hist);
+    }
     Ok(hist)
 }
 

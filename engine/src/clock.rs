@@ -45,5 +45,13 @@ mod tests {
         let b = c.now_us();
         assert!(b >= a + 2000, "{a} -> {b}");
         assert!(c.instant_at(b) <= Instant::now());
+        // Sub-millisecond resolution: the first change seen is far below a
+        // millisecond (a millisecond clock would step by 1000).
+        let x = c.now_us();
+        let mut y = c.now_us();
+        while y == x {
+            y = c.now_us();
+        }
+        assert!(y - x < 1000, "the clock stepped by {} µs", y - x);
     }
 }

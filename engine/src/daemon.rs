@@ -191,7 +191,9 @@ impl Engine {
         for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let cpu = plan.cpus[q];
             let port = Port::new(sock, pool, wcfg.batch);
-            let w = Worker::new(q as u16, port, self.shared.clone(), wcfg, (seeds >> (16 * (q % 4))) as u16);
+            // Each core its own IP ID sequence, from the seed and its number.
+            let ip_id = (seeds ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(q as u32 * 7) as u16;
+            let w = Worker::new(q as u16, port, self.shared.clone(), wcfg, ip_id);
             let pinned = pinned_tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sluice-core{q}"))

@@ -60,11 +60,14 @@ impl Handoff {
         Ok(())
     }
 
-    /// Takes up to `max` frames queued for `me`, calling `f` on each.
+    /// Takes up to `max` frames queued for `me`, calling `f` on each. The
+    /// sources take turns being first (by `max`'s worth, the caller's pass
+    /// counter `turn`), so none is starved when more than two cores send.
     #[inline]
-    pub fn receive(&self, me: u16, max: usize, mut f: impl FnMut(Packet)) -> usize {
+    pub fn receive(&self, me: u16, max: usize, turn: usize, mut f: impl FnMut(Packet)) -> usize {
         let mut n = 0;
-        for from in 0..self.cores {
+        for k in 0..self.cores {
+            let from = (turn + k) % self.cores;
             let q = self.queue(me as usize, from);
             while n < max {
                 let Some(d) = q.pop() else { break };
@@ -151,10 +154,38 @@ mod tests {
         h.send(0, 1, pkt(b)).unwrap();
         assert!(h.pending(1) && !h.pending(0));
         let mut got = vec![];
-        assert_eq!(h.receive(1, 10, |p| got.push(p)), 2);
+        assert_eq!(h.receive(1, 10, 0, |p| got.push(p)), 2);
         assert_eq!(got.iter().map(|p| p.frame.index()).collect::<Vec<_>>(), vec![ia, ib]);
         assert_eq!(h.queued(), 0);
         for p in got {
+            t.retire(p.into_frame());
+        }
+    }
+
+    #[test]
+    fn every_source_gets_a_turn_to_be_first() {
+        let (t, mut fs) = frames(6);
+        let h = Handoff::new(3, 4).unwrap().with_table(t.clone());
+        for from in [0u16, 1, 2, 0, 1, 2] {
+            h.send(from, 2, pkt(fs.pop().unwrap())).unwrap();
+        }
+        let mut order = vec![];
+        for turn in 0..3 {
+            let mut first = None;
+            h.receive(2, 1, turn, |p| {
+                first = Some(p);
+            });
+            order.push(first.map(|p| {
+                let i = p.frame.index();
+                t.retire(p.into_frame());
+                i
+            }));
+        }
+        assert!(order.iter().all(|o| o.is_some()), "each turn takes one");
+        let mut rest = vec![];
+        h.receive(2, 10, 0, |p| rest.push(p));
+        assert_eq!(rest.len(), 3);
+        for p in rest {
             t.retire(p.into_frame());
         }
     }

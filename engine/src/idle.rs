@@ -130,6 +130,7 @@ impl FromStr for IdlePolicy {
         match kind {
             "spin" => Ok(IdlePolicy { spin_us, ..IdlePolicy::spin(n) }),
             "yield" => Ok(IdlePolicy { spin_us, ..IdlePolicy::yielding(n) }),
+            "poll" | "busy" if s.contains(':') => Err(format!("{s:?}: {kind} takes no count or time")),
             "poll" => Ok(IdlePolicy::spin(0)),
             "busy" => Ok(IdlePolicy::BUSY),
             _ => Err(format!("{s:?}: expected spin:N[:Tus], yield:N[:Tus], poll or busy")),
@@ -148,6 +149,7 @@ mod tests {
         assert_eq!("poll".parse::<IdlePolicy>().unwrap(), IdlePolicy::spin(0));
         assert!("sometimes".parse::<IdlePolicy>().is_err());
         assert!("yield:7:30".parse::<IdlePolicy>().is_err());
+        assert!("busy:5".parse::<IdlePolicy>().is_err() && "poll:3".parse::<IdlePolicy>().is_err());
         let mut st = IdleStreak::default();
         for t in 0..1000 {
             assert!(!IdlePolicy::BUSY.on_idle(&mut st, t), "busy never sleeps");

@@ -143,7 +143,7 @@ impl FramePool {
 
     /// The free list beyond the reserve, for the fill ring to take from its
     /// end: (the list, how many it may take).
-    pub fn lendable(&mut self) -> (&mut Vec<Frame>, usize) {
+    pub(crate) fn lendable(&mut self) -> (&mut Vec<Frame>, usize) {
         let n = self.free.len().saturating_sub(self.reserve);
         (&mut self.free, n)
     }

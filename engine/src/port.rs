@@ -58,6 +58,9 @@ pub struct PortFrames {
 pub struct Flushed {
     /// Packets put on the tx ring.
     pub sent: usize,
+    /// Packets refused because their range was empty or left the frame
+    /// (their frames went back to the free list).
+    pub refused: usize,
     /// Their bytes.
     pub bytes: u64,
     /// `sendto()` kicks.
@@ -192,23 +195,26 @@ impl Port {
     /// A frame that was handed out comes back to the free list.
     #[inline]
     pub fn free(&mut self, f: Frame) {
-        self.out -= 1;
+        self.out = self.out.saturating_sub(1);
         self.pool.free(f);
     }
 
     /// Queues `pkt` for the tx ring. On completion its frame goes to the
     /// free list (`route` = [`ROUTE_FREE`]) or back to the caller through
-    /// [`reap`](Self::reap); `tally` is counted when the ring takes it.
+    /// [`reap`](Self::reap); `tally` is counted when the ring takes it. A
+    /// packet whose range is empty or leaves its frame is refused at the
+    /// ring (its frame goes back to the free list, counted
+    /// `bad_descriptor`).
     #[inline]
     pub fn send(&mut self, pkt: Packet, route: Route, tally: Option<Counter>) {
-        self.out -= 1;
+        self.out = self.out.saturating_sub(1);
         self.backlog.push_back(TxItem { pkt, route, tally });
     }
 
     /// A packet handed out by this port left for another core.
     #[inline]
     pub fn gave_away(&mut self) {
-        self.out -= 1;
+        self.out = self.out.saturating_sub(1);
     }
 
     /// A packet from another core is now handled here.
@@ -228,19 +234,38 @@ impl Port {
     pub fn flush(&mut self, stats: Option<&CoreStats>) -> Flushed {
         let mut r = Flushed::default();
         if !self.backlog.is_empty() {
-            let Port { xsk, backlog, routes, .. } = self;
+            let Port { xsk, backlog, routes, pool, .. } = self;
             let mut bytes = 0u64;
-            let n = xsk.transmit(backlog.len(), || {
-                let it = backlog.pop_front()?;
-                if it.route != ROUTE_FREE {
-                    routes[it.pkt.frame.index() as usize] = it.route;
-                }
-                if let (Some(t), Some(st)) = (it.tally, stats) {
-                    st.add(t, 1);
-                }
-                bytes += it.pkt.len() as u64;
-                Some(it.pkt)
-            });
+            let mut refused = 0usize;
+            let size = pool.table().frame_size();
+            // What goes on the ring is counted here; a refused packet (never
+            // made by the engine, but checked in every build) is not.
+            let n = xsk.transmit(
+                backlog.len(),
+                || {
+                    let it = backlog.pop_front()?;
+                    let (off, len) = (it.pkt.off() as u32, it.pkt.len() as u32);
+                    // A bad range goes to `refused` below, uncounted.
+                    if len > 0 && off + len <= size {
+                        if it.route != ROUTE_FREE {
+                            routes[it.pkt.frame.index() as usize] = it.route;
+                        }
+                        if let (Some(t), Some(st)) = (it.tally, stats) {
+                            st.add(t, 1);
+                        }
+                        bytes += len as u64;
+                    }
+                    Some(it.pkt)
+                },
+                |p| {
+                    refused += 1;
+                    pool.free(p.into_frame());
+                },
+            );
+            r.refused = refused;
+            if let (Some(st), true) = (stats, refused > 0) {
+                st.drop_frames(crate::stats::DropReason::BadDescriptor, refused as u64);
+            }
             self.lent_tx += n as u32;
             r.sent = n;
             r.bytes = bytes;
@@ -456,6 +481,23 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_whose_range_leaves_its_frame_never_reaches_the_ring() {
+        let (shared, mut v) = ports(8, 1, 8);
+        let (port, k) = &mut v[0];
+        let a = port.alloc().unwrap();
+        let b = port.alloc().unwrap();
+        let c = port.alloc().unwrap();
+        port.send(Packet::new(a, 2048, 60), ROUTE_FREE, None); // would name the next frame
+        port.send(Packet::new(b, 2000, 60), ROUTE_FREE, None); // runs past the end
+        port.send(Packet::new(c, 0, 0), ROUTE_FREE, None); // empty
+        let f = port.flush(None);
+        assert_eq!((f.sent, f.refused), (0, 3));
+        assert!(k.take_sent_descs().is_empty(), "the kernel saw none of them");
+        assert_eq!(port.frames().free, 8, "their frames are back");
+        assert_eq!(shared.table().census().lent_tx, 0);
+    }
+
+    #[test]
     fn the_reserve_never_reaches_the_fill_ring() {
         let (_shared, mut v) = ports(40, 1, 64);
         let (port, k) = &mut v[0];
@@ -524,6 +566,8 @@ mod tests {
             }
             let mut hands: [Vec<Packet>; 2] = Default::default();
             let mut queue: [Vec<Packet>; 2] = Default::default(); // a handoff queue per destination
+            // Sent by the kernel, not yet completed.
+            let mut inflight: [std::collections::VecDeque<u64>; 2] = Default::default();
             for (op, c, n) in ops {
                 let other = 1 - c;
                 match op {
@@ -538,13 +582,14 @@ mod tests {
                     4 => if let Some(p) = hands[c].pop() { v[c].0.free(p.into_frame()); },
                     5 => if let Some(p) = hands[c].pop() { v[c].0.gave_away(); queue[other].push(p); },
                     6 => for p in queue[c].drain(..) { v[c].0.took_over(); hands[c].push(p); },
-                    _ => { // flush, the kernel sends (completing some), reap
+                    _ => { // flush; the kernel sends and completes some of what is
+                        // on the tx ring (the rest stays lent across ops); reap
                         v[c].0.flush(None);
                         let d = v[c].1.take_sent_descs();
-                        let k = n.min(d.len());
-                        let addrs: Vec<u64> = d.iter().map(|x| x.addr).collect();
-                        v[c].1.complete(&addrs[..k]);
-                        v[c].1.complete(&addrs[k..]);
+                        inflight[c].extend(d.iter().map(|x| x.addr));
+                        let k = n.min(inflight[c].len());
+                        let done: Vec<u64> = inflight[c].drain(..k).collect();
+                        v[c].1.complete(&done);
                         prop_assert_eq!(v[c].0.reap(|f, _| Some(f)).1, 0);
                     }
                 }

@@ -171,6 +171,14 @@ named_enum! {
     }
 }
 
+impl Gauge {
+    /// Whether the value only grows (the kernel's XDP_STATISTICS counts,
+    /// which the worker copies): exported as a counter, not a gauge.
+    pub fn is_cumulative(self) -> bool {
+        matches!(self, Gauge::XskRxRingFull | Gauge::XskRxDropped | Gauge::XskFillRingEmpty | Gauge::XskTxInvalid)
+    }
+}
+
 /// One core's counters, drops and gauges.
 pub struct CoreStats {
     counters: [AtomicU64; Counter::COUNT],

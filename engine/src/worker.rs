@@ -79,6 +79,10 @@ pub struct Worker {
     stash: Vec<VecDeque<Packet>>,
     ip_id: Cell<u16>,
     idle: IdlePolicy,
+    /// The last pass restocked or rebalanced frames.
+    moved: bool,
+    /// Which core's handoff queue is read first.
+    turn: usize,
 }
 
 impl Worker {
@@ -95,6 +99,8 @@ impl Worker {
             stash: (0..cores).map(|_| VecDeque::with_capacity(HANDOFF_STASH)).collect(),
             ip_id: Cell::new(ip_id_seed),
             idle: IdlePolicy::of_poll_mode(cfg.poll, cfg.spin, cfg.spin_us),
+            moved: false,
+            turn: 0,
             shared,
         }
     }
@@ -107,6 +113,7 @@ impl Worker {
     pub fn run(mut self) {
         let mut idle = IdleStreak::default();
         let mut next_kernel_stats = 0u64;
+        let mut next_gauges = 0u64;
         self.port.refill(0);
         loop {
             let now = self.shared.clock.now_us();
@@ -118,9 +125,15 @@ impl Worker {
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
+            // Gauges follow every pass that moved anything (frames on or off
+            // rings, rebalancing) and, for a core that never sleeps, at
+            // least every 100 ms.
+            if work > 0 || self.moved || now >= next_gauges {
+                self.publish_gauges();
+                next_gauges = now + 100_000;
+            }
             if work > 0 {
                 idle.reset();
-                self.publish_gauges();
                 continue;
             }
             // `adaptive` yields rather than pauses while it spins (a bounded
@@ -128,7 +141,7 @@ impl Worker {
             // softirq doing our receive side) gets the CPU at once; with
             // nobody else runnable this is one cheap syscall per empty pass.
             if self.idle.on_idle(&mut idle, now) {
-                self.sleep(now);
+                self.sleep();
             }
         }
         self.drain();
@@ -151,8 +164,10 @@ impl Worker {
                 tracing::warn!(core = self.core, "tx kick failed (further failures are only counted): {e}");
             }
         }
-        // Restocking is bookkeeping, not traffic: it does not keep the core awake.
+        // Restocking is bookkeeping, not traffic: it does not keep the core
+        // awake, but the gauges show it.
         let r = self.port.refill(received);
+        self.moved = r.filled + r.lent + r.borrowed > 0;
         let st = self.stats();
         if r.lent + r.borrowed > 0 {
             st.add(Counter::FramesLent, r.lent as u64);
@@ -188,7 +203,8 @@ impl Worker {
     fn adopt(&mut self, now_us: u64) -> usize {
         let mut inbox = std::mem::take(&mut self.inbox);
         let max = self.port.batch();
-        let n = self.shared.handoff.receive(self.core, max, |p| inbox.push(p));
+        self.turn = self.turn.wrapping_add(1);
+        let n = self.shared.handoff.receive(self.core, max, self.turn, |p| inbox.push(p));
         if n > 0 {
             self.stats().add(Counter::HandoffIn, n as u64);
         }
@@ -301,8 +317,11 @@ impl Worker {
         }
     }
 
-    fn sleep(&mut self, now_us: u64) {
+    fn sleep(&mut self) {
         self.publish_gauges();
+        // The pass's time is stale after the spin: the deadline is reckoned
+        // from now.
+        let now_us = self.shared.clock.now_us();
         let shared = self.shared.clone();
         if !shared.handoff.prepare_sleep(self.core) {
             return;
@@ -341,9 +360,12 @@ impl Worker {
                 break;
             }
         }
-        // Stashed handoffs that never got through go back to the pool.
+        // Stashed handoffs that never got through go back to the pool,
+        // counted as the drops they are.
+        let st = self.shared.stats.core(self.core as usize);
         for s in std::mem::take(&mut self.stash) {
             for p in s {
+                st.drop_frames(DropReason::HandoffFull, 1);
                 self.port.took_over();
                 self.port.free(p.into_frame());
             }

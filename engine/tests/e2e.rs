@@ -168,6 +168,14 @@ fn assert_quiet(s: &StatsSnapshot) {
         assert_eq!(s.total.gauges.get(g).copied(), Some(0), "{g} when quiet: {:?}", s.total.gauges);
     }
     assert_eq!(s.frames.kernel_tx, 0, "frames the table still has lent for tx: {:?}", s.frames);
+    // The cores' own count of frames lent for rx is the table's.
+    assert_eq!(
+        s.total.gauges.get("frames_rx").copied(),
+        Some(s.frames.kernel_rx),
+        "{:?} {:?}",
+        s.frames,
+        s.total.gauges
+    );
     assert_eq!(s.frames.handoff_queued, 0);
 }
 
@@ -516,6 +524,10 @@ fn every_poll_mode_serves_and_wakes_up_after_idling() {
                 .unwrap();
             assert_eq!(got, 16, "poll = {mode}, round {round}");
         }
+        // Quiet again: every mode publishes its frames (busy cores too,
+        // which never sleep).
+        std::thread::sleep(Duration::from_millis(300));
+        assert_quiet(&d.stats());
         let s = d.stats();
         assert_eq!(d.status().poll, mode);
         if mode != "busy" {

@@ -25,11 +25,11 @@
 //! [`FrameTable::retire`].
 use super::umem::UmemArea;
 use std::io;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Source of table ids, so a token names the table that made it.
-static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(1);
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Tokens dropped without being given back, in this process.
 static LEAKED: AtomicU64 = AtomicU64::new(0);
@@ -84,8 +84,8 @@ impl Lent {
 pub struct Frame {
     /// Index of the frame in its UMEM.
     index: u32,
-    /// The table that made the token.
-    table: u32,
+    /// The table that made the token (64 bits: never reused).
+    table: u64,
 }
 
 impl Frame {
@@ -181,7 +181,7 @@ pub struct Census {
 pub struct FrameTable {
     area: Arc<UmemArea>,
     places: Box<[AtomicU16]>,
-    id: u32,
+    id: u64,
 }
 
 impl FrameTable {

@@ -142,6 +142,14 @@ fn err(step: &'static str, queue: u32, source: io::Error) -> XskError {
     XskError { step, queue, source, hint }
 }
 
+/// Queue numbers above what a frame's place tag holds are refused.
+fn check_queue(queue: u32) -> Result<(), XskError> {
+    if queue > MAX_QUEUE as u32 {
+        return Err(err("set-up", queue, io::Error::new(io::ErrorKind::InvalidInput, "queue number too large")));
+    }
+    Ok(())
+}
+
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: passes a pointer to a live, initialised T and its exact size.
     let rc = unsafe {
@@ -193,6 +201,7 @@ fn mmap_offsets(fd: RawFd, queue: u32) -> Result<libc::xdp_mmap_offsets, XskErro
 impl XskSocket {
     /// Creates the first socket: registers `umem` and binds with `cfg.mode`.
     pub fn create_first(table: &Arc<FrameTable>, cfg: &XskConfig) -> Result<Self, XskError> {
+        check_queue(cfg.queue)?;
         let fd = new_socket(cfg.queue)?;
         let umem = table.area();
         let reg = libc::xdp_umem_reg {
@@ -221,6 +230,7 @@ impl XskSocket {
     /// Creates a socket for another queue that shares `first`'s UMEM and
     /// inherits its mode.
     pub fn create_shared(first: &XskSocket, cfg: &XskConfig) -> Result<Self, XskError> {
+        check_queue(cfg.queue)?;
         let fd = new_socket(cfg.queue)?;
         let rings = Self::map_rings(fd.as_raw_fd(), cfg)?;
         bind(fd.as_raw_fd(), cfg, libc::XDP_SHARED_UMEM, first.fd.as_raw_fd() as u32)?;
@@ -354,17 +364,32 @@ impl XskSocket {
     }
 
     /// Puts packets on the tx ring: as many as fit, at most `max`, each
-    /// taken from `next` only once its slot is reserved. Returns how many.
-    pub fn transmit(&mut self, max: usize, mut next: impl FnMut() -> Option<Packet>) -> usize {
+    /// taken from `next` only once its slot is reserved. A packet whose
+    /// range is empty or leaves its frame (its descriptor would name another
+    /// frame, or be refused by the kernel) goes to `refused` instead:
+    /// checked in every build, since a descriptor past the frame's end would
+    /// let the kernel read a frame someone else holds. Returns how many went
+    /// on the ring.
+    pub fn transmit(
+        &mut self,
+        max: usize,
+        mut next: impl FnMut() -> Option<Packet>,
+        mut refused: impl FnMut(Packet),
+    ) -> usize {
         if max == 0 {
             return 0;
         }
         let got = self.tx.reserve(max.min(u32::MAX as usize) as u32);
         let q = self.q();
+        let size = self.table.frame_size();
         let mut n = 0;
         while n < got {
             let Some(p) = next() else { break };
             let (off, len) = (p.off(), p.len());
+            if len == 0 || off as u32 + len as u32 > size {
+                refused(p);
+                continue;
+            }
             let addr = self.table.lend(p.into_frame(), Lent::Tx(q));
             self.tx.put(n, Desc { addr: addr + off as u64, len: len as u32, options: 0 });
             n += 1;

@@ -19,7 +19,7 @@ unsafe impl Send for UmemArea {}
 // SAFETY: through a shared reference the area gives out only raw pointers
 // (`ptr_at`); the one place they become slices is `FrameTable`, the single
 // table of this area (it maps the area itself), and only for the holder of a
-// frame's unique `Owned` token, so two threads never get one frame.
+// frame's unique `Frame` token, so two threads never get one frame.
 unsafe impl Sync for UmemArea {}
 
 impl UmemArea {

@@ -4,7 +4,7 @@
 use super::protocol::{CoreSnapshot, StatsSnapshot};
 use crate::stats::{Counter, Gauge as GaugeName};
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,22 +56,35 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(stream: TcpStream, snapshot: &SnapshotFn) {
-    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(Duration::from_secs(2))).is_err() {
+/// The whole request head must arrive within this (so a slow client cannot
+/// hold the one-at-a-time server).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Reads a request head (up to the blank line, at most 8 KiB) before
+/// `REQUEST_DEADLINE` passes; the request line, or `None`.
+fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 || head.len() + n > 8192 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    Some(text.lines().next().unwrap_or("").to_string())
+}
+
+fn serve(mut stream: TcpStream, snapshot: &SnapshotFn) {
+    if stream.set_nonblocking(false).is_err() {
         return;
     }
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let Ok(r) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(r.take(8192));
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    // Skip the headers; the request has no body we care about.
-    let mut line = String::new();
-    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-        line.clear();
-    }
+    let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
+    let Some(request_line) = read_head(&mut stream) else { return };
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = match (method, path) {
@@ -150,7 +163,8 @@ pub fn render(s: &StatsSnapshot) -> String {
     for g in GaugeName::ALL {
         let samples =
             s.cores.iter().map(|c| (vec![("core", core_of(c))], c.gauges.get(g.name()).copied().unwrap_or(0)));
-        x.family(&format!("sluice_{}", g.name()), Kind::Gauge, g.help(), samples);
+        let kind = if g.is_cumulative() { Kind::Counter } else { Kind::Gauge };
+        x.family(&format!("sluice_{}", g.name()), kind, g.help(), samples);
     }
     let share = s.cores.iter().map(|c| (vec![("core", core_of(c))], c.handoff_share));
     x.family("sluice_handoff_share", Kind::Gauge, "Share of received frames handed to another core", share);
@@ -246,9 +260,35 @@ mod tests {
         for g in ["sluice_tx_backlog", "sluice_frames", "sluice_handoff_share", "sluice_uptime_seconds"] {
             assert_eq!(types.get(g).map(String::as_str), Some("gauge"), "{g}");
         }
-        for c in ["sluice_drops_total", "sluice_rx_packets_total", "sluice_xdp_total", "sluice_frames_leaked_total"] {
+        for c in [
+            "sluice_drops_total",
+            "sluice_rx_packets_total",
+            "sluice_xdp_total",
+            "sluice_frames_leaked_total",
+            "sluice_xsk_rx_ring_full_total",
+        ] {
             assert_eq!(types.get(c).map(String::as_str), Some("counter"), "{c}");
         }
+    }
+
+    #[test]
+    fn a_client_that_trickles_its_request_is_cut_off() {
+        let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(snap)).unwrap();
+        let mut slow = TcpStream::connect(m.addr()).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..5 {
+            if slow.write_all(b"G").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        // The server moved on within its deadline: a normal request is served.
+        let mut s = TcpStream::connect(m.addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"));
+        assert!(t.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

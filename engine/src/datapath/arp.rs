@@ -47,6 +47,7 @@ pub(super) fn handle<T: AsRef<[u8]> + AsMut<[u8]>>(
     eth.set_dst_addr(requester);
     eth.set_src_addr(mac);
     // The reply is as long as the request: 42 bytes, or the padded 60 of a
-    // frame that crossed a real wire (its padding is sent back as it came).
-    Verdict::Reply { len: frame_len, tally: Counter::ArpReplied }
+    // frame that crossed a real wire (its padding is sent back as it came),
+    // never more than that minimum frame.
+    Verdict::Reply { len: frame_len.min(60), tally: Counter::ArpReplied }
 }
