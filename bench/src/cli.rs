@@ -59,6 +59,55 @@ pub enum LabCmd {
 pub enum LoadCmd {
     /// Closed-loop UDP load with kernel sockets (recvmmsg/sendmmsg).
     Udp(LoadUdpArgs),
+    /// TCP request/response load with kernel sockets (epoll), closed or open loop.
+    Tcp(LoadTcpArgs),
+}
+
+/// How the TCP generator uses its connections.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpModeArg {
+    /// Persistent connections, requests back to back.
+    Rr,
+    /// A new connection for every request (connect, request, echo, close).
+    Crr,
+}
+
+/// `load tcp`.
+#[derive(Args, Debug, Clone)]
+pub struct LoadTcpArgs {
+    /// Namespace to run in (a sluice-… lab namespace, e.g. sluice-demo-c).
+    #[arg(long)]
+    pub netns: String,
+    /// The TCP echo server, ADDR:PORT in 198.18.0.0/15.
+    #[arg(long)]
+    pub target: SocketAddrV4,
+    /// Local address of the connections.
+    #[arg(long, default_value = "198.18.0.1")]
+    pub source: Ipv4Addr,
+    /// Connections (open at once).
+    #[arg(long, default_value_t = 64)]
+    pub conns: usize,
+    /// Requests in flight per connection (rr, closed loop).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Bytes per request (and echo).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// rr (persistent connections) or crr (a connection per request).
+    #[arg(long, value_enum, default_value_t = TcpModeArg::Rr)]
+    pub mode: TcpModeArg,
+    /// Open loop: requests per second in total (default: closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds (decimals allowed).
+    #[arg(long, default_value = "3", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `load udp`.
@@ -98,6 +147,144 @@ pub struct LoadUdpArgs {
 pub enum Scenario {
     /// UDP echo: sluice vs the kernel's UDP stack vs a raw AF_XDP reflector.
     UdpEcho(UdpEchoArgs),
+    /// TCP echo: sluice's TCP vs the kernel's, kernel-socket clients (rr or crr).
+    TcpEcho(TcpEchoArgs),
+}
+
+/// A server of `run tcp-echo`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpTarget {
+    /// sluiced, `poll = "adaptive"`.
+    Sluice,
+    /// sluiced, `poll = "interrupt"`.
+    SluiceInterrupt,
+    /// sluiced, `poll = "busy"`.
+    SluiceBusy,
+    /// The kernel's TCP: an epoll echo server, one SO_REUSEPORT listener and pinned thread per queue.
+    Kernel,
+}
+
+impl TcpTarget {
+    /// The CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpTarget::Sluice => "sluice",
+            TcpTarget::SluiceInterrupt => "sluice-interrupt",
+            TcpTarget::SluiceBusy => "sluice-busy",
+            TcpTarget::Kernel => "kernel",
+        }
+    }
+
+    /// sluiced's poll mode, `None` for the kernel.
+    pub fn poll(self) -> Option<sluice_engine::config::PollMode> {
+        use sluice_engine::config::PollMode;
+        match self {
+            TcpTarget::Sluice => Some(PollMode::Adaptive),
+            TcpTarget::SluiceInterrupt => Some(PollMode::Interrupt),
+            TcpTarget::SluiceBusy => Some(PollMode::Busy),
+            TcpTarget::Kernel => None,
+        }
+    }
+}
+
+impl From<TcpModeArg> for crate::tcp_gen::Mode {
+    fn from(m: TcpModeArg) -> Self {
+        match m {
+            TcpModeArg::Rr => crate::tcp_gen::Mode::Rr,
+            TcpModeArg::Crr => crate::tcp_gen::Mode::Crr,
+        }
+    }
+}
+
+impl TcpModeArg {
+    /// The CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        crate::tcp_gen::Mode::from(self).as_str()
+    }
+}
+
+/// `run tcp-echo`.
+#[derive(Args, Debug, Clone)]
+pub struct TcpEchoArgs {
+    /// rx/tx queues of the lab veth (= sluice cores and kernel server threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub queues: u32,
+    /// Rounds; each runs every target once, in a rotated order.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Measured seconds per target and round (after the warm-up).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Warm-up seconds before each measurement.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub warmup: Duration,
+    /// Connections of the generator.
+    #[arg(long, default_value_t = 64)]
+    pub conns: usize,
+    /// Requests in flight per connection (rr, closed loop).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Bytes per request.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// rr (persistent connections) or crr (a connection per request).
+    #[arg(long, value_enum, default_value_t = TcpModeArg::Rr)]
+    pub mode: TcpModeArg,
+    /// Generator threads (kernel sockets, epoll).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Targets, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,sluice-interrupt,kernel")]
+    pub targets: Vec<TcpTarget>,
+    /// The sluiced binary (default: the sluiced next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub sluiced: Option<PathBuf>,
+    /// Open loop as well, at one rate for every target: `auto` (half the slowest
+    /// closed-loop median), `none`, or requests per second.
+    #[arg(long, default_value = "auto", value_name = "auto|none|N")]
+    pub rate: OpenLoopRate,
+    /// Skip the closed-loop rounds (with `--rate N`).
+    #[arg(long)]
+    pub open_loop_only: bool,
+    /// Write every number as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+impl TcpEchoArgs {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.targets.is_empty() {
+            return Err("--targets is empty".into());
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if self.targets[..i].contains(t) {
+                return Err(format!("target {} is listed twice", t.as_str()));
+            }
+        }
+        if self.open_loop_only && !matches!(self.rate, OpenLoopRate::Fixed(_)) {
+            return Err("--open-loop-only needs --rate N".into());
+        }
+        let probe = crate::tcp_gen::TcpGenConfig {
+            target: std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),
+            source: Ipv4Addr::new(198, 18, 0, 1),
+            conns: self.conns,
+            window: self.window,
+            size: self.size,
+            duration: self.duration,
+            threads: self.threads,
+            mode: self.mode.into(),
+            rate: None,
+        };
+        probe.validate()
+    }
+
+    /// The targets in round `round`'s order (rotated, so none always goes first).
+    pub fn order(&self, round: u32) -> Vec<TcpTarget> {
+        let n = self.targets.len();
+        (0..n).map(|i| self.targets[(i + round as usize) % n]).collect()
+    }
 }
 
 /// Which generator drives the load.
@@ -459,7 +646,35 @@ mod tests {
         assert_eq!(Target::Kernel.sluice_poll(), None);
         assert!(parse(&["run", "udp-echo", "--gen-idle", "sometimes"]).is_err());
         assert!(parse(&["run", "udp-echo", "--generator", "dpdk"]).is_err());
-        assert!(parse(&["run", "tcp-echo"]).is_err());
+        assert!(parse(&["run", "http"]).is_err());
+    }
+
+    #[test]
+    fn tcp_echo_and_load_tcp_options() {
+        let Cmd::Run(Scenario::TcpEcho(a)) = parse(&["run", "tcp-echo"]).unwrap().command else { panic!() };
+        assert_eq!((a.conns, a.window, a.size, a.mode), (64, 1, 64, TcpModeArg::Rr));
+        assert_eq!(a.targets, vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, TcpTarget::Kernel]);
+        assert_eq!(a.order(1), vec![TcpTarget::SluiceInterrupt, TcpTarget::Kernel, TcpTarget::Sluice]);
+        a.validate().unwrap();
+        let Cmd::Run(Scenario::TcpEcho(a)) =
+            parse(&["run", "tcp-echo", "--mode", "crr", "--targets", "kernel,kernel"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(a.validate().unwrap_err().contains("twice"));
+        let Cmd::Run(Scenario::TcpEcho(a)) = parse(&["run", "tcp-echo", "--size", "4"]).unwrap().command else {
+            panic!()
+        };
+        assert!(a.validate().unwrap_err().contains("size"));
+        let Cmd::Load(LoadCmd::Tcp(l)) =
+            parse(&["load", "tcp", "--netns", "sluice-x-c", "--target", "198.18.0.2:7", "--rate", "1000"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!((l.rate, l.mode, l.conns), (Some(1000.0), TcpModeArg::Rr, 64));
+        assert!(parse(&["load", "tcp", "--netns", "n", "--target", "198.18.0.2:7", "--mode", "udp"]).is_err());
     }
 
     #[test]

@@ -11,10 +11,13 @@ pub mod interrupt;
 #[allow(unsafe_code)]
 pub mod kernel_echo;
 pub mod kernel_gen;
+pub mod kernel_tcp_echo;
 pub mod netinfo;
 pub mod reflect;
 pub mod report;
 pub mod sluiced;
 pub mod summary;
+pub mod tcp_echo;
+pub mod tcp_gen;
 pub mod udp_echo;
 pub mod xdp_gen;

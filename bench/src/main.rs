@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use sluice_bench::cli::{Cli, Cmd, LabCmd, LoadCmd, LoadUdpArgs, Scenario};
+use sluice_bench::cli::{Cli, Cmd, LabCmd, LoadCmd, LoadTcpArgs, LoadUdpArgs, Scenario, TcpModeArg};
 use sluice_bench::interrupt::StopFlag;
 use sluice_bench::kernel_gen::{self, GenConfig};
 use sluice_bench::report::{self, Latency, LoadReport};
@@ -40,6 +40,19 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
         }
         Cmd::Lab(LabCmd::Status { name }) => lab_status(name.as_deref()),
         Cmd::Load(LoadCmd::Udp(a)) => load_udp(&a, command_line),
+        Cmd::Load(LoadCmd::Tcp(a)) => load_tcp(&a, command_line),
+        Cmd::Run(Scenario::TcpEcho(a)) => {
+            let r = sluice_bench::tcp_echo::run(&a, stop, command_line)?;
+            print!("{}", sluice_bench::tcp_echo::render(&r));
+            if let Some(p) = &a.json {
+                write_json(p, &r)?;
+            }
+            let empty = r.closed_summary.iter().chain(&r.open_summary).filter(|s| s.per_s.is_none()).count();
+            if empty > 0 {
+                return Err(anyhow!("{empty} measurement(s) produced nothing (see FAILED above)"));
+            }
+            Ok(())
+        }
         Cmd::Run(Scenario::UdpEcho(a)) => {
             let r = sluice_bench::udp_echo::run(&a, stop, command_line)?;
             print!("{}", report::render_echo(&r));
@@ -99,6 +112,49 @@ fn lab_status(name: Option<&str>) -> anyhow::Result<()> {
             Ok(st) => println!("{st}"),
             Err(e) => println!("lab {n}: incomplete ({e})"),
         }
+    }
+    Ok(())
+}
+
+fn load_tcp(a: &LoadTcpArgs, command_line: Vec<String>) -> anyhow::Result<()> {
+    use sluice_bench::tcp_gen::{self, Mode, TcpGenConfig};
+    let cfg = TcpGenConfig {
+        target: a.target,
+        source: a.source,
+        conns: a.conns,
+        window: a.window,
+        size: a.size,
+        duration: a.duration,
+        threads: a.threads,
+        mode: match a.mode {
+            TcpModeArg::Rr => Mode::Rr,
+            TcpModeArg::Crr => Mode::Crr,
+        },
+        rate: a.rate,
+    };
+    cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let rep = Lab::run_in(&a.netns, || tcp_gen::run(&cfg))?.context("load generator")?;
+    let r = report::TcpLoadReport {
+        command_line,
+        netns: a.netns.clone(),
+        target: a.target.to_string(),
+        mode: cfg.mode.as_str().into(),
+        rate: a.rate,
+        ok_per_s: rep.per_sec(),
+        ok: rep.ok,
+        mismatched: rep.mismatched,
+        errors: rep.errors,
+        connects: rep.connects,
+        deferred: rep.deferred,
+        outstanding_at_end: rep.outstanding_at_end,
+        latency: Latency::of(&rep.latency_us),
+        elapsed_s: rep.elapsed.as_secs_f64(),
+        conns: cfg.conns,
+        threads: cfg.threads.min(cfg.conns),
+    };
+    print!("{}", report::render_tcp_load(&r));
+    if let Some(p) = &a.json {
+        write_json(p, &r)?;
     }
     Ok(())
 }

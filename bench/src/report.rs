@@ -496,6 +496,71 @@ pub struct LoadReport {
 }
 
 /// The `load udp` summary.
+/// `load tcp`'s result.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpLoadReport {
+    /// How it was started.
+    pub command_line: Vec<String>,
+    /// Client namespace.
+    pub netns: String,
+    /// The echo service.
+    pub target: String,
+    /// rr or crr.
+    pub mode: String,
+    /// Open loop rate asked for, requests/s.
+    pub rate: Option<f64>,
+    /// Intact echoes per second.
+    pub ok_per_s: f64,
+    /// Intact echoes.
+    pub ok: u64,
+    /// Echoes that differed from the request.
+    pub mismatched: u64,
+    /// Connections that failed.
+    pub errors: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Open loop: requests that had to wait for a connection with room.
+    pub deferred: u64,
+    /// Requests not answered when the run ended.
+    pub outstanding_at_end: u64,
+    /// Latency of the intact echoes.
+    pub latency: Option<Latency>,
+    /// Seconds run.
+    pub elapsed_s: f64,
+    /// Connections.
+    pub conns: usize,
+    /// Threads.
+    pub threads: usize,
+}
+
+/// The text of `load tcp`.
+pub fn render_tcp_load(r: &TcpLoadReport) -> String {
+    let lat = r
+        .latency
+        .map(|l| {
+            format!("latency p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs", l.p50_us, l.p99_us, l.p999_us, l.max_us)
+        })
+        .unwrap_or_else(|| "latency - (no echoes)".into());
+    let rate = r.rate.map(|x| format!(", open loop at {}/s", thousands(x))).unwrap_or_default();
+    format!(
+        "{} echoes/s from {} to {} ({} {} connections, {} threads, {:.2} s{rate})\n\
+         intact {}, mismatched {}, failed connections {}, connections opened {}, deferred {}, in flight at the end {}\n{lat}\n",
+        thousands(r.ok_per_s),
+        r.netns,
+        r.target,
+        r.conns,
+        r.mode,
+        r.threads,
+        r.elapsed_s,
+        r.ok,
+        r.mismatched,
+        r.errors,
+        r.connects,
+        r.deferred,
+        r.outstanding_at_end
+    )
+}
+
 pub fn render_load(r: &LoadReport) -> String {
     let lat = r
         .latency

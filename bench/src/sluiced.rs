@@ -34,6 +34,8 @@ pub struct Tuning {
     pub spin_us: Option<u32>,
     /// `engine.flow_owner = "hash"` instead of the default learned owners.
     pub hashed_owners: bool,
+    /// Serve TCP echo instead of UDP echo.
+    pub tcp: bool,
 }
 
 impl Tuning {
@@ -58,7 +60,7 @@ impl Tuning {
     }
 }
 
-/// The config sluiced gets: UDP echo on `listen`, `queues` queues of
+/// The config sluiced gets: UDP (or, with `tuning.tcp`, TCP) echo on `listen`, `queues` queues of
 /// `interface`, `tuning`'s poll mode (adaptive by default) and the rest of it.
 pub fn config_text(interface: &str, queues: u32, socket: &Path, listen: SocketAddrV4, tuning: Tuning) -> String {
     format!(
@@ -71,12 +73,13 @@ frames = 8192
 {extra}
 [[service]]
 name = "echo"
-proto = "udp"
+proto = "{proto}"
 listen = "{listen}"
 kind = "echo"
 "#,
         socket.display(),
         extra = tuning.engine_lines(),
+        proto = if tuning.tcp { "tcp" } else { "udp" },
     )
 }
 
@@ -253,12 +256,14 @@ mod tests {
             spin: Some(0),
             spin_us: Some(7),
             hashed_owners: true,
+            tcp: true,
         };
         let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, tuning);
         let cfg = sluice_engine::config::Config::parse(&text, "bench").expect("valid config");
         assert_eq!(cfg.engine.spin_iterations, 0);
         assert_eq!(cfg.engine.spin_us, 7);
         assert_eq!(cfg.engine.poll, sluice_engine::config::PollMode::Interrupt);
+        assert_eq!(cfg.services[0].proto, sluice_engine::config::Proto::Tcp);
         assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Hash);
     }
 }

@@ -216,6 +216,7 @@ impl Server {
                     spin: ctx.args.server_spin,
                     spin_us: ctx.args.server_spin_us,
                     hashed_owners: ctx.args.hashed_owners,
+                    tcp: false,
                 };
                 Server::Sluice(Sluiced::start(ctx.lab, path, service, tuning, ctx.stop)?)
             }

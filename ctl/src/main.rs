@@ -62,6 +62,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The TCP connections, with state, RTT, windows and queues
+    Conns {
+        /// Print the reply as pretty JSON
+        #[arg(long)]
+        json: bool,
+        /// List at most this many (1 to 10000)
+        #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Show the state machine's internals (sequence space, scoreboard, timers) for each
+        #[arg(long)]
+        detail: bool,
+        /// Only this service's connections (its name in the config)
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Only connections in this state (established, syn-received, fin-wait-1, fin-wait-2,
+        /// close-wait, closing, last-ack, time-wait)
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+    },
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -103,6 +122,14 @@ fn run(socket: &Path, cmd: Cmd) -> Result<()> {
             ReplyBody::Services(s) => render::render_services(&s),
             other => return Err(unexpected("services", &other)),
         },
+        Cmd::Conns { json, limit, service, state, detail } => {
+            match ask(socket, Command::Conns { limit: Some(limit), service, state, detail })? {
+                ReplyBody::Conns(c) if json => pretty(serde_json::to_string_pretty(&c))?,
+                ReplyBody::Conns(c) => render::render_conns(&c),
+                ReplyBody::Error(e) => return Err(anyhow!("{e}")),
+                other => return Err(unexpected("conns", &other)),
+            }
+        }
         Cmd::Stats { json, watch: true, interval } => {
             let opts = watch::WatchOptions { interval, json, clear: !json && std::io::stdout().is_terminal() };
             return watch::run(&mut out, &opts, None, || stats(socket));
@@ -137,6 +164,7 @@ fn kind(b: &ReplyBody) -> &'static str {
         ReplyBody::Status(_) => "status",
         ReplyBody::Stats(_) => "stats",
         ReplyBody::Services(_) => "services",
+        ReplyBody::Conns(_) => "conns",
         ReplyBody::Error(_) => "error",
     }
 }
@@ -193,7 +221,10 @@ mod tests {
         let c = Cli::try_parse_from(["sluicectl", "status", "--json", "--socket", "/t"]).unwrap();
         assert_eq!(c.socket, Some(PathBuf::from("/t")));
         assert!(Cli::try_parse_from(["sluicectl", "stats", "--interval", "2"]).is_err(), "--interval needs --watch");
-        assert!(Cli::try_parse_from(["sluicectl", "conns"]).is_err());
+        assert!(matches!(Cli::try_parse_from(["sluicectl", "conns"]).unwrap().command, Cmd::Conns { limit: 1000, .. }));
+        assert!(Cli::try_parse_from(["sluicectl", "conns", "--limit", "0"]).is_err());
+        assert!(Cli::try_parse_from(["sluicectl", "conns", "--limit", "10001"]).is_err());
+        assert!(Cli::try_parse_from(["sluicectl", "frobnicate"]).is_err());
         assert!(Cli::try_parse_from(["sluicectl"]).is_err());
     }
 }

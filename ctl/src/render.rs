@@ -8,7 +8,7 @@
 use crate::human::{self, MISSING};
 use crate::table::Table;
 use sluice_ebpf::abi::XdpCounters;
-use sluice_engine::control::protocol::{CoreSnapshot, ServiceInfo, StatsSnapshot, Status};
+use sluice_engine::control::protocol::{ConnsSnapshot, CoreSnapshot, ServiceInfo, StatsSnapshot, Status};
 use sluice_engine::stats::{Counter, DropReason, Gauge};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -68,6 +68,52 @@ pub fn render_services(services: &[ServiceInfo]) -> String {
         t.row([text(&s.name), text(&s.proto), text(&s.listen), text(&s.kind)]);
     }
     t.render()
+}
+
+/// `sluicectl conns`: one line per TCP connection.
+pub fn render_conns(s: &ConnsSnapshot) -> String {
+    let mut out = String::new();
+    if s.conns.is_empty() {
+        out.push_str("no connections\n");
+    } else {
+        let mut t = Table::new([
+            "CORE", "STATE", "LOCAL", "REMOTE", "SERVICE", "AGE", "SRTT", "RTO", "CWND", "SND_WND", "UNACKED",
+            "RETRANS", "IN", "OUT", "RECV_Q", "SEND_Q",
+        ]);
+        for c in &s.conns {
+            let ms = |us: u32| format!("{:.1}ms", us as f64 / 1000.0);
+            t.row([
+                c.core.to_string(),
+                text(&c.state) + if c.blocked { "*" } else { "" },
+                text(&c.local),
+                text(&c.remote),
+                text(&c.service),
+                human::duration(c.age_s),
+                ms(c.srtt_us),
+                ms(c.rto_us),
+                human::bytes(c.cwnd as u64),
+                human::bytes(c.snd_wnd as u64),
+                human::bytes(c.unacked as u64),
+                c.retransmits.to_string(),
+                human::bytes(c.bytes_in),
+                human::bytes(c.bytes_out),
+                human::bytes(c.recv_queued as u64),
+                human::bytes(c.send_queued as u64),
+            ]);
+        }
+        out.push_str(&t.render());
+        for c in s.conns.iter().filter(|c| !c.detail.is_empty()) {
+            let _ = writeln!(out, "{} <-> {}: {}", c.local, c.remote, c.detail);
+        }
+        if s.conns.iter().any(|c| c.blocked) {
+            out.push_str("* waiting for a frame to transmit\n");
+        }
+    }
+    let _ = writeln!(out, "{} of {} connections", s.conns.len(), s.total);
+    if !s.cores_missing.is_empty() {
+        let _ = writeln!(out, "cores {:?} did not answer in time: their connections are missing", s.cores_missing);
+    }
+    out
 }
 
 /// `sluicectl stats`: per-core counters, rings and frames, drops, kernel

@@ -1,7 +1,8 @@
 //! Runs the built `sluicectl` against a real control server on a temporary
 //! socket.
 use sluice_engine::control::protocol::{
-    Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
+    Command, ConnEntry, ConnsSnapshot, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status,
+    XdpSnapshot,
 };
 use sluice_engine::control::server::{ControlServer, Handler};
 use std::collections::BTreeMap;
@@ -93,6 +94,37 @@ fn stats(uptime_s: f64) -> StatsSnapshot {
     }
 }
 
+fn conns() -> ConnsSnapshot {
+    let e = |core, port, state: &str, blocked| ConnEntry {
+        core,
+        service: "echo".into(),
+        local: "198.18.0.2:7".into(),
+        remote: format!("198.18.0.1:{port}"),
+        state: state.into(),
+        age_s: 75.0,
+        cwnd: 14480,
+        ssthresh: None,
+        srtt_us: 1250,
+        rto_us: 201_250,
+        mss: 1448,
+        snd_wnd: 65536,
+        unacked: 2896,
+        bytes_in: 3 << 20,
+        bytes_out: (3 << 20) - 2896,
+        retransmits: 4,
+        recv_queued: 0,
+        send_queued: 2896,
+        chunks: 2,
+        blocked,
+        detail: "snd una=1".into(),
+    };
+    ConnsSnapshot {
+        conns: vec![e(0, 40000, "established", false), e(1, 40001, "close-wait", true)],
+        total: 5,
+        cores_missing: vec![],
+    }
+}
+
 /// A server answering with the fixtures; each stats request is 0.5 s of
 /// uptime later than the previous one.
 fn serve(name: &str) -> (ControlServer, PathBuf) {
@@ -104,6 +136,13 @@ fn serve(name: &str) -> (ControlServer, PathBuf) {
         Command::Stats => {
             let n = calls.fetch_add(1, Ordering::Relaxed);
             ReplyBody::Stats(stats(3600.0 + n as f64 * 0.5))
+        }
+        Command::Conns { limit, service, state, .. } => {
+            let mut c = conns();
+            c.conns.retain(|e| service.as_ref().is_none_or(|s| *s == e.service));
+            c.conns.retain(|e| state.as_ref().is_none_or(|s| *s == e.state));
+            c.conns.truncate(limit.unwrap_or(1000) as usize);
+            ReplyBody::Conns(c)
         }
     });
     (ControlServer::start(&path, handler).expect("control server starts"), path)
@@ -192,6 +231,29 @@ fn json_is_the_reply_and_nothing_else() {
     assert_eq!(serde_json::from_str::<Status>(&stdout(&run(Some(&path), &["status", "--json"]))).unwrap(), status());
     let got: Vec<ServiceInfo> = serde_json::from_str(&stdout(&run(Some(&path), &["services", "--json"]))).unwrap();
     assert_eq!(got, services());
+}
+
+#[test]
+fn conns_table_and_json() {
+    let (_server, path) = serve("conns");
+    let out = stdout(&run(Some(&path), &["conns"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("CORE") && lines[0].contains("STATE") && lines[0].contains("SRTT"), "{out}");
+    assert!(
+        lines[1].contains("established") && lines[1].contains("198.18.0.1:40000") && lines[1].contains("1.2ms"),
+        "{out}"
+    );
+    assert!(lines[2].contains("close-wait*"), "a blocked connection is marked: {out}");
+    assert!(out.contains("* waiting for a frame to transmit\n"), "{out}");
+    assert!(out.ends_with("2 of 5 connections\n"), "{out}");
+    let one = stdout(&run(Some(&path), &["conns", "--limit", "1"]));
+    assert!(one.ends_with("1 of 5 connections\n"), "{one}");
+    let got: ConnsSnapshot = serde_json::from_str(&stdout(&run(Some(&path), &["conns", "--json"]))).unwrap();
+    assert_eq!(got, conns());
+    let cw = stdout(&run(Some(&path), &["conns", "--state", "close-wait", "--service", "echo"]));
+    assert!(cw.contains("close-wait") && !cw.contains("established"), "{cw}");
+    let bad = run(Some(&path), &["conns", "--limit", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
 }
 
 #[test]
@@ -317,7 +379,8 @@ fn bad_arguments_exit_2() {
         &["stats", "--watch", "--interval", "soon"],
         &["stats", "--interval", "2"],
         &["status", "--bogus"],
-        &["conns"],
+        &["conns", "--limit", "lots"],
+        &["conns", "--limit", "10001"],
     ] {
         let out = run(None, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -325,7 +388,7 @@ fn bad_arguments_exit_2() {
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
     let help = stdout(&run(None, &["--help"]));
-    for cmd in ["status", "stats", "services", "--socket"] {
+    for cmd in ["status", "stats", "services", "conns", "--socket"] {
         assert!(help.contains(cmd), "{cmd} not in\n{help}");
     }
 }

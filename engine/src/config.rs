@@ -140,7 +140,97 @@ impl Proto {
 struct RawConfig {
     engine: RawEngine,
     #[serde(default)]
+    tcp: RawTcp,
+    #[serde(default)]
     service: Vec<RawService>,
+}
+
+/// The `[tcp]` section: every key has a default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTcp {
+    max_connections: u32,
+    syn_backlog: u32,
+    syncookies: bool,
+    mss: u16,
+    rcv_buf_kb: u32,
+    snd_buf_kb: u32,
+    window_scaling: bool,
+    timestamps: bool,
+    sack: bool,
+    nagle: bool,
+    delayed_ack_ms: u32,
+    rto_min_ms: u32,
+    rto_max_ms: u32,
+    syn_retries: u8,
+    retries: u8,
+    time_wait_s: u32,
+    fin_wait2_s: u32,
+    keepalive_s: u32,
+    keepalive_interval_s: u32,
+    keepalive_probes: u8,
+    congestion: Congestion,
+    initial_window: u32,
+    tail_loss_probe: bool,
+}
+
+impl Default for RawTcp {
+    fn default() -> Self {
+        RawTcp {
+            max_connections: 65536,
+            syn_backlog: 1024,
+            syncookies: true,
+            mss: 1460,
+            rcv_buf_kb: 256,
+            snd_buf_kb: 256,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            nagle: false,
+            delayed_ack_ms: 40,
+            rto_min_ms: 200,
+            rto_max_ms: 120_000,
+            syn_retries: 6,
+            retries: 15,
+            time_wait_s: 60,
+            fin_wait2_s: 60,
+            keepalive_s: 7200,
+            keepalive_interval_s: 75,
+            keepalive_probes: 9,
+            congestion: Congestion::Cubic,
+            initial_window: 10,
+            tail_loss_probe: true,
+        }
+    }
+}
+
+/// TCP congestion control.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    /// RFC 9438 (the default, as in Linux).
+    #[default]
+    Cubic,
+    /// RFC 5681 / 6582.
+    Newreno,
+}
+
+/// What a frame must keep beside a TCP segment's payload: the kernel's rx
+/// headroom (XDP_PACKET_HEADROOM, 256) and Ethernet, IPv4 and TCP headers
+/// with 40 bytes of options.
+pub const MAX_TCP_OVERHEAD: u32 = 256 + 14 + 20 + 60;
+
+/// TCP settings (the `[tcp]` section).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpSettings {
+    /// Connections the engine holds at most (split evenly over the cores).
+    pub max_connections: u32,
+    /// Half-open connections per listener and core; beyond, SYN cookies.
+    pub syn_backlog: u32,
+    /// Answer with SYN cookies when the SYN queue is full (else drop).
+    pub syncookies: bool,
+    /// What each connection does (sizes, options, timers).
+    pub conn: sluice_tcp::TcpConfig,
 }
 
 fn default_socket() -> PathBuf {
@@ -269,6 +359,8 @@ pub struct Config {
     pub source_name: String,
     /// Engine settings.
     pub engine: EngineConfig,
+    /// TCP settings.
+    pub tcp: TcpSettings,
     /// Services, in file order (the index is the service id).
     pub services: Vec<ServiceConfig>,
 }
@@ -393,8 +485,21 @@ impl Config {
             flow_idle_timeout_s: r.flow_idle_timeout_s,
             metrics_listen,
         };
+        let tcp = validate_tcp(&e, &raw.tcp)?;
+        // A segment is built in one frame: headers (with the longest
+        // options) and a full MSS must fit behind the kernel's rx headroom.
+        let room = engine.frame_size.saturating_sub(MAX_TCP_OVERHEAD);
+        if tcp.conn.mss as u32 > room {
+            return Err(e.at(
+                "tcp.mss",
+                format!(
+                    "{} does not fit a {}-byte frame (at most {room}: {MAX_TCP_OVERHEAD} bytes go to headroom and headers)",
+                    tcp.conn.mss, engine.frame_size
+                ),
+            ));
+        }
         let services = validate_services(&e, raw.service)?;
-        let cfg = Config { source_name: source_name.to_string(), engine, services };
+        let cfg = Config { source_name: source_name.to_string(), engine, tcp, services };
         // Steering keys: one per service, plus ICMP echo and (possibly) ARP
         // per service address; the XDP program's map holds MAX_SERVICES.
         let keys = cfg.services.len() + 2 * cfg.service_addrs().len();
@@ -427,6 +532,67 @@ impl Config {
         v.dedup();
         v
     }
+}
+
+fn tcp_range(e: &Errs, field: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(e.at(format!("tcp.{field}"), format!("{v} is out of range ({lo}..={hi})")));
+    }
+    Ok(())
+}
+
+fn validate_tcp(e: &Errs, t: &RawTcp) -> Result<TcpSettings, ConfigError> {
+    tcp_range(e, "max_connections", t.max_connections as u64, 16, 1 << 24)?;
+    tcp_range(e, "syn_backlog", t.syn_backlog as u64, 16, 1 << 20)?;
+    tcp_range(e, "mss", t.mss as u64, 536, 9000 - 40)?;
+    tcp_range(e, "rcv_buf_kb", t.rcv_buf_kb as u64, 4, 64 * 1024)?;
+    tcp_range(e, "snd_buf_kb", t.snd_buf_kb as u64, 4, 64 * 1024)?;
+    tcp_range(e, "delayed_ack_ms", t.delayed_ack_ms as u64, 0, 500)?;
+    tcp_range(e, "rto_min_ms", t.rto_min_ms as u64, 1, 10_000)?;
+    tcp_range(e, "rto_max_ms", t.rto_max_ms as u64, t.rto_min_ms as u64, 600_000)?;
+    tcp_range(e, "syn_retries", t.syn_retries as u64, 1, 20)?;
+    tcp_range(e, "retries", t.retries as u64, 1, 30)?;
+    tcp_range(e, "time_wait_s", t.time_wait_s as u64, 1, 600)?;
+    tcp_range(e, "fin_wait2_s", t.fin_wait2_s as u64, 1, 3600)?;
+    tcp_range(e, "keepalive_s", t.keepalive_s as u64, 0, 7 * 86_400)?;
+    tcp_range(e, "keepalive_interval_s", t.keepalive_interval_s as u64, 1, 86_400)?;
+    tcp_range(e, "keepalive_probes", t.keepalive_probes as u64, 1, 100)?;
+    tcp_range(e, "initial_window", t.initial_window as u64, 1, 100)?;
+    let rcv_buf = t.rcv_buf_kb * 1024;
+    let ms = |v: u32| v as u64 * 1000;
+    let s = |v: u32| v as u64 * 1_000_000;
+    let conn = sluice_tcp::TcpConfig {
+        mss: t.mss,
+        rcv_buf,
+        snd_buf: t.snd_buf_kb * 1024,
+        // Enough frames for the buffer in full segments, and some slack for
+        // smaller ones; beyond, the window closes.
+        rcv_chunks: (rcv_buf / 512).max(16),
+        ooo_chunks: (rcv_buf / 1024).max(8),
+        snd_chunks: (t.snd_buf_kb * 1024 / 512).max(16),
+        window_scaling: t.window_scaling,
+        timestamps: t.timestamps,
+        sack: t.sack,
+        nagle: t.nagle,
+        delayed_ack: ms(t.delayed_ack_ms),
+        rto_min: t.rto_min_ms * 1000,
+        rto_max: t.rto_max_ms * 1000,
+        rto_initial: 1_000_000u32.max(t.rto_min_ms * 1000),
+        syn_retries: t.syn_retries,
+        retries: t.retries,
+        time_wait: s(t.time_wait_s),
+        fin_wait2: s(t.fin_wait2_s),
+        keepalive_idle: s(t.keepalive_s),
+        keepalive_interval: s(t.keepalive_interval_s),
+        keepalive_probes: t.keepalive_probes,
+        cc: match t.congestion {
+            Congestion::Cubic => sluice_tcp::cc::Algorithm::Cubic,
+            Congestion::Newreno => sluice_tcp::cc::Algorithm::NewReno,
+        },
+        initial_window: t.initial_window,
+        tlp: t.tail_loss_probe,
+    };
+    Ok(TcpSettings { max_connections: t.max_connections, syn_backlog: t.syn_backlog, syncookies: t.syncookies, conn })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -466,8 +632,12 @@ fn validate_services(e: &Errs, raw: Vec<RawService>) -> Result<Vec<ServiceConfig
         }
         match (s.proto, s.kind) {
             (Proto::Udp, ServiceKind::Echo | ServiceKind::Discard) => {}
-            (Proto::Tcp, ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Http | ServiceKind::TcpProxy) => {
-                return Err(e.at(at("proto"), "TCP services come with the TCP stack and are not served by this version"))
+            (Proto::Tcp, ServiceKind::Echo | ServiceKind::Discard) => {}
+            (Proto::Tcp, ServiceKind::Http) => {
+                return Err(e.at(at("kind"), "http comes with the next step of the TCP stack and is not served yet"))
+            }
+            (Proto::Tcp, ServiceKind::TcpProxy) => {
+                return Err(e.at(at("kind"), "tcp-proxy comes with the load balancer and is not served by this version"))
             }
             (Proto::Udp, ServiceKind::UdpForward) => {
                 return Err(
@@ -716,7 +886,14 @@ kind = "echo"
         assert!(err_of(&OK.replace("[engine]", "[engine]\nring_size = 1000")).contains("power of two"));
         assert!(err_of(&OK.replace("[engine]", "[engine]\npoll = \"sometimes\"")).contains("unknown variant"));
         assert!(err_of(&OK.replace("[engine]", "[engine]\nmetrics_listen = \"198.18.0.2:9100\"")).contains("loopback"));
-        assert!(err_of(&OK.replace("\"udp\"", "\"tcp\"")).contains("TCP services"));
+        assert!(parse(&OK.replace("\"udp\"", "\"tcp\"")).is_ok(), "TCP echo is served");
+        assert!(err_of(&OK.replace("\"udp\"", "\"tcp\"").replace("\"echo\"\n", "\"tcp-proxy\"\n"))
+            .contains("load balancer"));
+        assert!(err_of(&OK.replace("[engine]", "[tcp]\nmss = 100\n[engine]")).contains("tcp.mss"));
+        assert!(err_of(&OK.replace("[engine]", "[tcp]\ncongestion = \"bbr\"\n[engine]")).contains("unknown variant"));
+        assert!(err_of(&OK.replace("[engine]", "[tcp]\nmax_conns = 5\n[engine]")).contains("unknown field"));
+        let c = parse(&OK.replace("[engine]", "[tcp]\nrcv_buf_kb = 64\nkeepalive_s = 0\n[engine]")).unwrap();
+        assert_eq!((c.tcp.conn.rcv_buf, c.tcp.conn.keepalive_idle), (65536, 0));
         assert!(err_of(&OK.replace("\"echo\"\n", "\"udp-forward\"\n")).contains("load balancer"));
         assert!(err_of(&OK.replace("198.18.0.2:7", "[2001:db8::1]:7")).contains("IPv6"));
         assert!(err_of(&OK.replace("198.18.0.2:7", "198.18.0.2:0")).contains("port 0"));

@@ -9,10 +9,12 @@
 //! interface back at once, then stop and drain the workers, then close.
 use crate::afxdp::{open_queues, BindMode, FrameTable, XskSocket};
 use crate::clock::Clock;
-use crate::config::{ArpMode, Config, FlowOwner, SystemPlan, ZeroCopy};
+use crate::config::{ArpMode, Config, FlowOwner, Proto, SystemPlan, ZeroCopy};
+use crate::control::conns::{ConnFilter, ConnQuery};
 use crate::control::metrics::MetricsServer;
 use crate::control::protocol::{
     Command, CoreSnapshot, FramesSnapshot, ReplyBody, ServiceInfo, StatsSnapshot, Status, XdpSnapshot,
+    DEFAULT_CONNS_LIMIT, MAX_CONNS_LIMIT,
 };
 use crate::control::server::{ControlServer, Handler};
 use crate::datapath::ServiceTable;
@@ -20,12 +22,14 @@ use crate::handoff::Handoff;
 use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
 use crate::port::Port;
-use crate::stats::{Counter, DropReason, EngineStats, Gauge};
+use crate::stats::{Counter, DropReason, EngineStats, Gauge, TcpCounter, TcpDrop};
 use crate::steering::{Steering, XdpCounterReader};
+use crate::tcp::{TcpCore, TcpSetup};
 use crate::wire::ethernet::EthernetAddress;
 use crate::worker::{Shared, Worker, WorkerConfig};
 use anyhow::Context as _;
 use sluice_ebpf::abi::{ServiceKey, XdpCounters};
+use sluice_tcp::Secrets;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -38,6 +42,8 @@ use std::time::{Duration, Instant};
 const HANDOFF_CAPACITY: usize = 1024;
 /// Slots of the flow owner directory.
 const OWNER_SLOTS: usize = 1 << 16;
+/// How long a connection listing waits for the cores.
+const CONNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the engine until `terminate` is set (by a signal) or a worker dies.
 pub fn run(cfg: Config, terminate: Arc<AtomicBool>) -> anyhow::Result<()> {
@@ -134,6 +140,8 @@ impl Engine {
             stats: stats.clone(),
             stop: AtomicBool::new(false),
             clock: Clock::new(),
+            conns: ConnQuery::new(n),
+            service_names: cfg.services.iter().map(|s| s.name.clone()).collect(),
         });
         let frames = SharedFrames::new(table.clone());
         let mut pools = frames.split(n as u16);
@@ -187,13 +195,39 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let e = &cfg.engine;
         let seeds = random_seed();
+        // One set of TCP keys for every core: a SYN cookie sent by one core
+        // is checked by whichever receives the ACK.
+        let secrets = Secrets::from_random(std::array::from_fn(|_| random_seed()));
+        let services: Vec<(u32, crate::config::ServiceKind, bool)> =
+            cfg.services.iter().enumerate().map(|(i, s)| (i as u32, s.kind, s.proto == Proto::Tcp)).collect();
+        let serves_tcp = services.iter().any(|s| s.2);
+        let n = plan.queues as usize;
+        let per_core = plan.frames as usize / n.max(1);
+        let ring = e.ring_size as usize;
+        let (connections, chunks) = if serves_tcp {
+            // Connections may hold the core's share of frames but what
+            // receiving needs (the fill ring, a batch in hand).
+            (cfg.tcp.max_connections.div_ceil(n.max(1) as u32), per_core.saturating_sub(ring + ring / 2).max(64) as u32)
+        } else {
+            (1, 16)
+        };
+        let tcp_setup = TcpSetup {
+            settings: cfg.tcp.clone(),
+            services,
+            secrets,
+            local_mac: self.shared.services.mac(),
+            cookie_clock: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            connections,
+            chunks,
+        };
         let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();
         for (q, (sock, pool)) in sockets.into_iter().zip(pools).enumerate() {
             let cpu = plan.cpus[q];
             let port = Port::new(sock, pool, wcfg.batch);
             // Each core its own IP ID sequence, from the seed and its number.
             let ip_id = (seeds ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(q as u32 * 7) as u16;
-            let w = Worker::new(q as u16, port, self.shared.clone(), wcfg, ip_id);
+            let tcp = TcpCore::new(q as u16, &tcp_setup, port.table().clone(), self.shared.clock.now_us());
+            let w = Worker::new(q as u16, port, self.shared.clone(), wcfg, ip_id, tcp);
             let pinned = pinned_tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("sluice-core{q}"))
@@ -354,7 +388,30 @@ impl EngineInfo {
             Command::Status => ReplyBody::Status(self.status()),
             Command::Stats => ReplyBody::Stats(self.stats()),
             Command::Services => ReplyBody::Services(self.services()),
+            Command::Conns { limit, service, state, detail } => {
+                self.conns(*limit, service.as_deref(), state.as_deref(), *detail)
+            }
         }
+    }
+
+    fn conns(&self, limit: Option<u32>, service: Option<&str>, state: Option<&str>, detail: bool) -> ReplyBody {
+        let limit = limit.unwrap_or(DEFAULT_CONNS_LIMIT).min(MAX_CONNS_LIMIT);
+        let service = match service {
+            None => None,
+            Some(name) => match self.cfg.services.iter().position(|s| s.name == name) {
+                Some(i) => Some(i as u32),
+                None => return ReplyBody::Error(format!("no service named {name:?}")),
+            },
+        };
+        if let Some(st) = state {
+            if !sluice_tcp::State::ALL.iter().any(|s| s.name() == st) {
+                let names: Vec<&str> = sluice_tcp::State::ALL.iter().map(|s| s.name()).collect();
+                return ReplyBody::Error(format!("no state {st:?} (one of {})", names.join(", ")));
+            }
+        }
+        let filter = ConnFilter { service, state: state.map(str::to_string), detail };
+        let h = &self.shared.handoff;
+        ReplyBody::Conns(self.shared.conns.ask(limit, filter, CONNS_TIMEOUT, |core| h.waker(core as u16).signal()))
     }
 
     fn services(&self) -> Vec<ServiceInfo> {
@@ -411,6 +468,12 @@ impl EngineInfo {
             }
             for g in Gauge::ALL {
                 snap.gauges.insert(g.name().into(), c.gauge(*g));
+            }
+            for k in TcpCounter::ALL {
+                snap.counters.insert(k.name().into(), c.tcp_counter(*k));
+            }
+            for r in TcpDrop::ALL {
+                snap.drops.insert(r.name().into(), c.tcp_drops(*r));
             }
             snap.handoff_share = share(c.counter(Counter::HandoffOut), c.counter(Counter::RxPackets));
             add_into(&mut total.counters, &snap.counters);

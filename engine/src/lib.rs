@@ -1,5 +1,5 @@
-//! sluice engine: XDP steering, per-core AF_XDP workers, UDP and ICMP
-//! services, control plane. See docs/ARCHITECTURE.md for the map.
+//! sluice engine: XDP steering, per-core AF_XDP workers, a user-space TCP
+//! stack, UDP, TCP and ICMP services, control plane. See docs/ARCHITECTURE.md for the map.
 #![deny(unsafe_code)]
 
 pub mod afxdp;
@@ -13,7 +13,9 @@ pub mod idle;
 pub mod ownership;
 pub mod pool;
 pub mod port;
+pub mod services;
 pub mod stats;
 pub mod steering;
+pub mod tcp;
 pub mod wire;
 pub mod worker;

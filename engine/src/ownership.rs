@@ -172,6 +172,25 @@ impl OwnerDirectory {
         }
     }
 
+    /// The other core that owns `flow`, if one does, without claiming it
+    /// (TCP claims only when it keeps state for the flow). The asking
+    /// core's own claim is refreshed as by [`lookup`](Self::lookup).
+    #[inline]
+    pub fn peek(&self, flow: &FlowKey, me: u16, now_s: u64) -> Option<u16> {
+        if let Some(cores) = self.hashed {
+            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+            return (owner != me).then_some(owner);
+        }
+        match decode(self.slot(flow).load(Ordering::Acquire)) {
+            Some((owner, _, _)) if owner == me => {
+                self.touch(flow, me, now_s);
+                None
+            }
+            Some((owner, pins, seen)) if pins > 0 || now_s.saturating_sub(seen) <= self.idle_s => Some(owner),
+            _ => None,
+        }
+    }
+
     fn slot(&self, flow: &FlowKey) -> &AtomicU64 {
         &self.slots[(flow.hash(self.seed) & self.mask) as usize]
     }
@@ -368,6 +387,26 @@ mod tests {
         d.unpin(&flow(1), 0, 100 + 86_400 + 100);
         assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400 + 100 + 31), Ownership::Mine { claimed: true });
         assert_eq!(d.owned_per_core(2, 100 + 86_400 + 131), vec![0, 1]);
+    }
+
+    #[test]
+    fn peek_names_the_owner_and_never_claims() {
+        let d = OwnerDirectory::new(16, 30, 7);
+        assert_eq!(d.peek(&flow(1), 1, 100), None, "unowned");
+        assert_eq!(d.lookup(&flow(1), 0, 101), Ownership::Mine { claimed: true }, "peek left it free");
+        assert_eq!(d.peek(&flow(1), 1, 102), Some(0));
+        assert_eq!(d.peek(&flow(1), 0, 120), None, "its own");
+        // The owner's peek refreshed the claim: still core 0's at 140.
+        assert_eq!(d.peek(&flow(1), 1, 140), Some(0));
+        assert_eq!(d.peek(&flow(1), 1, 151), None, "lapsed");
+        let h = OwnerDirectory::hashed(2, 5);
+        for p in 0..50 {
+            let owner = match h.lookup(&flow(p), 0, 1) {
+                Ownership::Mine { .. } => 0,
+                Ownership::Other(o) => o,
+            };
+            assert_eq!(h.peek(&flow(p), 0, 1), (owner != 0).then_some(owner));
+        }
     }
 
     #[test]

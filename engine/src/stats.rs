@@ -6,34 +6,12 @@
 //! and the control thread reads them with relaxed loads. Every dropped frame
 //! has a [`DropReason`] and its own counter.
 use crossbeam_utils::CachePadded;
+pub use sluice_tcp::stats::{TcpCounter, TcpDrop, TcpStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-macro_rules! named_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[doc = $vd:literal])* $v:ident = $s:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(usize)]
-        pub enum $name { $($(#[doc = $vd])* $v,)* }
-        impl $name {
-            /// Every variant, in order.
-            pub const ALL: &'static [$name] = &[$($name::$v,)*];
-            /// Number of variants.
-            pub const COUNT: usize = Self::ALL.len();
-            /// The stable snake_case name used in stats output.
-            pub fn name(self) -> &'static str {
-                match self { $($name::$v => $s,)* }
-            }
-            /// What it counts: its doc comment, for help texts.
-            pub fn help(self) -> &'static str {
-                match self { $($name::$v => concat!($($vd),*).trim_ascii(),)* }
-            }
-            /// The variant named `name`.
-            pub fn by_name(name: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.name() == name)
-            }
-        }
-    };
-}
+// The enum-with-names macro is the TCP crate's, so both name their
+// counters one way.
+use sluice_tcp::named_enum;
 
 named_enum! {
     /// Monotonic per-core counters.
@@ -118,8 +96,15 @@ named_enum! {
         IcmpUnsupported = "icmp_unsupported",
         /// Address/port/protocol has no service (a stale steering entry).
         NoService = "no_service",
-        /// IP protocol not served (TCP comes with the TCP stack).
+        /// IP protocol not served (neither TCP, UDP nor ICMP).
         ProtoUnsupported = "proto_unsupported",
+        /// TCP header malformed (too short, bad data offset, port 0).
+        TcpMalformed = "tcp_malformed",
+        /// TCP checksum wrong.
+        TcpBadChecksum = "tcp_bad_checksum",
+        /// TCP option list malformed (a length running past the header, a
+        /// bad length for a known option).
+        TcpBadOptions = "tcp_bad_options",
         /// A stateless reply found the tx backlog over its bound (the tx ring
         /// has not drained for a while); TCP segments are never dropped so.
         TxBacklogFull = "tx_backlog_full",
@@ -160,6 +145,12 @@ named_enum! {
         TxBacklog = "tx_backlog",
         /// Packets waiting for room in another core's full handoff queue.
         HandoffStash = "handoff_stash",
+        /// TCP connections (every state but TIME-WAIT).
+        TcpConns = "tcp_conns",
+        /// TCP connections in TIME-WAIT.
+        TcpTimeWait = "tcp_time_wait",
+        /// Half-open TCP connections in the SYN queues.
+        TcpHalfOpen = "tcp_half_open",
         /// Kernel drops: rx ring full (XDP_STATISTICS).
         XskRxRingFull = "xsk_rx_ring_full",
         /// Kernel drops: other (XDP_STATISTICS rx_dropped).
@@ -179,11 +170,14 @@ impl Gauge {
     }
 }
 
-/// One core's counters, drops and gauges.
+/// One core's counters, drops and gauges, and its TCP stack's counters
+/// (kept by the stack in plain integers, copied here when gauges are).
 pub struct CoreStats {
     counters: [AtomicU64; Counter::COUNT],
     drops: [AtomicU64; DropReason::COUNT],
     gauges: [AtomicU64; Gauge::COUNT],
+    tcp: [AtomicU64; TcpCounter::COUNT],
+    tcp_drops: [AtomicU64; TcpDrop::COUNT],
 }
 
 impl Default for CoreStats {
@@ -192,6 +186,8 @@ impl Default for CoreStats {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             gauges: std::array::from_fn(|_| AtomicU64::new(0)),
+            tcp: std::array::from_fn(|_| AtomicU64::new(0)),
+            tcp_drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -236,7 +232,27 @@ impl CoreStats {
         self.gauges[g as usize].load(Ordering::Relaxed)
     }
 
-    /// Sum of all drop counters.
+    /// Copies the TCP stack's counters. Only the owning core calls this.
+    pub fn publish_tcp(&self, t: &TcpStats) {
+        for c in TcpCounter::ALL {
+            self.tcp[*c as usize].store(t.counter(*c), Ordering::Relaxed);
+        }
+        for r in TcpDrop::ALL {
+            self.tcp_drops[*r as usize].store(t.drops(*r), Ordering::Relaxed);
+        }
+    }
+
+    /// Reads TCP counter `c`.
+    pub fn tcp_counter(&self, c: TcpCounter) -> u64 {
+        self.tcp[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// Reads the TCP drop counter of `r`.
+    pub fn tcp_drops(&self, r: TcpDrop) -> u64 {
+        self.tcp_drops[r as usize].load(Ordering::Relaxed)
+    }
+
+    /// Sum of all drop counters (frames; TCP's segment drops apart).
     pub fn total_drops(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
     }
@@ -278,6 +294,8 @@ mod tests {
         let mut names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         names.extend(DropReason::ALL.iter().map(|d| d.name()));
         names.extend(Gauge::ALL.iter().map(|g| g.name()));
+        names.extend(TcpCounter::ALL.iter().map(|g| g.name()));
+        names.extend(TcpDrop::ALL.iter().map(|g| g.name()));
         for n in &names {
             assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{n}");
         }

@@ -14,12 +14,14 @@
 use crate::afxdp::{poll_fds, Packet};
 use crate::clock::Clock;
 use crate::config::PollMode;
+use crate::control::conns::ConnQuery;
 use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
 use crate::handoff::Handoff;
 use crate::idle::{IdlePolicy, IdleStreak};
 use crate::ownership::OwnerDirectory;
 use crate::port::{Port, ROUTE_FREE};
 use crate::stats::{CoreStats, Counter, DropReason, EngineStats, Gauge};
+use crate::tcp::{Input, Io, TcpCore};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -65,6 +67,10 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// The engine clock.
     pub clock: Clock,
+    /// Questions for the cores' connection lists.
+    pub conns: ConnQuery,
+    /// The services' names, by id.
+    pub service_names: Vec<String>,
 }
 
 /// One core's worker.
@@ -83,11 +89,15 @@ pub struct Worker {
     moved: bool,
     /// Which core's handoff queue is read first.
     turn: usize,
+    /// The core's TCP stack.
+    tcp: TcpCore,
+    /// The last connection-list question answered.
+    conns_answered: u64,
 }
 
 impl Worker {
     /// A worker for `core` over its port.
-    pub fn new(core: u16, port: Port, shared: Arc<Shared>, cfg: WorkerConfig, ip_id_seed: u16) -> Self {
+    pub fn new(core: u16, port: Port, shared: Arc<Shared>, cfg: WorkerConfig, ip_id_seed: u16, tcp: TcpCore) -> Self {
         let batch = port.batch();
         let cores = shared.stats.len();
         Worker {
@@ -101,6 +111,8 @@ impl Worker {
             idle: IdlePolicy::of_poll_mode(cfg.poll, cfg.spin, cfg.spin_us),
             moved: false,
             turn: 0,
+            tcp,
+            conns_answered: 0,
             shared,
         }
     }
@@ -118,6 +130,9 @@ impl Worker {
         loop {
             let now = self.shared.clock.now_us();
             let work = self.pass(now);
+            if self.shared.conns.asked() != self.conns_answered {
+                self.answer_conns(now);
+            }
             if now >= next_kernel_stats {
                 self.publish_kernel_stats();
                 next_kernel_stats = now + 1_000_000;
@@ -130,6 +145,9 @@ impl Worker {
             // least every 100 ms.
             if work > 0 || self.moved || now >= next_gauges {
                 self.publish_gauges();
+                if now >= next_gauges {
+                    self.tcp.publish_counters(self.stats());
+                }
                 next_gauges = now + 100_000;
             }
             if work > 0 {
@@ -147,16 +165,21 @@ impl Worker {
         self.drain();
     }
 
-    /// One pass over the rings; returns how many packets it moved.
+    /// One pass over the rings; returns how many packets (and TCP timer
+    /// and connection events) it handled.
     fn pass(&mut self, now_us: u64) -> usize {
-        // Nothing sends with a route yet (TCP will keep its retransmission
-        // copies this way): a routed frame would go back to the free list.
-        let (completed, bad) = self.port.reap(|f, _route| Some(f));
+        // Frames TCP sent from its chunks come back to their chunks.
+        let tcp = &mut self.tcp;
+        let (completed, bad) = self.port.reap(|f, route| tcp.restore(f, route));
         if bad > 0 {
             self.stats().add(Counter::BadCompletions, bad as u64);
         }
+        let fired =
+            self.tcp.tick(&mut Io { port: &mut self.port, owners: &self.shared.owners, ip_id: &self.ip_id }, now_us);
         let received = self.receive(now_us);
         let adopted = self.adopt(now_us);
+        // One answer per connection for the whole batch.
+        self.tcp.flush(&mut Io { port: &mut self.port, owners: &self.shared.owners, ip_id: &self.ip_id }, now_us);
         self.retry_stash();
         let flushed = self.port.flush(Some(self.shared.stats.core(self.core as usize)));
         if let Some(e) = &flushed.kick_error {
@@ -176,7 +199,7 @@ impl Worker {
         if r.kicked {
             st.add(Counter::RxKicks, 1);
         }
-        completed + received + adopted + flushed.sent
+        completed + received + adopted + flushed.sent + fired
     }
 
     /// Rx ring → handle each packet.
@@ -253,6 +276,12 @@ impl Worker {
                 self.port.free(p.into_frame());
             }
             Verdict::HandOff(owner) => self.hand_off(owner, p),
+            Verdict::Tcp(m) => {
+                let io = &mut Io { port: &mut self.port, owners: &shared.owners, ip_id: &self.ip_id };
+                if let Input::HandOff(owner, p) = self.tcp.input(io, p, &m, now_us) {
+                    self.hand_off(owner, p);
+                }
+            }
         }
     }
 
@@ -297,15 +326,15 @@ impl Worker {
     }
 
     /// The earliest time something on this core must run without input, in
-    /// engine microseconds (the TCP timers will answer here).
+    /// engine microseconds: the TCP timers.
     fn next_deadline(&self) -> Option<u64> {
-        None
+        self.tcp.next_deadline()
     }
 
     /// How long to sleep at `now_us`: until the next deadline, at most
     /// [`MAX_SLEEP`]; briefly when transmissions or handoffs are pending.
     fn sleep_for(&self, now_us: u64) -> Duration {
-        if self.port.tx_pending() || self.stashed() > 0 {
+        if self.port.tx_pending() || self.stashed() > 0 || self.tcp.has_blocked() {
             // A tx backlog or a full handoff queue does not make anything
             // readable: come back soon (briefly, so a link that is down
             // cannot make us spin).
@@ -319,6 +348,7 @@ impl Worker {
 
     fn sleep(&mut self) {
         self.publish_gauges();
+        self.tcp.publish_counters(self.stats());
         // The pass's time is stale after the spin: the deadline is reckoned
         // from now.
         let now_us = self.shared.clock.now_us();
@@ -349,6 +379,13 @@ impl Worker {
     /// After stop: keep serving what is already on the rings for a moment,
     /// so in-flight requests get their answers.
     fn drain(&mut self) {
+        // Every connection is reset: the peers learn at once rather than by
+        // timing out.
+        let now = self.shared.clock.now_us();
+        let shared = self.shared.clone();
+        let io = &mut Io { port: &mut self.port, owners: &shared.owners, ip_id: &self.ip_id };
+        self.tcp.abort_all(io, now);
+        self.tcp.flush(io, now);
         let until = self.shared.clock.now_us() + DRAIN_TIME.as_micros() as u64;
         loop {
             let now = self.shared.clock.now_us();
@@ -370,13 +407,30 @@ impl Worker {
                 self.port.free(p.into_frame());
             }
         }
+        // What TIME-WAIT and unanswered resets still held goes back.
+        let now = self.shared.clock.now_us();
+        self.tcp.free_all(&mut Io { port: &mut self.port, owners: &shared.owners, ip_id: &self.ip_id }, now);
+        let tcp = &mut self.tcp;
+        self.port.reap(|f, route| tcp.restore(f, route));
         self.publish_gauges();
+        self.tcp.publish_counters(self.stats());
     }
 
     fn publish_gauges(&self) {
         let st = self.stats();
-        self.port.publish_gauges(st, 0);
+        self.port.publish_gauges(st, self.tcp.frames_held());
         st.set(Gauge::HandoffStash, self.stashed() as u64);
+        self.tcp.publish(st);
+    }
+
+    /// Lists this core's connections for the control thread.
+    fn answer_conns(&mut self, now: u64) {
+        let q = &self.shared.conns;
+        let generation = q.asked();
+        let mut list = Vec::new();
+        let total = self.tcp.snapshot(now, q.limit(), &q.filter(), &self.shared.service_names, &mut list);
+        q.answer(self.core as usize, generation, list, total);
+        self.conns_answered = generation;
     }
 
     fn publish_kernel_stats(&self) {

@@ -2,7 +2,7 @@
 //! text exposition format, rendered from the same snapshot `sluicectl stats`
 //! shows.
 use super::protocol::{CoreSnapshot, StatsSnapshot};
-use crate::stats::{Counter, Gauge as GaugeName};
+use crate::stats::{Counter, Gauge as GaugeName, TcpCounter};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -151,15 +151,16 @@ pub fn render(s: &StatsSnapshot) -> String {
     let mut x = Exposition { out: String::new() };
     x.family("sluice_uptime_seconds", Kind::Gauge, "Seconds since sluiced started", [(vec![], s.uptime_s)]);
     let core_of = |c: &CoreSnapshot| c.core.unwrap_or(0).to_string();
-    for k in Counter::ALL {
-        let samples =
-            s.cores.iter().map(|c| (vec![("core", core_of(c))], c.counters.get(k.name()).copied().unwrap_or(0)));
-        x.family(&format!("sluice_{}", k.name()), Kind::Counter, k.help(), samples);
+    let counters = Counter::ALL.iter().map(|k| (k.name(), k.help()));
+    let tcp = TcpCounter::ALL.iter().map(|k| (k.name(), k.help()));
+    for (name, help) in counters.chain(tcp) {
+        let samples = s.cores.iter().map(|c| (vec![("core", core_of(c))], c.counters.get(name).copied().unwrap_or(0)));
+        x.family(&format!("sluice_{name}"), Kind::Counter, help, samples);
     }
     let drops = s.cores.iter().flat_map(|c| {
         c.drops.iter().map(move |(reason, v)| (vec![("core", core_of(c)), ("reason", reason.clone())], *v))
     });
-    x.family("sluice_drops", Kind::Counter, "Frames dropped, by core and reason", drops);
+    x.family("sluice_drops", Kind::Counter, "Frames dropped (and TCP segments not taken), by core and reason", drops);
     for g in GaugeName::ALL {
         let samples =
             s.cores.iter().map(|c| (vec![("core", core_of(c))], c.gauges.get(g.name()).copied().unwrap_or(0)));

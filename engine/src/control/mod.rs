@@ -2,8 +2,10 @@
 //!
 //! [`protocol`] defines the messages (shared with `sluicectl`), [`server`] is
 //! the daemon's std thread that answers them, [`client`] is what `sluicectl`
-//! and the tests use to ask.
+//! and the tests use to ask; [`conns`] carries a connection listing from
+//! the cores that own the connections to the control thread.
 pub mod client;
+pub mod conns;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

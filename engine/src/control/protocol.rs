@@ -42,7 +42,29 @@ pub enum Command {
     Stats,
     /// The configured services.
     Services,
+    /// The TCP connections of every core (at most `limit` of them), of one
+    /// service and in one state when those are named.
+    Conns {
+        /// Most connections to list (default 1000, at most 100 000).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Only this service's (by name).
+        #[serde(default)]
+        service: Option<String>,
+        /// Only those in this state ("established", "time-wait", ...).
+        #[serde(default)]
+        state: Option<String>,
+        /// Fill in each connection's `detail` (costs the cores more).
+        #[serde(default)]
+        detail: bool,
+    },
 }
+
+/// Connections listed when a request names no limit.
+pub const DEFAULT_CONNS_LIMIT: u32 = 1000;
+/// The most connections one reply lists (each core formats its part in
+/// one go, between two passes).
+pub const MAX_CONNS_LIMIT: u32 = 10_000;
 
 /// A reply: the version and exactly one body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,6 +86,8 @@ pub enum ReplyBody {
     Stats(StatsSnapshot),
     /// Answer to [`Command::Services`].
     Services(Vec<ServiceInfo>),
+    /// Answer to [`Command::Conns`].
+    Conns(ConnsSnapshot),
     /// The request failed; the text says why.
     Error(String),
 }
@@ -230,4 +254,66 @@ mod tests {
         let back: Reply = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }
+}
+
+/// The TCP connections, as the cores answered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnsSnapshot {
+    /// Connections listed (the first `limit`, core by core).
+    pub conns: Vec<ConnEntry>,
+    /// Connections the cores have in all that match the filters (TIME-WAIT
+    /// included).
+    pub total: u64,
+    /// Cores that did not answer in time (their connections are missing).
+    pub cores_missing: Vec<u32>,
+}
+
+/// One TCP connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    /// The core that owns it.
+    pub core: u32,
+    /// The service's name.
+    pub service: String,
+    /// sluice's address and port.
+    pub local: String,
+    /// The peer's.
+    pub remote: String,
+    /// RFC 9293 state, in lower case ("established", "time-wait", ...).
+    pub state: String,
+    /// Seconds since it was created.
+    pub age_s: f64,
+    /// Congestion window, bytes.
+    pub cwnd: u32,
+    /// Slow start threshold, bytes (absent before the first loss).
+    pub ssthresh: Option<u32>,
+    /// Smoothed RTT, µs (0 before the first sample).
+    pub srtt_us: u32,
+    /// Retransmission timeout now, µs.
+    pub rto_us: u32,
+    /// Payload bytes per segment sent.
+    pub mss: u32,
+    /// The peer's receive window, bytes.
+    pub snd_wnd: u32,
+    /// Bytes sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Bytes received (in order) for the service.
+    pub bytes_in: u64,
+    /// Bytes the peer acknowledged.
+    pub bytes_out: u64,
+    /// Segments retransmitted.
+    pub retransmits: u32,
+    /// Bytes received and not yet taken by the service.
+    pub recv_queued: u32,
+    /// Bytes queued for sending (sent or not) and not yet acknowledged.
+    pub send_queued: u32,
+    /// Frames (chunks) it holds.
+    pub chunks: u32,
+    /// A transmission is waiting for a frame (or for its payload's frame
+    /// to come back from the tx ring).
+    pub blocked: bool,
+    /// The state machine's internals (sequence space, scoreboard, timers),
+    /// for diagnosing, when asked for; the format may change.
+    #[serde(default)]
+    pub detail: String,
 }

@@ -13,6 +13,7 @@
 //! | `arp` | ARP requests for VIPs |
 //! | `icmp` | ICMP echo |
 //! | `udp` | UDP echo and discard |
+//! | `tcp` | TCP segments checked and parsed for the core's TCP stack |
 //! | `reply` | the Ethernet/IPv4 headers of every in-place reply |
 mod arp;
 mod icmp;
@@ -20,10 +21,12 @@ mod icmp;
 mod prop_tests;
 pub mod reply;
 mod services;
+pub mod tcp;
 pub mod udp;
 
 pub use reply::REPLY_TTL;
 pub use services::{IntHasher, ServiceEntry, ServiceTable};
+pub use tcp::TcpInput;
 
 use crate::ownership::{FlowKey, OwnerDirectory, Ownership};
 use crate::stats::{CoreStats, Counter, DropReason};
@@ -48,6 +51,8 @@ pub enum Verdict {
     Drop(DropReason),
     /// Another core owns the flow: hand the frame over.
     HandOff(u16),
+    /// A checked TCP segment for the core's TCP stack, which takes the frame.
+    Tcp(TcpInput),
 }
 
 /// What a transport handler decided; the IP part of a reply is built by
@@ -62,6 +67,8 @@ pub(crate) enum L4Verdict {
     Drop(DropReason),
     /// Owned by another core.
     HandOff(u16),
+    /// For the TCP stack.
+    Tcp(TcpInput),
 }
 
 /// How the frame reached this core.
@@ -163,6 +170,7 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
     let l4 = match ip.protocol() {
         ip_proto::UDP => udp::handle(ip.payload_mut(), src, dst, arrival, cx),
         ip_proto::ICMP => icmp::handle(ip.payload_mut(), src, dst, arrival, cx),
+        ip_proto::TCP => tcp::handle(ip.payload_mut(), src, dst, arrival, cx),
         _ => L4Verdict::Drop(DropReason::ProtoUnsupported),
     };
     match l4 {
@@ -170,6 +178,11 @@ pub fn handle_frame(frame: &mut [u8], arrival: Arrival, cx: &Context<'_>) -> Ver
         L4Verdict::Consumed => Verdict::Consumed,
         L4Verdict::Drop(r) => Verdict::Drop(r),
         L4Verdict::HandOff(o) => Verdict::HandOff(o),
+        L4Verdict::Tcp(mut t) => {
+            t.payload_off += (ethernet::HEADER_LEN + ipv4::HEADER_LEN) as u16;
+            t.remote_mac = eth.src_addr().0;
+            Verdict::Tcp(t)
+        }
     }
 }
 
@@ -436,7 +449,9 @@ kind = "discard"
         opts[24..26].copy_from_slice(&c.to_be_bytes());
         assert_eq!(drop(opts), DropReason::Ipv4Options);
         let tcp = ip_frame(6, &[0u8; 20], 64);
-        assert_eq!(drop(tcp), DropReason::ProtoUnsupported);
+        assert_eq!(drop(tcp), DropReason::TcpMalformed, "data offset 0");
+        let gre = ip_frame(47, &[0u8; 20], 64);
+        assert_eq!(drop(gre), DropReason::ProtoUnsupported);
         let mut unreach = icmp_echo_frame(1, 1, b"");
         unreach[34] = 3;
         assert_eq!(drop(unreach), DropReason::IcmpUnsupported);

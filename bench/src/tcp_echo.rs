@@ -1,0 +1,347 @@
+//! `run tcp-echo`: sluice's TCP and the kernel's answering the same
+//! request/response load from kernel-socket clients in one lab, interleaved
+//! over rounds, closed loop and then open loop at one fixed rate.
+//!
+//! CPU is the whole machine's (server, generator, softirqs) over the
+//! measured interval: the generator is the same for every target, so the
+//! difference between targets is the server's. Closed loop, CPU per
+//! transaction is mostly the inverse of the rate; at an equal fixed rate
+//! (open loop) it is what each server costs.
+use crate::cli::{OpenLoopRate, TcpEchoArgs, TcpTarget};
+use crate::cpu::{clock_ticks, CpuSample};
+use crate::interrupt::{Interrupted, StopFlag};
+use crate::kernel_tcp_echo::KernelTcpEcho;
+use crate::report::Latency;
+use crate::sluiced::{Sluiced, Tuning};
+use crate::summary::{median, ratio_of, thousands};
+use crate::tcp_gen::{self, TcpGenConfig};
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+use sluice_lab::{Lab, LabConfig, Side};
+use std::fmt::Write as _;
+use std::net::SocketAddrV4;
+
+/// The echo port.
+pub const PORT: u16 = 7;
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpRound {
+    /// Round number, from 1.
+    pub round: u32,
+    /// The server.
+    pub target: TcpTarget,
+    /// Open loop rate, or `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Intact echoes per second.
+    pub per_s: Option<f64>,
+    /// Machine CPU µs per echo.
+    pub cpu_us: Option<f64>,
+    /// Cores busy on average.
+    pub cores_busy: f64,
+    /// Latency of the intact echoes.
+    pub latency: Option<Latency>,
+    /// Echoes that differed, failed connections, open-loop deferrals.
+    pub mismatched: u64,
+    /// Failed connections.
+    pub errors: u64,
+    /// Open loop: requests that waited for a connection with room.
+    pub deferred: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Medians of a target over its rounds, and its ratio to the kernel.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpSummary {
+    /// The server.
+    pub target: TcpTarget,
+    /// Median echoes/s.
+    pub per_s: Option<f64>,
+    /// Median CPU µs per echo.
+    pub cpu_us: Option<f64>,
+    /// Median p50 latency, µs.
+    pub p50_us: Option<f64>,
+    /// Median p99 latency, µs.
+    pub p99_us: Option<f64>,
+    /// per_s / the kernel's.
+    pub per_s_vs_kernel: Option<f64>,
+    /// cpu_us / the kernel's.
+    pub cpu_vs_kernel: Option<f64>,
+}
+
+/// The scenario's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpEchoReport {
+    /// How it was started.
+    pub command_line: Vec<String>,
+    /// rr or crr.
+    pub mode: String,
+    /// Connections, window, size, queues.
+    pub conns: usize,
+    /// Requests in flight per connection.
+    pub window: usize,
+    /// Request size.
+    pub size: usize,
+    /// Queues (and server cores).
+    pub queues: u32,
+    /// Seconds per measurement.
+    pub duration_s: f64,
+    /// Closed loop rounds.
+    pub closed: Vec<TcpRound>,
+    /// Closed loop summary.
+    pub closed_summary: Vec<TcpSummary>,
+    /// The open loop rate and how it was chosen.
+    pub open_rate: Option<(f64, String)>,
+    /// Open loop rounds.
+    pub open: Vec<TcpRound>,
+    /// Open loop summary.
+    pub open_summary: Vec<TcpSummary>,
+    /// Kernel version.
+    pub kernel: String,
+    /// CPUs.
+    pub cpus: usize,
+}
+
+enum Server {
+    Sluice(Sluiced),
+    Kernel(KernelTcpEcho),
+}
+
+/// Runs the scenario.
+pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<TcpEchoReport> {
+    args.validate().map_err(|e| anyhow!(e))?;
+    let sluiced = match &args.sluiced {
+        Some(p) => p.clone(),
+        None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
+    };
+    if args.targets.iter().any(|t| t.poll().is_some()) && !sluiced.is_file() {
+        bail!("no sluiced at {}: build it (cargo build --release), or pass --sluiced PATH", sluiced.display());
+    }
+    sluice_lab::require_root()?;
+    let lab = Lab::up(LabConfig::unique("tcpbench").with_queues(args.queues)).context("building the lab")?;
+    eprintln!("lab {} ({} / {}), {} queues", lab.name(), lab.server_ns, lab.client_ns, args.queues);
+    // A generator making a connection per request needs its TIME-WAIT ports back.
+    let _ = lab.command_in(Side::Client, "sysctl").args(["-qw", "net.ipv4.tcp_tw_reuse=1"]).status();
+    let _ = lab.command_in(Side::Client, "sysctl").args(["-qw", "net.ipv4.ip_local_port_range=10000 65000"]).status();
+    let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
+    let gen = |rate| TcpGenConfig {
+        target: service,
+        source: lab.addr(Side::Client),
+        conns: args.conns,
+        window: args.window,
+        size: args.size,
+        duration: args.duration,
+        threads: args.threads,
+        mode: args.mode.into(),
+        rate,
+    };
+    let rounds = |rate: Option<f64>| -> anyhow::Result<Vec<TcpRound>> {
+        let mut out = Vec::new();
+        for round in 1..=args.rounds {
+            for t in args.order(round) {
+                stop.check()?;
+                eprintln!(
+                    "{}round {round}/{}: {} ...",
+                    if rate.is_some() { "open loop " } else { "" },
+                    args.rounds,
+                    t.as_str()
+                );
+                let r = match measure(args, &lab, &sluiced, t, gen(rate), round, stop) {
+                    Ok(r) => r,
+                    Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
+                    Err(e) => TcpRound {
+                        round,
+                        target: t,
+                        rate,
+                        per_s: None,
+                        cpu_us: None,
+                        cores_busy: 0.0,
+                        latency: None,
+                        mismatched: 0,
+                        errors: 0,
+                        deferred: 0,
+                        error: Some(format!("{e:#}")),
+                    },
+                };
+                match (&r.error, r.per_s) {
+                    (Some(e), _) => eprintln!("  FAILED: {e}"),
+                    (None, Some(x)) => eprintln!(
+                        "  {} echoes/s, {} CPU µs/echo, p99 {} µs",
+                        thousands(x),
+                        r.cpu_us.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                        r.latency.map(|l| l.p99_us.to_string()).unwrap_or_else(|| "-".into())
+                    ),
+                    _ => {}
+                }
+                out.push(r);
+            }
+        }
+        Ok(out)
+    };
+    let closed = if args.open_loop_only { Vec::new() } else { rounds(None)? };
+    let closed_summary = summarize(&args.targets, &closed);
+    let open_rate = match args.rate {
+        OpenLoopRate::Skip => None,
+        OpenLoopRate::Fixed(r) => Some((r, "--rate".to_string())),
+        OpenLoopRate::Auto => {
+            let slowest = closed_summary.iter().filter_map(|s| s.per_s).fold(f64::INFINITY, f64::min);
+            (slowest.is_finite() && slowest > 0.0).then(|| {
+                ((slowest / 2.0).round(), format!("half the slowest closed-loop median, {}", thousands(slowest)))
+            })
+        }
+    };
+    let open = match &open_rate {
+        Some((r, _)) => rounds(Some(*r))?,
+        None => Vec::new(),
+    };
+    let open_summary = summarize(&args.targets, &open);
+    lab.down().context("removing the lab")?;
+    Ok(TcpEchoReport {
+        command_line,
+        mode: args.mode.as_str().into(),
+        conns: args.conns,
+        window: args.window,
+        size: args.size,
+        queues: args.queues,
+        duration_s: args.duration.as_secs_f64(),
+        closed,
+        closed_summary,
+        open_rate,
+        open,
+        open_summary,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    })
+}
+
+fn measure(
+    args: &TcpEchoArgs,
+    lab: &Lab,
+    sluiced: &std::path::Path,
+    t: TcpTarget,
+    cfg: TcpGenConfig,
+    round: u32,
+    stop: &StopFlag,
+) -> anyhow::Result<TcpRound> {
+    let service = cfg.target;
+    let server = match t.poll() {
+        Some(poll) => {
+            let tuning = Tuning { poll: Some(poll), tcp: true, ..Tuning::default() };
+            Server::Sluice(Sluiced::start(lab, sluiced, service, tuning, stop)?)
+        }
+        None => Server::Kernel(
+            Lab::run_in(&lab.server_ns, || KernelTcpEcho::start(service, args.queues as usize))?
+                .context("starting the kernel TCP echo server")?,
+        ),
+    };
+    let hz = clock_ticks();
+    let warm = TcpGenConfig { duration: args.warmup, ..cfg.clone() };
+    if !args.warmup.is_zero() {
+        Lab::run_in(&lab.client_ns, || tcp_gen::run(&warm))?.context("warm-up")?;
+    }
+    let c0 = CpuSample::now()?;
+    let rep = Lab::run_in(&lab.client_ns, || tcp_gen::run(&cfg))?.context("load generator")?;
+    let c1 = CpuSample::now()?;
+    let problems = match server {
+        Server::Sluice(d) => match d.stop() {
+            Ok(st) if st.success() => Vec::new(),
+            Ok(st) => vec![format!("sluiced exited with {st}")],
+            Err(e) => vec![format!("{e:#}")],
+        },
+        Server::Kernel(k) => k.stop(),
+    };
+    let cpu = c0.until(&c1, hz);
+    let per_s = rep.per_sec();
+    let error = if !problems.is_empty() {
+        Some(problems.join("; "))
+    } else if rep.mismatched > 0 {
+        Some(format!("{} echoes differed from their requests", rep.mismatched))
+    } else if rep.ok == 0 {
+        Some("no echo came back".into())
+    } else {
+        None
+    };
+    Ok(TcpRound {
+        round,
+        target: t,
+        rate: cfg.rate,
+        per_s: (rep.ok > 0).then_some(per_s),
+        cpu_us: cpu.us_per(rep.ok),
+        cores_busy: cpu.cores_busy(),
+        latency: Latency::of(&rep.latency_us),
+        mismatched: rep.mismatched,
+        errors: rep.errors,
+        deferred: rep.deferred,
+        error,
+    })
+}
+
+fn summarize(targets: &[TcpTarget], rounds: &[TcpRound]) -> Vec<TcpSummary> {
+    let med = |t: TcpTarget, f: &dyn Fn(&TcpRound) -> Option<f64>| {
+        let v: Vec<f64> = rounds.iter().filter(|r| r.target == t && r.error.is_none()).filter_map(f).collect();
+        median(&v)
+    };
+    let mut out: Vec<TcpSummary> = targets
+        .iter()
+        .map(|&t| TcpSummary {
+            target: t,
+            per_s: med(t, &|r| r.per_s),
+            cpu_us: med(t, &|r| r.cpu_us),
+            p50_us: med(t, &|r| r.latency.map(|l| l.p50_us as f64)),
+            p99_us: med(t, &|r| r.latency.map(|l| l.p99_us as f64)),
+            per_s_vs_kernel: None,
+            cpu_vs_kernel: None,
+        })
+        .collect();
+    if let Some(k) = out.iter().find(|s| s.target == TcpTarget::Kernel).cloned() {
+        for s in &mut out {
+            s.per_s_vs_kernel = ratio_of(s.per_s, k.per_s);
+            s.cpu_vs_kernel = ratio_of(s.cpu_us, k.cpu_us);
+        }
+    }
+    out
+}
+
+/// The text report.
+pub fn render(r: &TcpEchoReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "tcp-echo {}: {} connections x {} in flight, {} B requests, {} queues, {} s per measurement (kernel {}, {} CPUs)",
+        r.mode, r.conns, r.window, r.size, r.queues, r.duration_s, r.kernel, r.cpus
+    );
+    let table = |s: &mut String, title: &str, sum: &[TcpSummary]| {
+        let _ = writeln!(s, "\n{title}");
+        let _ = writeln!(
+            s,
+            "{:<18} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}",
+            "target", "echoes/s", "vs kernel", "CPU µs/echo", "vs kernel", "p50 µs", "p99 µs"
+        );
+        let f = |x: Option<f64>, d: usize| x.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "-".into());
+        for t in sum {
+            let _ = writeln!(
+                s,
+                "{:<18} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}",
+                t.target.as_str(),
+                t.per_s.map(thousands).unwrap_or_else(|| "-".into()),
+                f(t.per_s_vs_kernel, 2),
+                f(t.cpu_us, 2),
+                f(t.cpu_vs_kernel, 2),
+                f(t.p50_us, 0),
+                f(t.p99_us, 0)
+            );
+        }
+    };
+    if !r.closed.is_empty() {
+        table(&mut s, "closed loop (medians over rounds)", &r.closed_summary);
+    }
+    if let Some((rate, how)) = &r.open_rate {
+        table(&mut s, &format!("open loop at {}/s ({how})", thousands(*rate)), &r.open_summary);
+    }
+    let failed: Vec<&TcpRound> = r.closed.iter().chain(&r.open).filter(|x| x.error.is_some()).collect();
+    for f in failed {
+        let _ = writeln!(s, "round {} {} failed: {}", f.round, f.target.as_str(), f.error.as_deref().unwrap_or(""));
+    }
+    s
+}

@@ -1,0 +1,125 @@
+//! One core's connections: a slab of connection blocks found by their
+//! four-tuple. Sized once, from the configuration; the packet path never
+//! grows it. A slot's number is also its timer's id in the core's wheel.
+use super::emit::Path;
+use crate::ownership::FlowKey;
+use crate::services::App;
+use sluice_tcp::listener::Tuple;
+use sluice_tcp::Conn;
+use std::collections::HashMap;
+
+/// A connection and what the engine keeps beside it.
+pub struct Slot {
+    /// The state machine.
+    pub conn: Conn,
+    /// Its four-tuple.
+    pub tuple: Tuple,
+    /// Where its frames go.
+    pub path: Path,
+    /// Its flow, as the owner directory knows it.
+    pub flow: FlowKey,
+    /// The service it belongs to.
+    pub service: u32,
+    /// The service's state for it.
+    pub app: App,
+    /// When it was created (engine µs).
+    pub since: u64,
+    /// It is on the core's list of connections to serve this pass.
+    pub dirty: bool,
+    /// A transmission was refused (no frame, or its payload still on a tx
+    /// ring): it is on the list of connections to try again.
+    pub blocked: bool,
+    /// Counted in the core's TIME-WAIT gauge.
+    pub in_time_wait: bool,
+}
+
+/// The table.
+pub struct ConnTable {
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_tuple: HashMap<Tuple, u32>,
+    capacity: u32,
+}
+
+impl ConnTable {
+    /// A table for at most `capacity` connections (memory is reserved now
+    /// and touched as slots are first used).
+    pub fn new(capacity: u32) -> Self {
+        let capacity = capacity.max(1);
+        ConnTable {
+            slots: Vec::with_capacity(capacity as usize),
+            free: Vec::with_capacity(capacity as usize),
+            by_tuple: HashMap::with_capacity(capacity as usize),
+            capacity,
+        }
+    }
+
+    /// Connections now.
+    pub fn len(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    /// No connections.
+    pub fn is_empty(&self) -> bool {
+        self.by_tuple.is_empty()
+    }
+
+    /// Most connections it holds.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Whether another connection fits.
+    pub fn has_room(&self) -> bool {
+        (self.by_tuple.len() as u32) < self.capacity
+    }
+
+    /// The slot of `t`.
+    #[inline]
+    pub fn find(&self, t: &Tuple) -> Option<u32> {
+        self.by_tuple.get(t).copied()
+    }
+
+    /// Slot `id`.
+    #[inline]
+    pub fn get(&mut self, id: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(id as usize).and_then(|s| s.as_mut())
+    }
+
+    /// Slot `id`, read only.
+    pub fn peek(&self, id: u32) -> Option<&Slot> {
+        self.slots.get(id as usize).and_then(|s| s.as_ref())
+    }
+
+    /// Adds a connection; `None` when the table is full or the tuple is
+    /// taken (the slot is dropped: a new connection holds no chunk).
+    pub fn insert(&mut self, slot: Slot) -> Option<u32> {
+        if !self.has_room() || self.by_tuple.contains_key(&slot.tuple) {
+            return None;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let id = self.slots.len() as u32;
+                self.slots.push(None);
+                id
+            }
+        };
+        self.by_tuple.insert(slot.tuple, id);
+        self.slots[id as usize] = Some(slot);
+        Some(id)
+    }
+
+    /// Removes slot `id` and returns it.
+    pub fn remove(&mut self, id: u32) -> Option<Slot> {
+        let s = self.slots.get_mut(id as usize)?.take()?;
+        self.by_tuple.remove(&s.tuple);
+        self.free.push(id);
+        Some(s)
+    }
+
+    /// The ids of every connection (for the control plane and teardown).
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_tuple.values().copied()
+    }
+}

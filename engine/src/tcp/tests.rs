@@ -1,0 +1,1141 @@
+//! The core's TCP stack against smoltcp, an independent TCP, in memory.
+//!
+//! A real [`TcpCore`] and [`Port`] run over the fake kernel's rings
+//! ([`FakeKernel`]) on a simulated clock (µs); the peer is smoltcp on an
+//! in-memory IP device. Between them a wire each way delays every packet by
+//! [`DELAY`] and drops the ones a test's filter picks. What the peer sends
+//! is framed in Ethernet to the service table's MAC and "received" by the
+//! fake kernel into a frame from the fill ring; what the engine puts on the
+//! tx ring is stripped of Ethernet and given to smoltcp. The fake kernel
+//! completes every transmitted frame at once unless a test holds the
+//! completions back (the frame stays on the tx ring meanwhile).
+//!
+//! One engine pass is what the worker's loop does: completions back to
+//! their chunks, timers, the rx ring through `handle_frame` into
+//! `TcpCore::input`, `TcpCore::flush`, then the port's flush and refill.
+//!
+//! The engine is 198.18.0.2 with an echo service on port 7; smoltcp is
+//! 198.18.0.1 and connects from port 40000 on.
+use super::{Input, Io, TcpCore, TcpSetup};
+use crate::afxdp::fake::FakeKernel;
+use crate::afxdp::{frames_leaked, Desc, FrameTable, Packet};
+use crate::config::{Config, Proto};
+use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
+use crate::ownership::OwnerDirectory;
+use crate::pool::SharedFrames;
+use crate::port::Port;
+use crate::stats::{CoreStats, DropReason};
+use crate::wire::ethernet::EthernetAddress;
+use sluice_tcp::listener::Secrets;
+use sluice_tcp::{TcpCounter, TcpDrop};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+const MS: u64 = 1000;
+const S: u64 = 1_000_000;
+/// One-way wire delay: a 10 ms RTT.
+const DELAY: u64 = 5 * MS;
+const ENGINE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const ENGINE_IP: [u8; 4] = [198, 18, 0, 2];
+const PEER_IP: [u8; 4] = [198, 18, 0, 1];
+const ECHO_PORT: u16 = 7;
+const FIRST_PEER_PORT: u16 = 40000;
+/// The core under test, and the other core of the ownership tests.
+const CORE: u16 = 0;
+const OTHER_CORE: u16 = 1;
+/// The UMEM and the rings.
+const FRAMES: u32 = 4096;
+const FRAME_SIZE: u32 = 2048;
+const RING: u32 = 512;
+const BATCH: usize = 64;
+/// Frames the fill ring never gets.
+const RESERVE: usize = 1024;
+/// Ethernet + IPv4 + TCP with the largest options: no data segment of
+/// ours is this short.
+const BARE_MAX: u32 = 14 + 20 + 60;
+
+// ---------------------------------------------------------------------------
+// Randomness and data.
+
+/// splitmix64: the test data and the peer's write sizes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// `n` random bytes (not periodic: misplaced data shows).
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed);
+    (0..n).map(|_| r.next() as u8).collect()
+}
+
+/// Byte for byte, reporting the first difference rather than dumping.
+#[track_caller]
+fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: bytes differ at offset {i} ({} received, {} expected)", got.len(), want.len());
+    }
+    assert_eq!(got.len(), want.len(), "{what}: length");
+}
+
+// ---------------------------------------------------------------------------
+// What went over a wire.
+
+/// A packet's TCP header as smoltcp's parser reads it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    ack: Option<u32>,
+    seq: u32,
+    len: usize,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl Seen {
+    /// An ACK with nothing else in it.
+    fn pure_ack(&self) -> bool {
+        self.ack.is_some() && !self.syn && !self.fin && !self.rst && self.len == 0
+    }
+
+    /// The peer's end of the connection.
+    fn peer_port(&self) -> u16 {
+        if self.src_port == ECHO_PORT {
+            self.dst_port
+        } else {
+            self.src_port
+        }
+    }
+}
+
+/// Parses an IPv4 + TCP packet; panics on a bad checksum (neither side
+/// sends one here).
+#[track_caller]
+fn seen(ip: &[u8]) -> Seen {
+    let p = Ipv4Packet::new_checked(ip).expect("an IPv4 packet");
+    assert!(p.verify_checksum(), "IPv4 checksum");
+    let (src, dst) = (IpAddress::Ipv4(p.src_addr()), IpAddress::Ipv4(p.dst_addr()));
+    let t = TcpPacket::new_checked(p.payload()).expect("a TCP segment");
+    assert!(t.verify_checksum(&src, &dst), "TCP checksum");
+    Seen {
+        syn: t.syn(),
+        fin: t.fin(),
+        rst: t.rst(),
+        ack: t.ack().then(|| t.ack_number().0 as u32),
+        seq: t.seq_number().0 as u32,
+        len: t.payload().len(),
+        src_port: t.src_port(),
+        dst_port: t.dst_port(),
+    }
+}
+
+/// Decides whether a packet is lost.
+type DropIf = Box<dyn FnMut(&Seen) -> bool>;
+
+/// One direction: a fixed delay (so packets stay in order), a log of every
+/// packet put on it, and a filter for the ones lost.
+#[derive(Default)]
+struct Wire {
+    queue: VecDeque<(u64, Vec<u8>)>,
+    log: Vec<(u64, Seen)>,
+    drop_if: Option<DropIf>,
+    dropped: u64,
+}
+
+impl Wire {
+    fn push(&mut self, now: u64, ip: Vec<u8>) {
+        let s = seen(&ip);
+        self.log.push((now, s));
+        if self.drop_if.as_mut().is_some_and(|f| f(&s)) {
+            self.dropped += 1;
+            return;
+        }
+        self.queue.push_back((now + DELAY, ip));
+    }
+
+    fn next_at(&self) -> Option<u64> {
+        self.queue.front().map(|q| q.0)
+    }
+
+    fn take_due(&mut self, now: u64) -> Vec<Vec<u8>> {
+        let mut due = Vec::new();
+        while self.queue.front().is_some_and(|q| q.0 <= now) {
+            due.extend(self.queue.pop_front().map(|q| q.1));
+        }
+        due
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The engine's side.
+
+fn config() -> Config {
+    Config::parse(
+        r#"
+[engine]
+interface = "sluice0"
+[[service]]
+name = "echo"
+proto = "tcp"
+listen = "198.18.0.2:7"
+kind = "echo"
+"#,
+        "test",
+    )
+    .unwrap()
+}
+
+/// The stack's setup for [`config`], as the daemon makes it, with room for
+/// `chunks` frames in the core's arena.
+fn setup(chunks: u32) -> TcpSetup {
+    let cfg = config();
+    TcpSetup {
+        settings: cfg.tcp.clone(),
+        services: cfg.services.iter().enumerate().map(|(i, s)| (i as u32, s.kind, s.proto == Proto::Tcp)).collect(),
+        secrets: Secrets::from_random([11, 22, 33, 44, 55, 66, 77, 88]),
+        local_mac: EthernetAddress(ENGINE_MAC),
+        cookie_clock: Default::default(),
+        connections: 64,
+        chunks,
+    }
+}
+
+/// One core: its port over the fake kernel, its TCP stack, and what the
+/// worker's loop lends them.
+struct Engine {
+    shared: Arc<SharedFrames>,
+    port: Port,
+    kernel: FakeKernel,
+    tcp: TcpCore,
+    services: ServiceTable,
+    owners: OwnerDirectory,
+    stats: CoreStats,
+    ip_id: Cell<u16>,
+    rx: Vec<Packet>,
+    /// Hold completions back: what the engine transmits is taken off the
+    /// tx ring but not completed (and not delivered: lost on the wire).
+    hold: bool,
+    held: Vec<Desc>,
+    /// Frames the fake kernel had no room for.
+    rx_missed: u64,
+    /// Verdicts other than `Tcp` (each frame was freed).
+    others: Vec<Verdict>,
+    /// Owners `TcpCore::input` handed a packet to (each frame was freed).
+    handed_off: Vec<u16>,
+}
+
+impl Engine {
+    fn new(setup: &TcpSetup, now: u64) -> Engine {
+        let table = FrameTable::create(FRAMES, FRAME_SIZE).unwrap();
+        let shared = SharedFrames::new(table.clone());
+        let pool = shared.split(1).pop().unwrap();
+        let (sock, kernel) = FakeKernel::socket(&table, CORE as u32, RING);
+        let mut port = Port::new(sock, pool, BATCH);
+        // The fake kernel stocks whatever the fill ring offers (a real one
+        // holds at most a ring's worth): the reserve keeps frames to send
+        // with on the free list.
+        port.pool_mut().set_reserve(RESERVE);
+        port.refill(0);
+        let mut services = ServiceTable::from_config(&config());
+        services.set_mac(EthernetAddress(ENGINE_MAC));
+        Engine {
+            tcp: TcpCore::new(CORE, setup, table, now),
+            shared,
+            port,
+            kernel,
+            services,
+            owners: OwnerDirectory::new(1024, 30, 7),
+            stats: CoreStats::default(),
+            ip_id: Cell::new(1),
+            rx: Vec::with_capacity(BATCH),
+            hold: false,
+            held: Vec::new(),
+            rx_missed: 0,
+            others: Vec::new(),
+            handed_off: Vec::new(),
+        }
+    }
+
+    /// Completions back to their chunks (or the free list).
+    fn reap(&mut self) {
+        let Engine { port, tcp, .. } = self;
+        let (_, bad) = port.reap(|f, route| tcp.restore(f, route));
+        assert_eq!(bad, 0, "completions for frames the port had not sent");
+    }
+
+    /// One pass of the worker's loop; returns the packets received.
+    fn pass(&mut self, now: u64) -> usize {
+        self.reap();
+        let Engine { port, tcp, owners, ip_id, .. } = self;
+        tcp.tick(&mut Io { port, owners, ip_id }, now);
+        let mut rx = std::mem::take(&mut self.rx);
+        let b = self.port.receive(&mut rx);
+        for p in rx.drain(..) {
+            self.handle(p, now);
+        }
+        self.rx = rx;
+        let Engine { port, tcp, owners, ip_id, .. } = self;
+        tcp.flush(&mut Io { port, owners, ip_id }, now);
+        self.port.flush(None);
+        self.port.refill(b.descs);
+        b.descs
+    }
+
+    /// A received packet through the datapath's checks into the stack.
+    fn handle(&mut self, mut p: Packet, now: u64) {
+        let table = self.port.table().clone();
+        let verdict = {
+            let cx = Context {
+                services: &self.services,
+                owners: &self.owners,
+                core: CORE,
+                now_us: now,
+                stats: &self.stats,
+                ip_id: &self.ip_id,
+            };
+            match table.packet_mut(&mut p) {
+                Some(bytes) => handle_frame(bytes, Arrival::Rx, &cx),
+                None => Verdict::Drop(DropReason::BadDescriptor),
+            }
+        };
+        match verdict {
+            Verdict::Tcp(m) => {
+                let Engine { port, tcp, owners, ip_id, .. } = self;
+                if let Input::HandOff(owner, p) = tcp.input(&mut Io { port, owners, ip_id }, p, &m, now) {
+                    self.handed_off.push(owner);
+                    self.port.free(p.into_frame());
+                }
+            }
+            v => {
+                self.others.push(v);
+                self.port.free(p.into_frame());
+            }
+        }
+    }
+
+    /// "Receives" an IPv4 packet from the peer, in an Ethernet frame to
+    /// the service table's MAC.
+    fn deliver(&mut self, ip: &[u8], now: u64) {
+        let mut f = Vec::with_capacity(14 + ip.len());
+        f.extend_from_slice(&self.services.mac().0);
+        f.extend_from_slice(&PEER_MAC);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(ip);
+        if !self.kernel.deliver(&f) {
+            // The rx ring is full or the fill ring empty: a pass makes room.
+            self.pass(now);
+            if !self.kernel.deliver(&f) {
+                self.rx_missed += 1;
+            }
+        }
+    }
+
+    /// What the engine put on the tx ring, as IPv4 packets: completed at
+    /// once, or (holding) kept on the ring and lost.
+    fn transmit(&mut self) -> Vec<Vec<u8>> {
+        if self.hold {
+            let d = self.kernel.take_sent_descs();
+            self.held.extend(d);
+            return Vec::new();
+        }
+        let frames = self.kernel.take_sent(true);
+        frames
+            .into_iter()
+            .map(|f| {
+                assert!(f.len() > 14, "a frame of {} bytes", f.len());
+                assert_eq!((&f[..6], &f[6..12], &f[12..14]), (&PEER_MAC[..], &ENGINE_MAC[..], &[8u8, 0][..]));
+                f[14..].to_vec()
+            })
+            .collect()
+    }
+
+    /// The held completions come back.
+    fn release(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for chunk in held.chunks(RING as usize / 2) {
+            let addrs: Vec<u64> = chunk.iter().map(|d| d.addr).collect();
+            self.kernel.complete(&addrs);
+            self.reap();
+        }
+    }
+
+    /// Frames by place agree with the frame table's census.
+    #[track_caller]
+    fn assert_census(&self) {
+        let f = self.port.frames();
+        let c = self.shared.table().census();
+        assert_eq!(c.user, f.free + f.out + f.tx_backlog + self.shared.exchanged() as u32, "{c:?} {f:?}");
+        assert_eq!((c.lent_rx, c.lent_tx), (f.lent_rx, f.lent_tx), "{c:?} {f:?}");
+        assert_eq!(c.user + c.lent_rx + c.lent_tx, FRAMES, "{c:?}");
+    }
+
+    /// Every frame is back: none out of the port's hands, none held by a
+    /// connection, none on the tx ring; the census agrees.
+    #[track_caller]
+    fn assert_frames_home(&self) {
+        let f = self.port.frames();
+        assert_eq!((f.out, f.tx_backlog, f.lent_tx), (0, 0, 0), "frames by place: {f:?}");
+        assert_eq!(self.tcp.frames_held(), 0);
+        self.assert_census();
+    }
+
+    fn counter(&self, c: TcpCounter) -> u64 {
+        self.tcp.stats().counter(c)
+    }
+
+    fn drops(&self, d: TcpDrop) -> u64 {
+        self.tcp.stats().drops(d)
+    }
+
+    fn describe(&self) -> String {
+        let counters: Vec<_> =
+            TcpCounter::ALL.iter().filter(|c| self.counter(**c) > 0).map(|c| (c.name(), self.counter(*c))).collect();
+        let drops: Vec<_> =
+            TcpDrop::ALL.iter().filter(|d| self.drops(**d) > 0).map(|d| (d.name(), self.drops(*d))).collect();
+        let conns: Vec<String> = self
+            .tcp
+            .table
+            .ids()
+            .filter_map(|id| self.tcp.table.peek(id))
+            .map(|s| {
+                let c = &s.conn;
+                format!(
+                    "{} {}: rcvq {} chunks/{} B, sndq {} chunks/{} B",
+                    s.tuple.remote_port,
+                    c.state().name(),
+                    c.recv_queue().count(),
+                    c.recv_queue().bytes(),
+                    c.send_queue().count(),
+                    c.send_queued()
+                )
+            })
+            .collect();
+        format!(
+            "engine: {} connections {conns:?}, {} frames held, {:?}, {:?}; counters {counters:?}; drops {drops:?}",
+            self.tcp.connections(),
+            self.tcp.frames_held(),
+            self.port.frames(),
+            self.tcp.emit_counts(),
+        )
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // What connections still hold goes back before the stack goes (a
+        // dropped frame token counts as leaked).
+        self.hold = false;
+        self.release();
+        let Engine { port, tcp, owners, ip_id, .. } = self;
+        tcp.free_all(&mut Io { port, owners, ip_id }, 0);
+        self.reap();
+        for p in self.rx.drain(..) {
+            self.port.free(p.into_frame());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// smoltcp's side.
+
+thread_local! {
+    /// The simulated clock, µs, for smoltcp's timestamp generator (a plain
+    /// `fn() -> u32`). Each test runs on its own thread.
+    static NOW: Cell<u64> = const { Cell::new(0) };
+}
+
+fn smol_tsval() -> u32 {
+    (NOW.with(|n| n.get()) / 1000) as u32
+}
+
+/// The in-memory device: what the wire delivered, what smoltcp sent.
+struct Dev {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct RxTok(Vec<u8>);
+struct TxTok<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for RxTok {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for TxTok<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut b = vec![0u8; len];
+        let r = f(&mut b);
+        self.0.push(b);
+        r
+    }
+}
+
+impl Device for Dev {
+    type RxToken<'a> = RxTok;
+    type TxToken<'a> = TxTok<'a>;
+
+    fn receive(&mut self, _t: Instant) -> Option<(RxTok, TxTok<'_>)> {
+        let p = self.rx.pop_front()?;
+        Some((RxTok(p), TxTok(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<TxTok<'_>> {
+        Some(TxTok(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ip;
+        c.max_transmission_unit = 1500;
+        c.checksum = ChecksumCapabilities::default();
+        c
+    }
+}
+
+/// One of smoltcp's connections and its application: it writes `to_send`
+/// in pieces of random size, reads everything, and closes once all it sent
+/// came back (when asked to).
+struct PeerConn {
+    h: SocketHandle,
+    port: u16,
+    to_send: Vec<u8>,
+    sent: usize,
+    received: Vec<u8>,
+    close_when_echoed: bool,
+    closed: bool,
+    rng: Rng,
+}
+
+struct Peer {
+    iface: Interface,
+    dev: Dev,
+    sockets: SocketSet<'static>,
+    conns: Vec<PeerConn>,
+}
+
+impl Peer {
+    fn new(now: u64, seed: u64) -> Peer {
+        let mut dev = Dev { rx: VecDeque::new(), tx: Vec::new() };
+        let mut config = IfaceConfig::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut dev, Instant::from_micros(now as i64));
+        iface.update_ip_addrs(|a| {
+            let [a0, a1, a2, a3] = PEER_IP;
+            a.push(IpCidr::new(IpAddress::v4(a0, a1, a2, a3), 24)).unwrap();
+        });
+        Peer { iface, dev, sockets: SocketSet::new(vec![]), conns: Vec::new() }
+    }
+
+    /// Opens a connection to the echo service; returns its index.
+    fn connect(&mut self, to_send: Vec<u8>, close_when_echoed: bool, seed: u64) -> usize {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; 256 * 1024]),
+            tcp::SocketBuffer::new(vec![0u8; 256 * 1024]),
+        );
+        s.set_tsval_generator(Some(smol_tsval));
+        let port = FIRST_PEER_PORT + self.conns.len() as u16;
+        let [a0, a1, a2, a3] = ENGINE_IP;
+        s.connect(self.iface.context(), (IpAddress::v4(a0, a1, a2, a3), ECHO_PORT), port).unwrap();
+        let h = self.sockets.add(s);
+        self.conns.push(PeerConn {
+            h,
+            port,
+            to_send,
+            sent: 0,
+            received: Vec::new(),
+            close_when_echoed,
+            closed: false,
+            rng: Rng(seed),
+        });
+        self.conns.len() - 1
+    }
+
+    fn state(&self, i: usize) -> tcp::State {
+        self.sockets.get::<tcp::Socket>(self.conns[i].h).state()
+    }
+
+    /// Whether connection `i` is done: closed, or waiting out TIME-WAIT.
+    fn finished(&self, i: usize) -> bool {
+        matches!(self.state(i), tcp::State::Closed | tcp::State::TimeWait)
+    }
+
+    fn poll(&mut self, now: u64) {
+        self.iface.poll(Instant::from_micros(now as i64), &mut self.dev, &mut self.sockets);
+    }
+
+    fn poll_at(&mut self, now: u64) -> Option<u64> {
+        self.iface.poll_at(Instant::from_micros(now as i64), &self.sockets).map(|t| t.total_micros().max(0) as u64)
+    }
+
+    /// The applications' turn.
+    fn app(&mut self) {
+        for c in &mut self.conns {
+            let s = self.sockets.get_mut::<tcp::Socket>(c.h);
+            while s.can_recv() {
+                let got = s.recv(|b| (b.len(), b.to_vec())).unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                c.received.extend_from_slice(&got);
+            }
+            while c.sent < c.to_send.len() && s.can_send() {
+                let piece = 1 + c.rng.below(4000) as usize;
+                let end = (c.sent + piece).min(c.to_send.len());
+                let n = s.send_slice(&c.to_send[c.sent..end]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                c.sent += n;
+            }
+            let echoed = c.sent == c.to_send.len() && c.received.len() >= c.to_send.len();
+            if c.close_when_echoed && !c.closed && echoed && s.may_send() {
+                s.close();
+                c.closed = true;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The world.
+
+struct World {
+    now: u64,
+    engine: Engine,
+    peer: Peer,
+    /// smoltcp → engine.
+    to_engine: Wire,
+    /// engine → smoltcp.
+    to_peer: Wire,
+    steps: u64,
+}
+
+impl World {
+    fn new(setup: &TcpSetup, seed: u64) -> World {
+        let now = S;
+        NOW.with(|n| n.set(now));
+        World {
+            now,
+            engine: Engine::new(setup, now),
+            peer: Peer::new(now, seed),
+            to_engine: Wire::default(),
+            to_peer: Wire::default(),
+            steps: 0,
+        }
+    }
+
+    /// A world whose engine's arena holds plenty of frames.
+    fn roomy(seed: u64) -> World {
+        World::new(&setup(2048), seed)
+    }
+
+    /// The engine's passes, then smoltcp's turn; what each sent goes on
+    /// its wire.
+    fn service(&mut self) {
+        self.engine_passes();
+        self.exchange();
+    }
+
+    /// Engine passes until the rx ring is empty.
+    fn engine_passes(&mut self) {
+        while self.engine.pass(self.now) == BATCH {}
+    }
+
+    /// What the engine transmitted goes on the wire, then smoltcp's turn.
+    fn exchange(&mut self) {
+        let now = self.now;
+        for ip in self.engine.transmit() {
+            self.to_peer.push(now, ip);
+        }
+        self.peer.poll(now);
+        self.peer.app();
+        self.peer.poll(now);
+        for ip in std::mem::take(&mut self.peer.dev.tx) {
+            self.to_engine.push(now, ip);
+        }
+    }
+
+    fn next_event(&mut self) -> Option<u64> {
+        let now = self.now;
+        // A core with a refused transmission comes back within a
+        // millisecond (as the worker's sleep does).
+        let retry = (self.engine.tcp.has_blocked() || self.engine.port.tx_pending()).then_some(now + MS);
+        [
+            self.to_engine.next_at(),
+            self.to_peer.next_at(),
+            self.peer.poll_at(now),
+            self.engine.tcp.next_deadline(),
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn step(&mut self) -> bool {
+        let more = self.advance();
+        if more {
+            self.service();
+        }
+        more
+    }
+
+    /// To the next event: the clock moves and what is due is delivered.
+    fn advance(&mut self) -> bool {
+        let Some(t) = self.next_event() else { return false };
+        self.steps += 1;
+        assert!(self.steps < 2_000_000, "runaway simulation at {} ms", self.now / MS);
+        self.now = t.max(self.now + 1);
+        let now = self.now;
+        NOW.with(|n| n.set(now));
+        for ip in self.to_engine.take_due(now) {
+            self.engine.deliver(&ip, now);
+        }
+        for ip in self.to_peer.take_due(now) {
+            self.peer.dev.rx.push_back(ip);
+        }
+        true
+    }
+
+    /// Steps until `done` or `limit` µs passed; whether `done` held.
+    fn run_until(&mut self, limit: u64, mut done: impl FnMut(&World) -> bool) -> bool {
+        let end = self.now + limit;
+        self.service();
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            if !self.step() {
+                return done(self);
+            }
+        }
+        done(self)
+    }
+
+    /// Runs until every one of the peer's connections finished and the
+    /// engine holds none; then lets the last completions come back.
+    #[track_caller]
+    fn run_to_close(&mut self, limit: u64) {
+        let n = self.peer.conns.len();
+        let ok = self.run_until(limit, |w| (0..n).all(|i| w.peer.finished(i)) && w.engine.tcp.connections() == 0);
+        assert!(ok, "not closed: {}", self.describe());
+        self.quiesce();
+    }
+
+    /// Engine passes at the current time until nothing is on the tx ring or
+    /// waits for a completion.
+    fn quiesce(&mut self) {
+        for _ in 0..16 {
+            self.engine.pass(self.now);
+            let sent = self.engine.transmit();
+            let idle = sent.is_empty() && self.engine.port.frames().lent_tx == 0;
+            for ip in sent {
+                self.to_peer.push(self.now, ip);
+            }
+            if idle {
+                return;
+            }
+        }
+    }
+
+    /// Data segments the engine put on the wire.
+    fn engine_data_segments(&self) -> usize {
+        self.to_peer.log.iter().filter(|(_, s)| s.len > 0).count()
+    }
+
+    fn describe(&self) -> String {
+        let peers: Vec<_> = (0..self.peer.conns.len())
+            .map(|i| {
+                let c = &self.peer.conns[i];
+                format!(
+                    "{}: {} sent {}/{} rcvd {}",
+                    c.port,
+                    self.peer.state(i),
+                    c.sent,
+                    c.to_send.len(),
+                    c.received.len()
+                )
+            })
+            .collect();
+        format!(
+            "t={} ms; peers [{}]; wire to engine {} packets ({} dropped), to peer {} ({} dropped); {}",
+            self.now / MS,
+            peers.join(", "),
+            self.to_engine.log.len(),
+            self.to_engine.dropped,
+            self.to_peer.log.len(),
+            self.to_peer.dropped,
+            self.engine.describe(),
+        )
+    }
+}
+
+/// Every packet the engine received was a TCP segment for it, and none
+/// went to another core.
+#[track_caller]
+fn assert_all_tcp(w: &World) {
+    assert!(w.engine.others.is_empty(), "not for TCP: {:?}", w.engine.others);
+    assert!(w.engine.handed_off.is_empty(), "handed off to {:?}", w.engine.handed_off);
+    assert_eq!(w.engine.rx_missed, 0, "frames the fake kernel had no room for");
+}
+
+// ---------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn a_mebibyte_echoed_in_random_writes_comes_back_whole_and_every_frame_comes_home() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(1);
+    let body = data(1 << 20, 1);
+    w.peer.connect(body.clone(), true, 1);
+    w.run_to_close(60 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    assert_all_tcp(&w);
+    let e = &w.engine;
+    assert_eq!(e.port.frames().out, 0, "{}", e.describe());
+    e.assert_frames_home();
+    assert_eq!(e.tcp.connections(), 0);
+    assert_eq!(e.tcp.frames_held(), 0);
+    assert_eq!((e.counter(TcpCounter::PassiveOpens), e.counter(TcpCounter::Closed)), (1, 1));
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn echo_sends_from_the_received_frame_and_a_retransmission_waits_for_its_completion() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(2);
+    let body = data(512 << 10, 2);
+    w.peer.connect(body.clone(), true, 2);
+    assert!(w.run_until(30 * S, |w| w.peer.conns[0].received.len() >= 128 << 10), "{}", w.describe());
+    // Zero copy: most data segments left from the frame their payload came
+    // in; what was copied is a small part of the bytes.
+    let counts = w.engine.tcp.emit_counts();
+    let segments = w.engine_data_segments() as u64;
+    assert!(counts.zero_copy * 10 >= segments * 9, "{} of {segments} data segments zero copy", counts.zero_copy);
+    assert!(counts.copied_bytes * 10 < (128 << 10), "{counts:?}");
+
+    // From now on whatever the engine transmits is lost on the wire and
+    // stays on the tx ring: its retransmission timer fires while the
+    // frames of the data to retransmit have not come back.
+    w.engine.hold = true;
+    let rto = w.engine.counter(TcpCounter::RtoExpired);
+    assert!(w.run_until(10 * S, |w| w.engine.counter(TcpCounter::RtoExpired) > rto), "{}", w.describe());
+    let data_held = |e: &Engine| e.held.iter().filter(|d| d.len > BARE_MAX).count();
+    let held_at_rto = data_held(&w.engine);
+    assert!(held_at_rto > 0, "data segments went out before the timeout");
+    assert!(w.engine.tcp.has_blocked(), "the retransmission is refused while its frame is out");
+    // It stays refused while the completions are held (the core retries
+    // every millisecond).
+    let zero_copy = w.engine.tcp.emit_counts().zero_copy;
+    w.run_until(50 * MS, |_| false);
+    assert_eq!(data_held(&w.engine), held_at_rto, "a data segment was sent while its frame was on the tx ring");
+    assert!(w.engine.tcp.has_blocked());
+    assert_eq!(w.engine.tcp.emit_counts().zero_copy, zero_copy);
+
+    // The completions come back: the next pass sends the retransmission,
+    // from the same frame, starting at SND.UNA.
+    let id = w.engine.tcp.table.ids().next().expect("the connection");
+    let una = w.engine.tcp.table.peek(id).unwrap().conn.snd_una();
+    w.engine.hold = false;
+    w.engine.release();
+    let logged = w.to_peer.log.len();
+    w.service();
+    let first = w.to_peer.log[logged..].iter().find(|(_, s)| s.len > 0).map(|(_, s)| *s);
+    assert_eq!(first.map(|s| s.seq), Some(una.0), "the first data segment after the completions came back");
+    assert!(w.engine.tcp.emit_counts().zero_copy > zero_copy, "{:?}", w.engine.tcp.emit_counts());
+    assert!(w.engine.counter(TcpCounter::RetransRto) >= 1);
+
+    w.run_to_close(120 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    assert_all_tcp(&w);
+    w.engine.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn a_transfer_over_a_lossy_wire_completes_intact_and_the_engine_retransmits() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(3);
+    // Deterministic loss each way: every 29th data segment and every 13th
+    // pure ACK of the engine's, every 31st data segment and every 17th
+    // pure ACK of the peer's.
+    let lossy = |data_every: u64, ack_every: u64| -> DropIf {
+        let (mut d, mut a) = (0u64, 0u64);
+        Box::new(move |s: &Seen| {
+            if s.len > 0 {
+                d += 1;
+                d % data_every == 7
+            } else if s.pure_ack() {
+                a += 1;
+                a % ack_every == 5
+            } else {
+                false
+            }
+        })
+    };
+    w.to_peer.drop_if = Some(lossy(29, 13));
+    w.to_engine.drop_if = Some(lossy(31, 17));
+    let body = data(512 << 10, 3);
+    w.peer.connect(body.clone(), true, 3);
+    w.run_to_close(300 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    assert!(w.to_peer.dropped > 0 && w.to_engine.dropped > 0);
+    let e = &w.engine;
+    let retrans =
+        e.counter(TcpCounter::RetransFast) + e.counter(TcpCounter::RetransRto) + e.counter(TcpCounter::TlpProbes);
+    assert!(retrans > 0, "{}", e.describe());
+    assert!(e.counter(TcpCounter::OutOfOrder) > 0, "the peer's losses left holes: {}", e.describe());
+    assert_all_tcp(&w);
+    e.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn a_segment_of_a_flow_another_core_pinned_is_handed_off_with_its_frame() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    // SYN cookies (no SYN queue entry) so the handshake claims nothing:
+    // the ACK that completes it creates the connection.
+    let mut s = setup(2048);
+    s.settings.syn_backlog = 1;
+    let mut w = World::new(&s, 4);
+    w.peer.connect(Vec::new(), false, 4);
+    // Run until the peer's ACK of the SYN-ACK is on its way, and keep it.
+    let ok = w.run_until(5 * S, |w| w.to_engine.queue.iter().any(|(_, ip)| seen(ip).pure_ack()));
+    assert!(ok, "{}", w.describe());
+    let ack = w.to_engine.queue.pop_front().map(|q| q.1).unwrap();
+    assert!(seen(&ack).pure_ack());
+    assert_eq!(w.engine.counter(TcpCounter::SynCookiesSent), 1);
+    w.engine.deliver(&ack, w.now);
+    let mut rx = Vec::new();
+    assert_eq!(w.engine.port.receive(&mut rx).descs, 1);
+    let mut p = rx.pop().unwrap();
+    let table = w.engine.port.table().clone();
+    let now = w.now;
+    let m = {
+        let e = &w.engine;
+        let cx = Context {
+            services: &e.services,
+            owners: &e.owners,
+            core: CORE,
+            now_us: now,
+            stats: &e.stats,
+            ip_id: &e.ip_id,
+        };
+        match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
+            Verdict::Tcp(m) => m,
+            v => panic!("not for TCP: {v:?}"),
+        }
+    };
+    // Meanwhile another core created the connection's state.
+    w.engine.owners.pin(&m.flow(), OTHER_CORE, now / S).unwrap();
+    let e = &mut w.engine;
+    let Input::HandOff(owner, mut p) =
+        e.tcp.input(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, p, &m, now)
+    else {
+        panic!("not handed off")
+    };
+    assert_eq!(owner, OTHER_CORE);
+    assert_eq!(table.packet_mut(&mut p).unwrap()[14..], ack[..], "the packet is the segment, untouched");
+    assert_eq!(e.tcp.connections(), 0, "no connection here");
+    assert_eq!(e.port.frames().out, 1, "the packet is in hand");
+    // The frame goes back (as the worker's handoff gives it to the owner).
+    e.port.free(p.into_frame());
+    e.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn the_listener_retransmits_a_syn_ack_whose_ack_was_lost() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(5);
+    // The peer's first ACK (the handshake's third segment) is lost; it
+    // sends nothing else until the engine speaks again.
+    let mut first = true;
+    w.to_engine.drop_if = Some(Box::new(move |s: &Seen| {
+        let hit = first && s.pure_ack();
+        first &= !hit;
+        hit
+    }));
+    w.peer.connect(Vec::new(), false, 5);
+    assert!(w.run_until(5 * S, |w| w.engine.tcp.connections() == 1), "{}", w.describe());
+    assert_eq!(w.to_engine.dropped, 1);
+    let syn_acks: Vec<(u64, Seen)> = w.to_peer.log.iter().filter(|(_, s)| s.syn).copied().collect();
+    assert_eq!(syn_acks.len(), 2, "{syn_acks:?}");
+    let rto_initial = setup(2048).settings.conn.rto_initial as u64;
+    assert!(syn_acks[1].0 - syn_acks[0].0 >= rto_initial, "retransmitted after {} µs", syn_acks[1].0 - syn_acks[0].0);
+    assert_eq!((syn_acks[0].1.seq, syn_acks[0].1.ack), (syn_acks[1].1.seq, syn_acks[1].1.ack), "the same SYN-ACK");
+    assert_eq!(w.engine.counter(TcpCounter::RetransSyn), 1);
+    assert_eq!(w.engine.counter(TcpCounter::PassiveOpens), 1);
+    // The connection works.
+    let body = data(64 << 10, 5);
+    w.peer.conns[0].to_send = body.clone();
+    w.peer.conns[0].close_when_echoed = true;
+    w.run_to_close(30 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    assert_all_tcp(&w);
+    w.engine.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn a_tiny_syn_backlog_answers_with_syn_cookies_that_complete() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut s = setup(2048);
+    s.settings.syn_backlog = 1;
+    assert!(s.settings.syncookies);
+    let mut w = World::new(&s, 6);
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| data(64 << 10, 60 + i)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        w.peer.connect(b.clone(), true, 60 + i as u64);
+    }
+    // While the handshakes are under way the listener keeps no state.
+    assert!(w.run_until(5 * S, |w| w.engine.counter(TcpCounter::SynCookiesSent) == 3), "{}", w.describe());
+    let half_open: u32 = w.engine.tcp.listeners.iter().flatten().map(|l| l.listener.half_open()).sum();
+    assert_eq!(half_open, 0);
+    w.run_to_close(60 * S);
+    for (i, b) in bodies.iter().enumerate() {
+        assert_same(&format!("echo {i}"), &w.peer.conns[i].received, b);
+    }
+    let e = &w.engine;
+    assert_eq!(e.counter(TcpCounter::SynCookiesValid), 3, "{}", e.describe());
+    assert_eq!(e.counter(TcpCounter::SynCookiesFailed), 0);
+    assert_eq!(e.counter(TcpCounter::PassiveOpens), 3);
+    assert_all_tcp(&w);
+    e.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn abort_all_resets_every_open_connection_and_every_frame_returns() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(7);
+    for i in 0..3 {
+        w.peer.connect(data(512 << 10, 70 + i), false, 70 + i);
+    }
+    let ok = w.run_until(30 * S, |w| w.peer.conns.iter().all(|c| c.received.len() >= 32 << 10));
+    assert!(ok, "{}", w.describe());
+    // Up to a pass that leaves data segments on the tx ring (not yet taken
+    // by the kernel): connections hold chunks whose frames are out when
+    // they are reset.
+    loop {
+        assert!(w.advance(), "{}", w.describe());
+        w.engine_passes();
+        if w.engine.tcp.emit_counts().lent > 0 {
+            break;
+        }
+        w.exchange();
+    }
+    let now = w.now;
+    let e = &mut w.engine;
+    e.tcp.abort_all(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, now);
+    e.tcp.flush(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, now);
+    e.port.flush(None);
+    assert_eq!(e.tcp.connections(), 0);
+    assert_eq!(e.tcp.frames_held(), 0);
+    let logged = w.to_peer.log.len();
+    for ip in w.engine.transmit() {
+        w.to_peer.push(now, ip);
+    }
+    let mut reset: Vec<u16> =
+        w.to_peer.log[logged..].iter().filter(|(_, s)| s.rst).map(|(_, s)| s.peer_port()).collect();
+    reset.sort_unstable();
+    assert_eq!(reset, vec![FIRST_PEER_PORT, FIRST_PEER_PORT + 1, FIRST_PEER_PORT + 2], "one RST each");
+    // The peer takes the resets (and answers whatever was still on its way
+    // with segments the listener resets in turn).
+    assert!(w.run_until(5 * S, |w| (0..3).all(|i| w.peer.state(i) == tcp::State::Closed)), "{}", w.describe());
+    w.run_until(100 * MS, |_| false);
+    w.quiesce();
+    assert_eq!(w.engine.tcp.connections(), 0);
+    assert_all_tcp(&w);
+    w.engine.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+/// An echo of `n` bytes through a core whose arena holds only 16 chunks
+/// (the fewest `TcpCore::new` takes): the window and the arena hold the
+/// peer back (what still does not fit is dropped and retransmitted), and
+/// the transfer completes intact.
+fn arena_pressure(s: &TcpSetup, n: usize, seed: u64, to_peer_loss: Option<DropIf>) -> World {
+    let mut w = World::new(s, seed);
+    w.to_peer.drop_if = to_peer_loss;
+    let body = data(n, seed);
+    w.peer.connect(body.clone(), true, seed);
+    w.run_to_close(600 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    let e = &w.engine;
+    assert_all_tcp(&w);
+    e.assert_frames_home();
+    w
+}
+
+/// The receive queue alone could fill the arena (16 segments before the
+/// first is echoed back and acknowledged): the window, which offers no
+/// more segments than the connection has chunks, keeps the peer within
+/// it, and echo moves chunks even when no node is free (this deadlocked
+/// before).
+#[test]
+fn a_full_arena_holds_the_peer_back_and_the_transfer_still_completes() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let w = arena_pressure(&setup(16), 1 << 20, 8, None);
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+/// A connection holds fewer received chunks than the arena has, and some
+/// of the echo is lost on its way, so the arena fills with the echo's
+/// unacknowledged chunks and received ones together (the acknowledgements
+/// free it again).
+#[test]
+fn an_arena_full_of_unacknowledged_echo_drops_payload_and_the_transfer_still_completes() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut s = setup(16);
+    s.settings.conn.rcv_chunks = 12;
+    s.settings.conn.ooo_chunks = 2;
+    let mut n = 0u64;
+    let loss: DropIf = Box::new(move |s: &Seen| {
+        n += u64::from(s.len > 0);
+        s.len > 0 && n % 20 == 10
+    });
+    let w = arena_pressure(&s, 1 << 20, 9, Some(loss));
+    assert!(w.engine.drops(TcpDrop::ArenaFull) > 0, "{}", w.engine.describe());
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}

@@ -1,0 +1,640 @@
+//! Passive opens, after Linux's `tcp_conn_request`: a SYN gets a SYN-ACK
+//! and a light half-open entry in a bounded SYN queue (not a connection
+//! block); the ACK that completes the handshake finds the entry and the
+//! connection is created. A full SYN queue switches to SYN cookies (RFC
+//! 4987): the SYN-ACK's ISN encodes what the entry would have held (the
+//! MSS, and with timestamps the window scale and SACK in the TSval), so no
+//! state is kept and a flood of SYNs costs no memory. A retransmitted SYN
+//! gets an identical SYN-ACK.
+//!
+//! Keys are per engine (shared by its cores: a cookie sent by one core is
+//! checked by another), from the caller's random source.
+use crate::config::TcpConfig;
+use crate::conn::{HalfOpen, Negotiated};
+use crate::segment::{Flags, OutSegment, Segment, Timestamp};
+use crate::seq::Seq;
+use crate::siphash::{siphash, SipKey};
+use crate::stats::{TcpCounter, TcpStats};
+
+/// The four-tuple of a connection, as seen from sluice (IPv4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// Our address.
+    pub local_addr: [u8; 4],
+    /// Our port.
+    pub local_port: u16,
+    /// The peer's address.
+    pub remote_addr: [u8; 4],
+    /// The peer's port.
+    pub remote_port: u16,
+}
+
+impl Tuple {
+    fn bytes(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.local_addr);
+        b[4..6].copy_from_slice(&self.local_port.to_be_bytes());
+        b[6..10].copy_from_slice(&self.remote_addr);
+        b[10..12].copy_from_slice(&self.remote_port.to_be_bytes());
+        b
+    }
+}
+
+/// The keys of the hashes (ISNs, cookies, timestamp offsets). Debug output
+/// shows none of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Secrets {
+    isn: SipKey,
+    cookie: [SipKey; 2],
+    ts: SipKey,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    /// Keys from 64 random bytes (the caller's entropy).
+    pub fn from_random(r: [u64; 8]) -> Self {
+        Secrets { isn: SipKey(r[0], r[1]), cookie: [SipKey(r[2], r[3]), SipKey(r[4], r[5])], ts: SipKey(r[6], r[7]) }
+    }
+
+    /// An initial sequence number for `t` at `now` µs (RFC 6528: a keyed
+    /// hash of the tuple plus a clock ticking every 4 µs).
+    pub fn isn(&self, t: &Tuple, now: u64) -> Seq {
+        Seq((siphash(self.isn, &t.bytes()) as u32).wrapping_add((now / 4) as u32))
+    }
+
+    /// The timestamp offset of `t` (RFC 7323 5.4; per tuple, so a cookie
+    /// connection gets the same one without state).
+    pub fn ts_offset(&self, t: &Tuple) -> u32 {
+        siphash(self.ts, &t.bytes()) as u32
+    }
+
+    fn cookie_hash(&self, i: usize, t: &Tuple, count: u32) -> u32 {
+        let mut m = [0u8; 16];
+        m[..12].copy_from_slice(&t.bytes());
+        m[12..].copy_from_slice(&count.to_le_bytes());
+        siphash(self.cookie[i], if i == 0 { &m[..12] } else { &m }) as u32
+    }
+}
+
+/// MSS values a cookie can carry (3 bits), as Linux's msstab for IPv4.
+const COOKIE_MSS: [u16; 4] = [536, 1300, 1440, 1460];
+const COOKIE_BITS: u32 = 24;
+const COOKIE_MASK: u32 = (1 << COOKIE_BITS) - 1;
+/// The cookie clock ticks every 64 s; cookies up to 2 ticks old are taken
+/// (Linux's MAX_SYNCOOKIE_AGE).
+const COOKIE_TICK_US: u64 = 64_000_000;
+const COOKIE_MAX_AGE: u32 = 2;
+/// Low TSval bits carrying the cookie's options (Linux's TSBITS): window
+/// scale (4 bits, 0xf = none) and SACK (1 bit).
+const TS_BITS: u32 = 6;
+const TS_MASK: u32 = (1 << TS_BITS) - 1;
+
+/// One half-open connection.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    tuple: Tuple,
+    /// The caller's word for it (the engine: the peer's MAC).
+    ctx: u64,
+    half: HalfOpen,
+    /// When its SYN-ACK was last sent, µs.
+    sent_at: u64,
+    /// SYN-ACKs sent.
+    xmits: u8,
+    used: bool,
+}
+
+/// What the listener wants done with a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// Send this SYN-ACK; `kept` when a SYN queue entry holds the handshake
+    /// (false for a cookie: no state anywhere).
+    SynAck {
+        /// The segment.
+        seg: OutSegment,
+        /// Whether state was kept.
+        kept: bool,
+    },
+    /// The handshake completed: create the connection from this, then give
+    /// it the segment (it may carry data).
+    Accept(HalfOpen),
+    /// Send this RST.
+    Reset(OutSegment),
+    /// Ignore the segment.
+    Drop,
+}
+
+/// A listening service's half-open connections on one core.
+pub struct Listener {
+    cfg: TcpConfig,
+    secrets: Secrets,
+    table: Vec<Entry>,
+    used: u32,
+    /// SYN-ACK retransmissions before an entry is dropped (Linux's
+    /// tcp_synack_retries, 5).
+    pub synack_retries: u8,
+    /// Whether cookies are used when the queue is full (Linux's
+    /// tcp_syncookies = 1).
+    pub cookies: bool,
+    /// Last time a cookie was sent, µs: ACKs are checked for cookies only
+    /// for a while after (Linux's tcp_synq_no_recent_overflow).
+    last_cookie: u64,
+}
+
+impl Listener {
+    /// A listener whose SYN queue holds `capacity` entries (a power of
+    /// two is not needed; the table is probed linearly).
+    pub fn new(cfg: TcpConfig, secrets: Secrets, capacity: u32) -> Self {
+        let blank = Entry {
+            tuple: Tuple::default(),
+            ctx: 0,
+            half: HalfOpen {
+                irs: Seq(0),
+                iss: Seq(0),
+                neg: Negotiated::default(),
+                ts_recent: 0,
+                ts_offset: 0,
+                wnd: 0,
+                synack_at: 0,
+            },
+            sent_at: 0,
+            xmits: 0,
+            used: false,
+        };
+        Listener {
+            cfg,
+            secrets,
+            table: vec![blank; capacity.max(1) as usize],
+            used: 0,
+            synack_retries: 5,
+            cookies: true,
+            last_cookie: 0,
+        }
+    }
+
+    /// Half-open entries now.
+    pub fn half_open(&self) -> u32 {
+        self.used
+    }
+
+    /// When this listener last answered with a SYN cookie, µs (0: never).
+    pub fn last_cookie(&self) -> u64 {
+        self.last_cookie
+    }
+
+    /// Another listener of the same service (another core) sent a cookie at
+    /// `at`: ACKs that reach this one are checked for cookies too, since
+    /// the cookie's final ACK may arrive on any core.
+    pub fn cookies_sent_at(&mut self, at: u64) {
+        self.last_cookie = self.last_cookie.max(at);
+    }
+
+    fn slot_of(&self, t: &Tuple) -> usize {
+        (siphash(self.secrets.isn, &t.bytes()) % self.table.len() as u64) as usize
+    }
+
+    fn find(&self, t: &Tuple) -> Option<usize> {
+        let n = self.table.len();
+        let start = self.slot_of(t);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let e = &self.table[i];
+            if !e.used {
+                return None;
+            }
+            if e.tuple == *t {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, e: Entry) -> bool {
+        if self.used as usize >= self.table.len() * 3 / 4 {
+            return false;
+        }
+        let n = self.table.len();
+        let start = self.slot_of(&e.tuple);
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !self.table[i].used {
+                self.table[i] = e;
+                self.used += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remove(&mut self, i: usize) {
+        // Backward-shift deletion keeps linear probing's chains intact.
+        let n = self.table.len();
+        self.table[i].used = false;
+        self.used -= 1;
+        let mut hole = i;
+        let mut j = (i + 1) % n;
+        while self.table[j].used {
+            let home = self.slot_of(&self.table[j].tuple);
+            let dist_j = (j + n - home) % n;
+            let dist_hole = (hole + n - home) % n;
+            if dist_hole < dist_j {
+                self.table[hole] = self.table[j];
+                self.table[j].used = false;
+                hole = j;
+            }
+            j = (j + 1) % n;
+        }
+    }
+
+    /// What the SYN offered, within what we do.
+    fn negotiate(&self, seg: &Segment) -> Negotiated {
+        let o = &seg.opts;
+        let ws = self.cfg.window_scaling && o.wscale.is_some();
+        Negotiated {
+            peer_mss: o.mss.unwrap_or(536).max(64),
+            rcv_wscale: if ws { self.cfg.wscale() } else { 0 },
+            snd_wscale: if ws { o.wscale.unwrap_or(0) } else { 0 },
+            window_scaling: ws,
+            timestamps: self.cfg.timestamps && o.timestamp.is_some(),
+            sack: self.cfg.sack && o.sack_permitted,
+        }
+    }
+
+    /// The SYN-ACK of `h`, at `now`.
+    fn syn_ack(&self, h: &HalfOpen, now: u64, tsval: Option<u32>) -> OutSegment {
+        let mut seg = OutSegment {
+            seq: h.iss,
+            ack: h.irs + 1,
+            flags: Flags::SYN | Flags::ACK,
+            wnd: self.cfg.rcv_buf.min(u16::MAX as u32) as u16,
+            ..OutSegment::default()
+        };
+        seg.opts.mss = Some(self.cfg.mss);
+        if h.neg.window_scaling {
+            seg.opts.wscale = Some(h.neg.rcv_wscale);
+        }
+        seg.opts.sack_permitted = h.neg.sack;
+        if h.neg.timestamps {
+            let val = tsval.unwrap_or_else(|| ((now / 1000) as u32).wrapping_add(h.ts_offset));
+            seg.opts.timestamp = Some(Timestamp { val, ecr: h.ts_recent });
+        }
+        seg
+    }
+
+    /// A segment for the listening port that matched no connection; `ctx`
+    /// is kept with a SYN queue entry and given back by
+    /// [`on_timer`](Self::on_timer).
+    pub fn on_segment(&mut self, t: &Tuple, seg: &Segment, now: u64, stats: &mut TcpStats, ctx: u64) -> Listen {
+        let f = seg.flags;
+        if f.rst() {
+            // A RST for a half-open entry removes it if its sequence number
+            // is right (RFC 5961 3.2 for SYN-RECEIVED).
+            if let Some(i) = self.find(t) {
+                if seg.seq == self.table[i].half.irs + 1 {
+                    self.remove(i);
+                }
+            }
+            return Listen::Drop;
+        }
+        if f.syn() && !f.ack() {
+            if f.fin() {
+                // SYN+FIN is no way to open a connection (a scan): dropped,
+                // as Linux does.
+                return Listen::Drop;
+            }
+            return self.on_syn(t, seg, now, stats, ctx);
+        }
+        if f.syn() || !f.ack() {
+            // SYN-ACK to a listener, or a segment with neither: reset / drop.
+            return if f.ack() {
+                crate::conn::reset_for(seg).map_or(Listen::Drop, Listen::Reset)
+            } else {
+                Listen::Drop
+            };
+        }
+        // An ACK: the end of a handshake?
+        if let Some(i) = self.find(t) {
+            let e = self.table[i];
+            if seg.ack == e.half.iss + 1 && seg.seq == e.half.irs + 1 {
+                self.remove(i);
+                stats.add(TcpCounter::PassiveOpens, 1);
+                let mut half = e.half;
+                half.synack_at = if e.xmits == 1 { e.sent_at } else { 0 };
+                return Listen::Accept(half);
+            }
+            // RFC 9293 3.10.7.4 SYN-RECEIVED, step 5: an unacceptable ACK
+            // gets a RST and the entry stays.
+            return crate::conn::reset_for(seg).map_or(Listen::Drop, Listen::Reset);
+        }
+        if self.cookies && now.saturating_sub(self.last_cookie) < 2 * COOKIE_TICK_US && self.last_cookie != 0 {
+            if let Some(h) = self.check_cookie(t, seg, now) {
+                stats.add(TcpCounter::SynCookiesValid, 1);
+                stats.add(TcpCounter::PassiveOpens, 1);
+                return Listen::Accept(h);
+            }
+            stats.add(TcpCounter::SynCookiesFailed, 1);
+        }
+        // No connection and no handshake: RST (RFC 9293 3.10.7.2, LISTEN:
+        // "any acknowledgment is bad").
+        crate::conn::reset_for(seg).map_or(Listen::Drop, Listen::Reset)
+    }
+
+    fn on_syn(&mut self, t: &Tuple, seg: &Segment, now: u64, stats: &mut TcpStats, ctx: u64) -> Listen {
+        // A retransmitted SYN: the same SYN-ACK again.
+        if let Some(i) = self.find(t) {
+            let e = self.table[i];
+            if e.half.irs == seg.seq {
+                let slot = &mut self.table[i];
+                slot.xmits = slot.xmits.saturating_add(1);
+                slot.sent_at = now;
+                slot.ctx = ctx;
+                stats.add(TcpCounter::RetransSyn, 1);
+                return Listen::SynAck { seg: self.syn_ack(&e.half, now, None), kept: true };
+            }
+            // A new SYN from the same tuple (the old one gave up): replace.
+            self.remove(i);
+        }
+        let neg = self.negotiate(seg);
+        let ts_offset = self.secrets.ts_offset(t);
+        let ts_recent = seg.opts.timestamp.map_or(0, |ts| ts.val);
+        let half = HalfOpen {
+            irs: seg.seq,
+            iss: self.secrets.isn(t, now),
+            neg,
+            ts_recent,
+            ts_offset,
+            wnd: seg.wnd,
+            synack_at: 0,
+        };
+        let entry = Entry { tuple: *t, ctx, half, sent_at: now, xmits: 1, used: true };
+        if self.insert(entry) {
+            return Listen::SynAck { seg: self.syn_ack(&half, now, None), kept: true };
+        }
+        if !self.cookies {
+            stats.add(TcpCounter::ListenOverflows, 1);
+            return Listen::Drop;
+        }
+        // The SYN queue is full: answer with a cookie, keep nothing.
+        self.last_cookie = now.max(1);
+        stats.add(TcpCounter::SynCookiesSent, 1);
+        let (iss, mss) = self.make_cookie(t, seg.seq, neg.peer_mss, now);
+        let mut neg = neg;
+        neg.peer_mss = mss;
+        let mut h = HalfOpen { irs: seg.seq, iss, neg, ts_recent, ts_offset, wnd: seg.wnd, synack_at: 0 };
+        let tsval = neg.timestamps.then(|| self.cookie_tsval(&h, now));
+        if !neg.timestamps {
+            // Without timestamps the options cannot be encoded: none.
+            h.neg.sack = false;
+            h.neg.rcv_wscale = 0;
+            h.neg.snd_wscale = 0;
+            h.neg.window_scaling = false;
+        }
+        Listen::SynAck { seg: self.syn_ack(&h, now, tsval), kept: false }
+    }
+
+    /// The cookie ISN (Linux's secure_tcp_syn_cookie) and the MSS it
+    /// encodes (the largest of the table not above the peer's).
+    fn make_cookie(&self, t: &Tuple, peer_isn: Seq, peer_mss: u16, now: u64) -> (Seq, u16) {
+        let idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss).unwrap_or(0);
+        let count = (now / COOKIE_TICK_US) as u32;
+        let c = self
+            .secrets
+            .cookie_hash(0, t, 0)
+            .wrapping_add(peer_isn.0)
+            .wrapping_add(count << COOKIE_BITS)
+            .wrapping_add(self.secrets.cookie_hash(1, t, count).wrapping_add(idx as u32) & COOKIE_MASK);
+        (Seq(c), COOKIE_MSS[idx])
+    }
+
+    /// Our TSval on a cookie SYN-ACK: the clock with its low bits replaced
+    /// by the options (window scale, SACK), as Linux's cookie_init_timestamp.
+    fn cookie_tsval(&self, h: &HalfOpen, now: u64) -> u32 {
+        let ws = if h.neg.window_scaling { h.neg.snd_wscale as u32 & 0xf } else { 0xf };
+        let opts = ws | (u32::from(h.neg.sack) << 4);
+        let ts = ((now / 1000) as u32).wrapping_add(h.ts_offset);
+        let mut v = (ts & !TS_MASK) | opts;
+        // Never ahead of the clock: step back a tick if the bits made it so.
+        if v.wrapping_sub(ts) as i32 > 0 {
+            v = v.wrapping_sub(TS_MASK + 1);
+        }
+        v
+    }
+
+    /// Checks an ACK's cookie (Linux's check_tcp_syn_cookie) and rebuilds
+    /// the half-open connection from it.
+    fn check_cookie(&self, t: &Tuple, seg: &Segment, now: u64) -> Option<HalfOpen> {
+        let cookie = (seg.ack - 1).0;
+        let peer_isn = seg.seq - 1;
+        let count = (now / COOKIE_TICK_US) as u32;
+        let c = cookie.wrapping_sub(self.secrets.cookie_hash(0, t, 0).wrapping_add(peer_isn.0));
+        let diff = count.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
+        if diff > COOKIE_MAX_AGE {
+            return None;
+        }
+        let idx = c.wrapping_sub(self.secrets.cookie_hash(1, t, count.wrapping_sub(diff))) & COOKIE_MASK;
+        let mss = *COOKIE_MSS.get(idx as usize)?;
+        let mut neg = Negotiated { peer_mss: mss, ..Negotiated::default() };
+        let mut ts_recent = 0;
+        if let Some(ts) = seg.opts.timestamp.filter(|_| self.cfg.timestamps) {
+            // The options ride in the low bits of the TSval we sent (and the
+            // peer echoes).
+            let opts = ts.ecr & TS_MASK;
+            let ws = opts & 0xf;
+            neg.timestamps = true;
+            neg.sack = self.cfg.sack && opts & 0x10 != 0;
+            if ws != 0xf && self.cfg.window_scaling {
+                neg.snd_wscale = ws as u8;
+                neg.rcv_wscale = self.cfg.wscale();
+                neg.window_scaling = true;
+            }
+            ts_recent = ts.val;
+        }
+        Some(HalfOpen {
+            irs: peer_isn,
+            iss: seg.ack - 1,
+            neg,
+            ts_recent,
+            ts_offset: self.secrets.ts_offset(t),
+            wnd: seg.wnd,
+            synack_at: 0,
+        })
+    }
+
+    /// SYN-ACKs due again at `now` (exponential backoff from the initial
+    /// RTO, Linux's inet_csk_reqsk_queue_prune), through `out`; entries
+    /// past their retries are dropped. Returns the next deadline.
+    pub fn on_timer(
+        &mut self,
+        now: u64,
+        stats: &mut TcpStats,
+        out: &mut dyn FnMut(&Tuple, u64, OutSegment),
+    ) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        let mut i = 0;
+        while i < self.table.len() {
+            let e = self.table[i];
+            if !e.used {
+                i += 1;
+                continue;
+            }
+            let due = e.sent_at + ((self.cfg.rto_initial as u64) << (e.xmits.saturating_sub(1)).min(16));
+            if now >= due {
+                if e.xmits > self.synack_retries {
+                    self.remove(i);
+                    // The slot may now hold a shifted entry: look again.
+                    continue;
+                }
+                let seg = self.syn_ack(&e.half, now, None);
+                out(&e.tuple, e.ctx, seg);
+                stats.add(TcpCounter::RetransSyn, 1);
+                let e = &mut self.table[i];
+                e.xmits += 1;
+                e.sent_at = now;
+                let due = now + ((self.cfg.rto_initial as u64) << (e.xmits - 1).min(16));
+                next = Some(next.map_or(due, |n| n.min(due)));
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+            i += 1;
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::Options;
+
+    fn tuple(port: u16) -> Tuple {
+        Tuple { local_addr: [198, 18, 0, 2], local_port: 80, remote_addr: [198, 18, 0, 1], remote_port: port }
+    }
+
+    fn syn(seq: u32, ts: bool) -> Segment {
+        let mut opts = Options { mss: Some(1460), wscale: Some(7), sack_permitted: true, ..Options::default() };
+        if ts {
+            opts.timestamp = Some(Timestamp { val: 1000, ecr: 0 });
+        }
+        Segment { seq: Seq(seq), flags: Flags::SYN, wnd: 64240, opts, ..Segment::default() }
+    }
+
+    fn ack_of(sa: &OutSegment, seq: u32, ts: bool) -> Segment {
+        let mut s = Segment { seq: Seq(seq + 1), ack: sa.seq + 1, flags: Flags::ACK, wnd: 502, ..Segment::default() };
+        if ts {
+            s.opts.timestamp = Some(Timestamp { val: 1001, ecr: sa.opts.timestamp.unwrap().val });
+        }
+        s
+    }
+
+    fn listener(cap: u32) -> Listener {
+        Listener::new(TcpConfig::default(), Secrets::from_random([1, 2, 3, 4, 5, 6, 7, 8]), cap)
+    }
+
+    #[test]
+    fn a_handshake_through_the_syn_queue() {
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: sa, .. } = l.on_segment(&tuple(1), &syn(100, true), 10, &mut st, 0) else { panic!() };
+        assert_eq!((sa.ack, sa.flags), (Seq(101), Flags::SYN | Flags::ACK));
+        assert_eq!(sa.opts.mss, Some(1460));
+        assert!(sa.opts.sack_permitted && sa.opts.wscale.is_some() && sa.opts.timestamp.unwrap().ecr == 1000);
+        assert_eq!(l.half_open(), 1);
+        // A retransmitted SYN gets the identical SYN-ACK.
+        let Listen::SynAck { seg: again, .. } = l.on_segment(&tuple(1), &syn(100, true), 10, &mut st, 0) else {
+            panic!()
+        };
+        assert_eq!(again, sa);
+        let Listen::Accept(h) = l.on_segment(&tuple(1), &ack_of(&sa, 100, true), 20, &mut st, 0) else { panic!() };
+        assert_eq!((h.irs, h.iss, h.neg.snd_wscale, h.neg.sack), (Seq(100), sa.seq, 7, true));
+        assert_eq!(l.half_open(), 0);
+        assert_eq!(st.counter(TcpCounter::PassiveOpens), 1);
+        // Now an ACK for nothing: RST <SEQ=SEG.ACK>.
+        let Listen::Reset(r) = l.on_segment(&tuple(1), &ack_of(&sa, 100, true), 30, &mut st, 0) else { panic!() };
+        assert_eq!((r.seq, r.flags), (sa.seq + 1, Flags::RST));
+    }
+
+    #[test]
+    fn a_full_queue_answers_with_cookies_that_complete_on_any_core() {
+        let mut l = listener(4); // three usable entries
+        let mut st = TcpStats::default();
+        for p in 0..3 {
+            assert!(matches!(
+                l.on_segment(&tuple(p), &syn(p as u32, true), 0, &mut st, 0),
+                Listen::SynAck { kept: true, .. }
+            ));
+        }
+        let Listen::SynAck { seg: sa, kept: false } = l.on_segment(&tuple(9), &syn(5000, true), 0, &mut st, 0) else {
+            panic!()
+        };
+        assert_eq!(l.half_open(), 3, "no entry for the cookie SYN");
+        assert_eq!(st.counter(TcpCounter::SynCookiesSent), 1);
+        // Another core (same secrets, its own empty queue) checks the cookie.
+        let mut other = listener(4);
+        other.last_cookie = 1;
+        let Listen::Accept(h) = other.on_segment(&tuple(9), &ack_of(&sa, 5000, true), 30_000_000, &mut st, 0) else {
+            panic!("cookie refused")
+        };
+        assert_eq!((h.irs, h.iss, h.neg.peer_mss, h.neg.snd_wscale, h.neg.sack), (Seq(5000), sa.seq, 1460, 7, true));
+        assert_eq!(st.counter(TcpCounter::SynCookiesValid), 1);
+        // A forged or stale cookie is refused (and answered with a RST).
+        let mut forged = ack_of(&sa, 5000, true);
+        forged.ack += 1;
+        assert!(matches!(other.on_segment(&tuple(9), &forged, 30_000_000, &mut st, 0), Listen::Reset(_)));
+        assert!(matches!(
+            other.on_segment(&tuple(10), &ack_of(&sa, 5000, true), 30_000_000, &mut st, 0),
+            Listen::Reset(_)
+        ));
+        assert!(matches!(
+            other.on_segment(&tuple(9), &ack_of(&sa, 5000, true), 4 * COOKIE_TICK_US, &mut st, 0),
+            Listen::Reset(_)
+        ));
+        assert!(st.counter(TcpCounter::SynCookiesFailed) >= 2);
+    }
+
+    #[test]
+    fn cookies_without_timestamps_carry_only_the_mss() {
+        let mut l = listener(1);
+        let mut st = TcpStats::default();
+        l.cookies = true;
+        let Listen::SynAck { seg: sa, .. } = l.on_segment(&tuple(3), &syn(77, false), 0, &mut st, 0) else { panic!() };
+        assert!(!sa.opts.sack_permitted && sa.opts.wscale.is_none() && sa.opts.timestamp.is_none());
+        let Listen::Accept(h) = l.on_segment(&tuple(3), &ack_of(&sa, 77, false), 1000, &mut st, 0) else { panic!() };
+        assert_eq!((h.neg.peer_mss, h.neg.sack, h.neg.snd_wscale, h.neg.timestamps), (1460, false, 0, false));
+    }
+
+    #[test]
+    fn synacks_are_retransmitted_with_backoff_then_given_up() {
+        let mut l = listener(8);
+        let mut st = TcpStats::default();
+        let _ = l.on_segment(&tuple(1), &syn(1, false), 0, &mut st, 0);
+        let mut sent = 0;
+        let mut now = 0;
+        for _ in 0..200 {
+            now += 500_000;
+            l.on_timer(now, &mut st, &mut |_, _, _| sent += 1);
+        }
+        assert_eq!(sent, 5, "five retransmissions (1, 2, 4, 8, 16 s)");
+        assert_eq!(l.half_open(), 0, "then dropped");
+    }
+
+    #[test]
+    fn removal_keeps_probe_chains_intact() {
+        let mut l = listener(8);
+        let mut st = TcpStats::default();
+        for p in 0..6 {
+            let _ = l.on_segment(&tuple(p), &syn(p as u32, false), 0, &mut st, 0);
+        }
+        for p in [1u16, 3] {
+            let i = l.find(&tuple(p)).unwrap();
+            l.remove(i);
+        }
+        for p in [0u16, 2, 4, 5] {
+            assert!(l.find(&tuple(p)).is_some(), "{p} still found");
+        }
+        assert_eq!(l.half_open(), 4);
+    }
+}
