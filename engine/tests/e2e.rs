@@ -209,6 +209,31 @@ fn sigint_and_sigkill_both_leave_the_interface_to_the_kernel() {
     assert!(!xdp_attached(&lab), "XDP program left attached after SIGKILL");
 }
 
+#[test]
+fn a_second_signal_forces_the_exit_and_the_interface_is_still_handed_back() {
+    if !sluice_lab::root_or_skip("second_signal") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2esig2", 1);
+    let mut d = Daemon::start(&lab, "sig2", "");
+    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    // Two, 2 ms apart (a signal sent while the same one is still pending
+    // would merge with it): the first starts the orderly shutdown, seen
+    // within the main loop's 50 ms tick; the second, arriving meanwhile,
+    // exits at once with status 1, skipping the drain.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let st = d.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(st.code(), Some(1), "forced exit: {st}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&lab) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!xdp_attached(&lab), "XDP program left attached after a forced exit");
+}
+
 /// Runs sluiced on a bad config in the server namespace; returns (exit ok, stderr).
 fn run_bad_config(lab: &Lab, name: &str, text: &str) -> (bool, String) {
     let cfg = tmp(&format!("{name}.toml"));
