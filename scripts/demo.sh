@@ -2,8 +2,9 @@
 # Sets everything up and runs the main job: installs missing system packages,
 # builds, creates a veth lab (namespaces sluice-demo-s / sluice-demo-c, 2
 # queues, 198.18.0.1 <-> 198.18.0.2), starts sluiced on its embedded default
-# config in the server namespace, drives ping and UDP echo traffic through it
-# from the client namespace, and prints what happened. Cleans up on exit.
+# config in the server namespace, drives ping, UDP echo, TCP echo and HTTP
+# traffic through it from the client namespace, and prints what happened.
+# Cleans up on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -36,7 +37,7 @@ trap 'exit 130' INT TERM
 echo "== lab"
 "$BIN/sluice-bench" lab up --name "$LAB" --queues 2
 
-echo "== starting sluiced (embedded default config: UDP echo on 198.18.0.2:7, discard on :9)"
+echo "== starting sluiced (embedded default config: UDP and TCP echo on 198.18.0.2:7, UDP discard on :9, HTTP on :80)"
 ip netns exec "$SRV" "$BIN/sluiced" 2>/tmp/sluice-demo.log &
 SLUICED_PID=$!
 for _ in $(seq 1 100); do
@@ -54,6 +55,15 @@ ip netns exec "$CLI" ping -c 3 -i 0.2 198.18.0.2 | tail -2
 echo
 echo "== UDP echo load: 64 kernel sockets, 8 requests in flight each, 3 s"
 "$BIN/sluice-bench" load udp --netns "$CLI" --target 198.18.0.2:7 --flows 64 --window 8 --size 64 --duration 3
+
+echo
+echo "== TCP echo load on sluice's own TCP: 64 kernel-socket connections, one 64-byte request in flight each, 3 s"
+"$BIN/sluice-bench" load tcp --netns "$CLI" --target 198.18.0.2:7 --conns 64 --duration 3 --threads 2
+
+echo
+echo "== HTTP: curl -i http://198.18.0.2/, then ab -k (20000 requests, 16 at a time)"
+ip netns exec "$CLI" curl -sS -i http://198.18.0.2/
+ip netns exec "$CLI" ab -q -k -n 20000 -c 16 http://198.18.0.2/ | grep -E "Complete requests|Failed requests|Requests per second"
 
 echo
 echo "== sluicectl stats"

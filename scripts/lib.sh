@@ -1,7 +1,7 @@
 # Shared helpers for the project's scripts (sourced, not run).
 
 # The system packages the build, the tests and the demo need.
-SLUICE_PACKAGES=(clang llvm libbpf-dev gcc libc6-dev iproute2 ethtool nftables iputils-ping procps)
+SLUICE_PACKAGES=(clang llvm libbpf-dev gcc libc6-dev iproute2 ethtool nftables iputils-ping procps curl apache2-utils wrk)
 
 die() {
     echo "error: $*" >&2

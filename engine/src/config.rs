@@ -297,7 +297,58 @@ struct RawService {
     kind: ServiceKind,
     #[serde(default)]
     backends: Vec<String>,
+    /// `[service.http]`, for kind = "http".
+    http: Option<RawHttp>,
 }
+
+/// `[service.http]`: what the HTTP responder answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    status: u16,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+    content_type: String,
+    max_header_bytes: u32,
+    max_body_kb: u32,
+    keep_alive: bool,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            status: 200,
+            body: None,
+            body_file: None,
+            content_type: "text/plain; charset=utf-8".into(),
+            max_header_bytes: 8192,
+            max_body_kb: 1024,
+            keep_alive: true,
+        }
+    }
+}
+
+/// What an HTTP service answers to every request (a validated
+/// `[service.http]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HttpSettings {
+    /// Status code of the answer.
+    pub status: u16,
+    /// Its body (not serialized: it may be a file's worth).
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Its Content-Type.
+    pub content_type: String,
+    /// Longest request head taken (beyond: 431).
+    pub max_header_bytes: u32,
+    /// Largest request body taken (beyond: 413).
+    pub max_body_bytes: u64,
+    /// Keep connections open between requests (else every answer closes).
+    pub keep_alive: bool,
+}
+
+/// The largest body an HTTP service answers with.
+pub const MAX_HTTP_BODY: usize = 1 << 20;
 
 /// Engine settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -350,6 +401,8 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// What it does.
     pub kind: ServiceKind,
+    /// For kind = "http": what it answers.
+    pub http: Option<HttpSettings>,
 }
 
 /// A validated configuration.
@@ -633,9 +686,7 @@ fn validate_services(e: &Errs, raw: Vec<RawService>) -> Result<Vec<ServiceConfig
         match (s.proto, s.kind) {
             (Proto::Udp, ServiceKind::Echo | ServiceKind::Discard) => {}
             (Proto::Tcp, ServiceKind::Echo | ServiceKind::Discard) => {}
-            (Proto::Tcp, ServiceKind::Http) => {
-                return Err(e.at(at("kind"), "http comes with the next step of the TCP stack and is not served yet"))
-            }
+            (Proto::Tcp, ServiceKind::Http) => {}
             (Proto::Tcp, ServiceKind::TcpProxy) => {
                 return Err(e.at(at("kind"), "tcp-proxy comes with the load balancer and is not served by this version"))
             }
@@ -649,9 +700,51 @@ fn validate_services(e: &Errs, raw: Vec<RawService>) -> Result<Vec<ServiceConfig
         if !s.backends.is_empty() {
             return Err(e.at(at("backends"), format!("a {} service has no backends", s.kind.as_str())));
         }
-        out.push(ServiceConfig { name: s.name, proto: s.proto, listen, kind: s.kind });
+        let http = match (s.kind, s.http) {
+            (ServiceKind::Http, raw) => Some(validate_http(e, &at("http"), raw.unwrap_or_default())?),
+            (_, None) => None,
+            (k, Some(_)) => return Err(e.at(at("http"), format!("a {} service has no [service.http]", k.as_str()))),
+        };
+        out.push(ServiceConfig { name: s.name, proto: s.proto, listen, kind: s.kind, http });
     }
     Ok(out)
+}
+
+fn validate_http(e: &Errs, at: &str, h: RawHttp) -> Result<HttpSettings, ConfigError> {
+    let field = |f: &str| format!("{at}.{f}");
+    if !(200..=599).contains(&h.status) || h.status == 204 || h.status == 304 {
+        return Err(
+            e.at(field("status"), format!("{} is not a status to answer with (200..=599, not 204 or 304)", h.status))
+        );
+    }
+    if h.content_type.is_empty() || h.content_type.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(e.at(field("content_type"), format!("{:?} is not a header value", h.content_type)));
+    }
+    let body = match (h.body, h.body_file) {
+        (Some(_), Some(_)) => return Err(e.at(field("body_file"), "give body or body_file, not both")),
+        (Some(b), None) => b.into_bytes(),
+        (None, Some(p)) => {
+            std::fs::read(&p).map_err(|err| e.at(field("body_file"), format!("{}: {err}", p.display())))?
+        }
+        (None, None) => b"hello from sluice\n".to_vec(),
+    };
+    if body.len() > MAX_HTTP_BODY {
+        return Err(e.at(field("body"), format!("{} bytes; at most {MAX_HTTP_BODY}", body.len())));
+    }
+    if !(256..=65536).contains(&h.max_header_bytes) {
+        return Err(e.at(field("max_header_bytes"), format!("{} is out of range (256..=65536)", h.max_header_bytes)));
+    }
+    if h.max_body_kb > 1 << 20 {
+        return Err(e.at(field("max_body_kb"), format!("{} is out of range (0..=1048576)", h.max_body_kb)));
+    }
+    Ok(HttpSettings {
+        status: h.status,
+        body,
+        content_type: h.content_type,
+        max_header_bytes: h.max_header_bytes,
+        max_body_bytes: h.max_body_kb as u64 * 1024,
+        keep_alive: h.keep_alive,
+    })
 }
 
 /// What the system check found: the queues and CPUs to use.
@@ -823,6 +916,28 @@ kind = "echo"
 "#;
 
     #[test]
+    fn http_services_and_their_errors() {
+        let http = OK.replace("\"udp\"", "\"tcp\"").replace("\"echo\"\n", "\"http\"\n");
+        let c = parse(&http).unwrap();
+        let h = c.services[0].http.as_ref().expect("defaults");
+        assert_eq!((h.status, h.body.as_slice(), h.keep_alive), (200, &b"hello from sluice\n"[..], true));
+        let with = |extra: &str| format!("{http}[service.http]\n{extra}\n");
+        let c = parse(&with("status = 404\nbody = \"nope\"\nkeep_alive = false")).unwrap();
+        let h = c.services[0].http.as_ref().unwrap();
+        assert_eq!((h.status, h.body.as_slice(), h.keep_alive), (404, &b"nope"[..], false));
+        assert!(err_of(&with("status = 99")).contains("service[0].http.status"));
+        assert!(err_of(&with("status = 204")).contains("not 204"));
+        assert!(err_of(&with("content_type = \"a\\nb\"")).contains("content_type"));
+        assert!(err_of(&with("body = \"x\"\nbody_file = \"/etc/hostname\"")).contains("not both"));
+        assert!(err_of(&with("body_file = \"/nonexistent/sluice\"")).contains("body_file"));
+        assert!(err_of(&with("max_header_bytes = 10")).contains("max_header_bytes"));
+        assert!(err_of(&with("gzip = true")).contains("unknown field"));
+        let echo_with_http = format!("{}[service.http]\n", OK.replace("\"udp\"", "\"tcp\""));
+        assert!(err_of(&echo_with_http).contains("has no [service.http]"));
+        assert!(err_of(&OK.replace("\"echo\"\n", "\"http\"\n")).contains("not a udp service"));
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         let c = Config::embedded_default();
         assert!(!c.services.is_empty());
@@ -833,6 +948,7 @@ kind = "echo"
     fn shipped_example_configs_are_valid() {
         for (name, text) in [
             ("udp-echo-busy.toml", include_str!("../../deploy/examples/udp-echo-busy.toml")),
+            ("tcp-http.toml", include_str!("../../deploy/examples/tcp-http.toml")),
             ("sluice.default.toml", DEFAULT_CONFIG),
         ] {
             if let Err(e) = Config::parse(text, name) {

@@ -24,7 +24,7 @@ use crate::pool::SharedFrames;
 use crate::port::Port;
 use crate::stats::{Counter, DropReason, EngineStats, Gauge, TcpCounter, TcpDrop};
 use crate::steering::{Steering, XdpCounterReader};
-use crate::tcp::{TcpCore, TcpSetup};
+use crate::tcp::{ServiceSetup, TcpCore, TcpSetup};
 use crate::wire::ethernet::EthernetAddress;
 use crate::worker::{Shared, Worker, WorkerConfig};
 use anyhow::Context as _;
@@ -198,9 +198,13 @@ impl Engine {
         // One set of TCP keys for every core: a SYN cookie sent by one core
         // is checked by whichever receives the ACK.
         let secrets = Secrets::from_random(std::array::from_fn(|_| random_seed()));
-        let services: Vec<(u32, crate::config::ServiceKind, bool)> =
-            cfg.services.iter().enumerate().map(|(i, s)| (i as u32, s.kind, s.proto == Proto::Tcp)).collect();
-        let serves_tcp = services.iter().any(|s| s.2);
+        let services: Vec<ServiceSetup> = cfg
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceSetup { id: i as u32, kind: s.kind, tcp: s.proto == Proto::Tcp, http: s.http.clone() })
+            .collect();
+        let serves_tcp = services.iter().any(|s| s.tcp);
         let n = plan.queues as usize;
         let per_core = plan.frames as usize / n.max(1);
         let ring = e.ring_size as usize;

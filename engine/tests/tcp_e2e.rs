@@ -415,3 +415,136 @@ fn a_segment_for_no_connection_gets_a_reset_as_rfc_9293_says() {
     assert_eq!(tcp_counter(&d, "tcp_resets_out"), 2);
     assert_settles(&d);
 }
+
+fn http_config(socket: &Path) -> String {
+    format!(
+        r#"
+[engine]
+interface = "sluice0"
+control_socket = "{}"
+frames = 8192
+
+[[service]]
+name = "web"
+proto = "tcp"
+listen = "198.18.0.2:80"
+kind = "http"
+[service.http]
+status = 200
+body = "hello from sluice\n"
+content_type = "text/plain"
+max_header_bytes = 1024
+max_body_kb = 1
+"#,
+        socket.display()
+    )
+}
+
+const WEB: SocketAddrV4 = SocketAddrV4::new(SERVER, 80);
+
+/// Sends `req` on a fresh connection and reads until the server closes
+/// (or `timeout`): everything it answered.
+fn http_exchange(req: &[u8], timeout: Duration) -> io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(WEB), Duration::from_secs(5))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(req)?;
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn curl_gets_the_answer_twice_over_one_kept_connection() {
+    if !sluice_lab::root_or_skip("http_curl") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("httpcurl", 2);
+    let d = Daemon::start_with(&lab, "httpcurl", http_config);
+    let out = lab
+        .command_in(Side::Client, "curl")
+        .args(["-sS", "-w", "|%{http_code} %{num_connects}\\n", "http://198.18.0.2/a", "http://198.18.0.2/b"])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        text, "hello from sluice\n|200 1\nhello from sluice\n|200 0\n",
+        "the second request reused the connection"
+    );
+    assert_eq!(tcp_counter(&d, "tcp_passive_opens"), 1);
+    // HEAD: the headers, no body.
+    let out = lab.command_in(Side::Client, "curl").args(["-sSI", "http://198.18.0.2/"]).output().unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: 18\r\n"), "{head}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_bad_ones_get_a_status_and_a_close() {
+    if !sluice_lab::root_or_skip("http_pipeline") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("httppipe", 1);
+    let d = Daemon::start_with(&lab, "httppipe", http_config);
+    let t = Duration::from_secs(3);
+    let answers = lab
+        .run_on(Side::Client, || {
+            let piped = http_exchange(
+                b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloHEAD /3 HTTP/1.1\r\nHost: a\r\n\r\nGET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                t,
+            )?;
+            let garbage = http_exchange(b"GET / HTTP/1.1\r\nHost : bad\r\n\r\n", t)?;
+            let mut long = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".to_vec();
+            long.extend(std::iter::repeat_n(b'a', 2000));
+            long.extend_from_slice(b"\r\n\r\n");
+            let long = http_exchange(&long, t)?;
+            let big = http_exchange(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n", t)?;
+            let v2 = http_exchange(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", t)?;
+            Ok::<_, io::Error>((piped, garbage, long, big, v2))
+        })
+        .unwrap()
+        .expect("exchanges");
+    let (piped, garbage, long, big, v2) = answers;
+    assert_eq!(piped.matches("HTTP/1.1 200 OK\r\n").count(), 4, "{piped}");
+    assert_eq!(piped.matches("hello from sluice\n").count(), 3, "HEAD has no body: {piped}");
+    assert!(piped.ends_with("Connection: close\r\n\r\nhello from sluice\n"), "the last one closes: {piped}");
+    for (what, got, status) in
+        [("garbage", &garbage, "400"), ("long", &long, "431"), ("big", &big, "413"), ("v2", &v2, "505")]
+    {
+        assert!(got.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {got}");
+        assert!(got.contains("Connection: close\r\n"), "{what}: {got}");
+    }
+    assert_eq!(tcp_counter(&d, "tcp_resets_out"), 0, "closed with FIN, not reset");
+}
+
+#[test]
+fn ab_completes_every_request_with_and_without_keep_alive() {
+    if !sluice_lab::root_or_skip("http_ab") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("httpab", 2);
+    let d = Daemon::start_with(&lab, "httpab", http_config);
+    for keep in [true, false] {
+        let mut c = lab.command_in(Side::Client, "ab");
+        c.args(["-q", "-n", "2000", "-c", "8", "-s", "5"]);
+        if keep {
+            c.arg("-k");
+        }
+        let out = c.arg("http://198.18.0.2/").output().expect("ab runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ab: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("Complete requests:      2000"), "{text}");
+        assert!(text.contains("Failed requests:        0"), "{text}");
+        assert!(!text.contains("Non-2xx"), "{text}");
+    }
+    let s = d.stats();
+    assert_eq!(counter(&s, None, "tcp_resets_out"), 0, "{:?}", s.total.counters);
+    assert!(counter(&s, None, "tcp_passive_opens") >= 2008, "{:?}", s.total.counters);
+}

@@ -1,23 +1,46 @@
 //! What a TCP service does with a connection's bytes: echo (RFC 862),
-//! discard (RFC 863) and, with the next step, an HTTP responder. Each is
-//! called after anything happened on the connection and moves data between
-//! its receive and send queues in place: echo sends the received chunks
-//! themselves, so the reply leaves from the frame the request came in.
+//! discard (RFC 863) and the HTTP/1.1 responder. Each is called after
+//! anything happened on the connection and moves data between its receive
+//! and send queues in place: echo sends the received chunks themselves, so
+//! the reply leaves from the frame the request came in; HTTP parses in
+//! place and copies its prepared answer into fresh frames.
 mod discard;
 mod echo;
+pub mod http;
+pub mod http_parse;
 
+use crate::afxdp::FrameTable;
 use crate::config::ServiceKind;
 use crate::tcp::chunk::FrameChunk;
 use sluice_tcp::buf::Arena;
 use sluice_tcp::Conn;
 
+/// What a service gets for one call.
+pub struct AppCx<'a> {
+    /// The core's chunk arena.
+    pub arena: &'a mut Arena<FrameChunk>,
+    /// Where chunks the service drops go.
+    pub release: &'a mut dyn FnMut(FrameChunk),
+    /// The UMEM (to read received chunks in place).
+    pub table: &'a FrameTable,
+    /// Copies bytes into a fresh frame, as a chunk with room for headers in
+    /// front (`None`: no frame free now).
+    pub write: &'a mut dyn FnMut(&[u8]) -> Option<FrameChunk>,
+    /// The most bytes `write` takes at once.
+    pub chunk_room: usize,
+    /// The HTTP service's answers, for an HTTP connection.
+    pub http: Option<&'a http::HttpService>,
+}
+
 /// A connection's service state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum App {
     /// Sends back what it reads.
     Echo(echo::Echo),
     /// Reads and drops.
     Discard(discard::Discard),
+    /// Answers HTTP requests.
+    Http(http::Http),
 }
 
 impl App {
@@ -26,16 +49,17 @@ impl App {
         match kind {
             ServiceKind::Echo => Some(App::Echo(echo::Echo::default())),
             ServiceKind::Discard => Some(App::Discard(discard::Discard::default())),
+            ServiceKind::Http => Some(App::Http(http::Http::default())),
             _ => None,
         }
     }
 
-    /// Does the service's work on `conn` after an event; chunks it drops go
-    /// to `release`.
-    pub fn run(&mut self, conn: &mut Conn, arena: &mut Arena<FrameChunk>, release: &mut dyn FnMut(FrameChunk)) {
+    /// Does the service's work on `conn` after an event.
+    pub fn run(&mut self, conn: &mut Conn, cx: &mut AppCx<'_>) {
         match self {
-            App::Echo(e) => e.run(conn, arena, release),
-            App::Discard(d) => d.run(conn, arena, release),
+            App::Echo(e) => e.run(conn, cx.arena, cx.release),
+            App::Discard(d) => d.run(conn, cx.arena, cx.release),
+            App::Http(h) => h.run(conn, cx),
         }
     }
 }

@@ -26,13 +26,14 @@ pub mod emit;
 pub mod table;
 
 use crate::afxdp::{Frame, FrameTable, Packet};
-use crate::config::{ServiceKind, TcpSettings};
+use crate::config::{HttpSettings, ServiceKind, TcpSettings};
 use crate::control::conns::ConnFilter;
 use crate::control::protocol::ConnEntry;
 use crate::datapath::TcpInput;
 use crate::ownership::{OwnerDirectory, Ownership};
 use crate::port::{Port, Route};
-use crate::services::App;
+use crate::services::http::HttpService;
+use crate::services::{App, AppCx};
 use crate::stats::{CoreStats, Gauge};
 use crate::wire::ethernet::EthernetAddress;
 use chunk::FrameChunk;
@@ -71,7 +72,7 @@ pub struct TcpSetup {
     /// The `[tcp]` settings.
     pub settings: TcpSettings,
     /// Every service: (id, kind, whether it is TCP).
-    pub services: Vec<(u32, ServiceKind, bool)>,
+    pub services: Vec<ServiceSetup>,
     /// The keys, shared by every core (a SYN cookie one core sent is
     /// checked by another).
     pub secrets: Secrets,
@@ -90,6 +91,25 @@ pub struct TcpSetup {
 struct Listening {
     listener: Listener,
     kind: ServiceKind,
+    /// An HTTP service's prepared answers.
+    http: Option<Arc<HttpService>>,
+}
+
+/// Where a service writes payload in a fresh frame: room in front for the
+/// headers (so the frame is sent as it is) and the rx headroom's size.
+const APP_HEADROOM: u16 = 256;
+
+/// A service as every core's stack needs it.
+#[derive(Clone, Debug)]
+pub struct ServiceSetup {
+    /// Its index in the configuration.
+    pub id: u32,
+    /// What it does.
+    pub kind: ServiceKind,
+    /// Whether it is a TCP service.
+    pub tcp: bool,
+    /// For HTTP: what it answers.
+    pub http: Option<HttpSettings>,
 }
 
 /// The stack of one core.
@@ -138,13 +158,14 @@ impl TcpCore {
     /// The stack of `core`, over the UMEM `frames`, its clock at `now`.
     pub fn new(core: u16, setup: &TcpSetup, frames: Arc<FrameTable>, now: u64) -> Self {
         let settings = &setup.settings;
-        let n = setup.services.iter().map(|s| s.0 as usize + 1).max().unwrap_or(0);
+        let n = setup.services.iter().map(|s| s.id as usize + 1).max().unwrap_or(0);
         let mut listeners: Vec<Option<Listening>> = (0..n).map(|_| None).collect();
-        for &(id, kind, is_tcp) in &setup.services {
-            if is_tcp && App::new(kind).is_some() {
+        for s in &setup.services {
+            if s.tcp && App::new(s.kind).is_some() {
                 let mut l = Listener::new(settings.conn, setup.secrets, settings.syn_backlog);
                 l.cookies = settings.syncookies;
-                listeners[id as usize] = Some(Listening { listener: l, kind });
+                let http = s.http.as_ref().map(|h| Arc::new(HttpService::new(h)));
+                listeners[s.id as usize] = Some(Listening { listener: l, kind: s.kind, http });
             }
         }
         let conns = setup.connections.max(1);
@@ -496,11 +517,44 @@ impl TcpCore {
         let mut gone_lent = 0;
         let closed;
         {
-            let TcpCore { table, arena, stats, limits, released, blocked, frames, counts, wheel, time_wait, .. } = self;
+            let TcpCore {
+                table,
+                arena,
+                stats,
+                limits,
+                released,
+                blocked,
+                frames,
+                counts,
+                wheel,
+                time_wait,
+                listeners,
+                ..
+            } = self;
             let Some(slot) = table.get(id) else { return };
             slot.dirty = false;
             let mut release = release_into(released, &mut gone_lent);
-            slot.app.run(&mut slot.conn, arena, &mut release);
+            {
+                let http =
+                    listeners.get(slot.service as usize).and_then(|l| l.as_ref()).and_then(|l| l.http.as_deref());
+                let port = &mut *io.port;
+                let table_ref: &FrameTable = frames;
+                let mut write = |bytes: &[u8]| -> Option<FrameChunk> {
+                    let mut f = port.alloc()?;
+                    let at = APP_HEADROOM as usize;
+                    table_ref.frame_mut(&mut f)[at..at + bytes.len()].copy_from_slice(bytes);
+                    Some(FrameChunk::new(f, APP_HEADROOM, bytes.len() as u16))
+                };
+                let mut cx = AppCx {
+                    arena,
+                    release: &mut release,
+                    table: table_ref,
+                    write: &mut write,
+                    chunk_room: frames.frame_size() as usize - APP_HEADROOM as usize,
+                    http,
+                };
+                slot.app.run(&mut slot.conn, &mut cx);
+            }
             let mut env = Env { now, arena, stats, limits, release: &mut release };
             let mut em = Emitter { port: io.port, table: frames, path: &slot.path, ip_id: io.ip_id, counts };
             let t = slot.conn.transmit(&mut env, &mut em);

@@ -211,7 +211,17 @@ fn setup(chunks: u32) -> TcpSetup {
     let cfg = config();
     TcpSetup {
         settings: cfg.tcp.clone(),
-        services: cfg.services.iter().enumerate().map(|(i, s)| (i as u32, s.kind, s.proto == Proto::Tcp)).collect(),
+        services: cfg
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| crate::tcp::ServiceSetup {
+                id: i as u32,
+                kind: s.kind,
+                tcp: s.proto == Proto::Tcp,
+                http: s.http.clone(),
+            })
+            .collect(),
         secrets: Secrets::from_random([11, 22, 33, 44, 55, 66, 77, 88]),
         local_mac: EthernetAddress(ENGINE_MAC),
         cookie_clock: Default::default(),
