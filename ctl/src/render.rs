@@ -49,6 +49,16 @@ pub fn render_status(s: &Status) -> String {
         ("frames", frames),
         ("arp", arp),
     ];
+    let tcp = (s.tcp_max_connections > 0).then(|| {
+        (
+            "tcp",
+            format!(
+                "up to {} connections, {} B each (+ {} B per TIME-WAIT entry; data is in frames)",
+                s.tcp_max_connections, s.tcp_bytes_per_connection, s.tcp_bytes_per_time_wait
+            ),
+        )
+    });
+    let lines = lines.into_iter().chain(tcp);
     let mut out = String::new();
     for (k, v) in lines {
         let _ = writeln!(out, "{k:<10} {v}");
@@ -570,6 +580,9 @@ mod tests {
             umem_bytes: 4096 * 2048,
             umem_per_core_bytes: 4096 * 1024,
             arp_answered_for: vec!["198.18.0.3".into()],
+            tcp_max_connections: 0,
+            tcp_bytes_per_connection: 0,
+            tcp_bytes_per_time_wait: 0,
             services: vec![ServiceInfo {
                 id: 0,
                 name: "echo".into(),

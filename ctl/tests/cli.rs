@@ -57,6 +57,9 @@ fn status() -> Status {
         umem_bytes: 4096 * 2048,
         umem_per_core_bytes: 4096 * 2048 / 2,
         arp_answered_for: vec![],
+        tcp_max_connections: 65536,
+        tcp_bytes_per_connection: 612,
+        tcp_bytes_per_time_wait: 80,
         services: services(),
     }
 }
@@ -201,6 +204,7 @@ fn status_and_services() {
         "xdp        driver\n",
         "poll       busy\n",
         "batch      64\n",
+        "tcp        up to 65536 connections, 612 B each (+ 80 B per TIME-WAIT entry; data is in frames)\n",
         "frames     4096 x 2048 B (8.0 MiB, 4.0 MiB per core)\n",
         "NAME  PROTO  LISTEN        KIND\n",
         "sink  udp    198.18.0.2:9  discard\n",

@@ -453,6 +453,13 @@ impl EngineInfo {
             umem_per_core_bytes: self.plan.frames as u64 * e.frame_size as u64 / self.plan.queues.max(1) as u64,
             services: self.services(),
             arp_answered_for: self.shared.services.arp_addrs().iter().map(|a| a.to_string()).collect(),
+            tcp_max_connections: if self.cfg.services.iter().any(|s| s.proto == Proto::Tcp) {
+                u64::from(self.cfg.tcp.max_connections)
+            } else {
+                0
+            },
+            tcp_bytes_per_connection: TcpCore::BYTES_PER_CONNECTION as u64,
+            tcp_bytes_per_time_wait: TcpCore::BYTES_PER_TIME_WAIT as u64,
         }
     }
 

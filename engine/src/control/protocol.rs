@@ -134,6 +134,16 @@ pub struct Status {
     /// others). Absent from daemons older than this field.
     #[serde(default)]
     pub arp_answered_for: Vec<String>,
+    /// TCP connections the engine holds at most (0: no TCP service).
+    #[serde(default)]
+    pub tcp_max_connections: u64,
+    /// Memory of one TCP connection (its block, table entry and timer),
+    /// bytes; received or unacknowledged data is in frames, apart.
+    #[serde(default)]
+    pub tcp_bytes_per_connection: u64,
+    /// Memory of one TIME-WAIT entry, bytes.
+    #[serde(default)]
+    pub tcp_bytes_per_time_wait: u64,
 }
 
 /// One service.

@@ -89,8 +89,11 @@ const NAMES: [(&[u8], Hdr); 5] = [
 ];
 
 /// Longest header token the parser keeps to compare (`keep-alive`,
-/// `100-continue`, `chunked`).
-const TOKEN: usize = 16;
+/// `100-continue`, `chunked`; longer ones match none of them).
+const TOKEN: usize = 12;
+
+/// "No value" in a u64 field (values are below 2^60).
+const NONE: u64 = u64::MAX;
 
 /// The parser of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -110,9 +113,11 @@ pub struct Parser {
     /// The method so far is a prefix of "HEAD".
     method_head: u8,
     http10: bool,
-    content_length: Option<u64>,
+    /// The request's Content-Length ([`NONE`]: none given).
+    content_length: u64,
     /// Digits of the current Content-Length value.
-    cl_value: Option<u64>,
+    /// Digits of the current Content-Length value ([`NONE`]: none yet).
+    cl_value: u64,
     /// Whitespace came after the current Content-Length's digits.
     cl_ws: bool,
     cl_bad: bool,
@@ -143,8 +148,8 @@ impl Default for Parser {
             token_long: false,
             method_head: 0,
             http10: false,
-            content_length: None,
-            cl_value: None,
+            content_length: NONE,
+            cl_value: NONE,
             cl_ws: false,
             cl_bad: false,
             te_seen: false,
@@ -318,7 +323,7 @@ impl Parser {
                         .map_or(Hdr::Other, |(_, (_, h))| *h);
                     self.token_len = 0;
                     self.token_long = false;
-                    self.cl_value = None;
+                    self.cl_value = NONE;
                     self.cl_ws = false;
                     if self.hdr == Hdr::Host {
                         self.host = true;
@@ -468,13 +473,13 @@ impl Parser {
                 // one number.
                 b'0'..=b'9' if self.cl_ws => self.cl_bad = true,
                 b'0'..=b'9' => {
-                    let v = self.cl_value.unwrap_or(0);
+                    let v = if self.cl_value == NONE { 0 } else { self.cl_value };
                     match v.checked_mul(10).and_then(|v| v.checked_add((b - b'0') as u64)) {
-                        Some(v) if v < (1 << 60) => self.cl_value = Some(v),
+                        Some(v) if v < (1 << 60) => self.cl_value = v,
                         _ => self.cl_bad = true,
                     }
                 }
-                b' ' | b'\t' => self.cl_ws = self.cl_value.is_some(),
+                b' ' | b'\t' => self.cl_ws = self.cl_value != NONE,
                 _ => self.cl_bad = true,
             },
             Hdr::TransferEncoding | Hdr::Connection | Hdr::Expect => {
@@ -521,12 +526,14 @@ impl Parser {
     fn end_value(&mut self) {
         match self.hdr {
             Hdr::ContentLength => {
-                match (self.cl_value, self.content_length) {
-                    (None, _) => self.cl_bad = true,
+                if self.cl_value == NONE {
+                    self.cl_bad = true;
+                } else if self.content_length != NONE && self.content_length != self.cl_value {
                     // Repeated with different values: which framing the
                     // sender meant cannot be known (RFC 9112 6.3).
-                    (Some(v), Some(old)) if v != old => self.cl_bad = true,
-                    (Some(v), _) => self.content_length = Some(v),
+                    self.cl_bad = true;
+                } else {
+                    self.content_length = self.cl_value;
                 }
             }
             Hdr::TransferEncoding | Hdr::Connection | Hdr::Expect => self.end_token(),
@@ -542,7 +549,7 @@ impl Parser {
             // Both framings (a smuggling attempt), chunked not last (no way
             // to find the end), or chunked in HTTP/1.0: 400 (RFC 9112 6.1,
             // 6.3); a coding we do not know: 501.
-            if self.content_length.is_some() || self.http10 || !self.chunked {
+            if self.content_length != NONE || self.http10 || !self.chunked {
                 return self.bad(400);
             }
             if self.te_unknown {
@@ -556,7 +563,7 @@ impl Parser {
         if self.chunked {
             self.start_chunk();
         } else {
-            let n = self.content_length.unwrap_or(0);
+            let n = if self.content_length == NONE { 0 } else { self.content_length };
             if n > lim.max_body {
                 return self.bad(413);
             }

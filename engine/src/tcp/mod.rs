@@ -21,9 +21,11 @@
 //! | `chunk` | payload in a UMEM frame, here or lent to the tx ring |
 //! | `emit` | segments to frames (headers, checksums, zero copy or copy) |
 //! | `table` | the core's connections by four-tuple |
+//! | `time_wait` | the core's TIME-WAIT entries (a few dozen bytes each, not a connection) |
 pub mod chunk;
 pub mod emit;
 pub mod table;
+pub mod time_wait;
 
 use crate::afxdp::{Frame, FrameTable, Packet};
 use crate::config::{HttpSettings, ServiceKind, TcpSettings};
@@ -38,7 +40,7 @@ use crate::stats::{CoreStats, Gauge};
 use crate::wire::ethernet::EthernetAddress;
 use chunk::FrameChunk;
 use emit::{node_of, send_bare, EmitCounts, Emitter, Path};
-use sluice_tcp::conn::{Env, Events, Limits, State};
+use sluice_tcp::conn::{Env, Events, Limits, State, TwVerdict};
 use sluice_tcp::listener::{Listen, Listener, Secrets, Tuple};
 use sluice_tcp::{Arena, Conn, TcpConfig, TcpCounter, TcpStats, TimerWheel};
 use std::cell::Cell;
@@ -46,6 +48,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use table::{ConnTable, Slot};
+use time_wait::{TimeWaitTable, TwEntry};
 
 /// What the worker's loop lends the stack for a call.
 pub struct Io<'a> {
@@ -115,7 +118,8 @@ pub struct ServiceSetup {
 /// The stack of one core.
 pub struct TcpCore {
     core: u16,
-    cfg: TcpConfig,
+    /// Every connection's settings, shared.
+    cfg: Arc<TcpConfig>,
     local_mac: EthernetAddress,
     frames: Arc<FrameTable>,
     table: ConnTable,
@@ -136,7 +140,8 @@ pub struct TcpCore {
     /// Frames of released chunks, given to the port after each call.
     released: Vec<Frame>,
     counts: EmitCounts,
-    time_wait: u32,
+    /// Connections in TIME-WAIT, reduced to what answering them needs.
+    tw: TimeWaitTable,
     /// When any core last sent a SYN cookie (shared by all cores).
     cookie_clock: Arc<AtomicU64>,
     /// Stopping: listeners answer with RSTs.
@@ -182,7 +187,7 @@ impl TcpCore {
         cfg.snd_chunks = cfg.snd_chunks.min(cap);
         TcpCore {
             core,
-            cfg,
+            cfg: Arc::new(cfg),
             local_mac: setup.local_mac,
             frames,
             table: ConnTable::new(conns),
@@ -197,12 +202,24 @@ impl TcpCore {
             scratch: Vec::with_capacity(conns as usize),
             released: Vec::with_capacity(chunks as usize),
             counts: EmitCounts::default(),
-            time_wait: 0,
+            tw: TimeWaitTable::new(conns as usize),
             cookie_clock: setup.cookie_clock.clone(),
             draining: false,
             retry: Vec::with_capacity(conns as usize),
         }
     }
+
+    /// Bytes each connection takes besides its frames: its block, its
+    /// table entry (hashbrown: key, value and a control byte, at most 7/8
+    /// full), its timer link and its places in the per-pass lists.
+    pub const BYTES_PER_CONNECTION: usize = std::mem::size_of::<Option<Slot>>()
+        + (std::mem::size_of::<(Tuple, u32)>() + 1) * 8 / 7
+        + sluice_tcp::timer_wheel::BYTES_PER_TIMER
+        + 4 * std::mem::size_of::<u32>();
+
+    /// Bytes each TIME-WAIT entry takes: the entry and its table entry.
+    pub const BYTES_PER_TIME_WAIT: usize =
+        std::mem::size_of::<TwEntry>() + (std::mem::size_of::<(Tuple, u32)>() + 1) * 8 / 7;
 
     /// Whether the core serves any TCP service.
     pub fn is_listening(&self) -> bool {
@@ -230,14 +247,7 @@ impl TcpCore {
     }
 
     fn path_of(&self, t: &Tuple, remote_mac: [u8; 6]) -> Path {
-        Path {
-            local_mac: self.local_mac,
-            remote_mac: EthernetAddress(remote_mac),
-            local_ip: Ipv4Addr::from(t.local_addr),
-            remote_ip: Ipv4Addr::from(t.remote_addr),
-            local_port: t.local_port,
-            remote_port: t.remote_port,
-        }
+        path_for(self.local_mac, t, remote_mac)
     }
 
     fn give_back_released(&mut self, port: &mut Port, gone_lent: u32) {
@@ -249,16 +259,68 @@ impl TcpCore {
 
     /// A checked segment for a TCP service (the frame comes with it).
     pub fn input(&mut self, io: &mut Io<'_>, pkt: Packet, m: &TcpInput, now: u64) -> Input {
-        if let Some(id) = self.table.find(&m.tuple) {
-            let reopen = self.table.peek(id).is_some_and(|s| s.conn.time_wait_takes_syn(&m.seg));
-            if !reopen {
-                self.deliver(io, id, pkt, m, now);
+        if let Some(i) = self.tw.find(&m.tuple) {
+            if !self.time_wait_segment(io, i, m, now) {
+                io.port.free(pkt.into_frame());
                 return Input::Done;
             }
-            // A new SYN for a tuple in TIME-WAIT: the old connection makes
-            // way (Linux's TCP_TW_SYN) and the listener takes the SYN.
-            self.free(io, id, now);
+            // A new connection in place of the TIME-WAIT one (Linux's
+            // TCP_TW_SYN): the listener takes the SYN.
+        } else if let Some(id) = self.table.find(&m.tuple) {
+            self.deliver(io, id, pkt, m, now);
+            return Input::Done;
         }
+        self.listen(io, pkt, m, now)
+    }
+
+    /// A segment of a TIME-WAIT entry; true when it is a SYN that ends the
+    /// entry and should go to the listener.
+    fn time_wait_segment(&mut self, io: &mut Io<'_>, i: u32, m: &TcpInput, now: u64) -> bool {
+        self.stats.add(TcpCounter::SegsIn, 1);
+        let Some(e) = self.tw.get(i) else { return false };
+        let mac = e.remote_mac;
+        let verdict = e.tw.on_segment(&m.seg, now);
+        let path = self.path_of(&m.tuple, mac);
+        match verdict {
+            TwVerdict::Ignore => false,
+            TwVerdict::Ack(seg) => {
+                self.send_bare(io, &path, &seg);
+                false
+            }
+            TwVerdict::AckAndRestart(seg) => {
+                self.send_bare(io, &path, &seg);
+                if let Some(e) = self.tw.kill(i) {
+                    // The 2 MSL start again (RFC 9293 3.10.7.4); the pin stays.
+                    let expires = now + self.cfg.time_wait;
+                    if let Some(old) = self.tw.insert(e.tuple, e.remote_mac, e.service, e.tw, expires) {
+                        self.end_time_wait(io, &old, now);
+                    }
+                }
+                false
+            }
+            TwVerdict::Close => {
+                self.stats.add(TcpCounter::ResetsIn, 1);
+                if let Some(e) = self.tw.kill(i) {
+                    self.end_time_wait(io, &e, now);
+                }
+                false
+            }
+            TwVerdict::Reopen => {
+                if let Some(e) = self.tw.kill(i) {
+                    self.end_time_wait(io, &e, now);
+                }
+                true
+            }
+        }
+    }
+
+    /// A TIME-WAIT entry ended: its flow's pin goes.
+    fn end_time_wait(&mut self, io: &mut Io<'_>, e: &TwEntry, now: u64) {
+        io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), self.core, now / 1_000_000);
+    }
+
+    /// A segment for no connection: the listener's.
+    fn listen(&mut self, io: &mut Io<'_>, pkt: Packet, m: &TcpInput, now: u64) -> Input {
         let now_s = now / 1_000_000;
         let path = self.path_of(&m.tuple, m.remote_mac);
         let has_room = self.table.has_room();
@@ -327,16 +389,14 @@ impl TcpCore {
                     return Input::HandOff(o, pkt);
                 }
                 let slot = Slot {
-                    conn: Conn::accept(self.cfg, &h, now),
+                    conn: Conn::accept(self.cfg.clone(), &h, now),
                     tuple: m.tuple,
-                    path,
-                    flow,
+                    remote_mac: m.remote_mac,
                     service: m.service.id,
                     app: App::new(kind).expect("listeners exist only for served kinds"),
                     since: now,
                     dirty: false,
                     blocked: false,
-                    in_time_wait: false,
                 };
                 match self.table.insert(slot) {
                     Some(id) => {
@@ -445,6 +505,8 @@ impl TcpCore {
         }
         fired.clear();
         self.scratch = fired;
+        let core = self.core;
+        self.tw.expire(now, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
         if self.listen_at.is_some_and(|t| t <= now) {
             self.listener_timers(io, now);
         }
@@ -516,6 +578,7 @@ impl TcpCore {
     fn serve(&mut self, io: &mut Io<'_>, id: u32, now: u64) {
         let mut gone_lent = 0;
         let closed;
+        let entering_tw;
         {
             let TcpCore {
                 table,
@@ -527,8 +590,8 @@ impl TcpCore {
                 frames,
                 counts,
                 wheel,
-                time_wait,
                 listeners,
+                local_mac,
                 ..
             } = self;
             let Some(slot) = table.get(id) else { return };
@@ -556,7 +619,8 @@ impl TcpCore {
                 slot.app.run(&mut slot.conn, &mut cx);
             }
             let mut env = Env { now, arena, stats, limits, release: &mut release };
-            let mut em = Emitter { port: io.port, table: frames, path: &slot.path, ip_id: io.ip_id, counts };
+            let path = path_for(*local_mac, &slot.tuple, slot.remote_mac);
+            let mut em = Emitter { port: io.port, table: frames, path: &path, ip_id: io.ip_id, counts };
             let t = slot.conn.transmit(&mut env, &mut em);
             if t.blocked && !slot.blocked {
                 slot.blocked = true;
@@ -564,27 +628,38 @@ impl TcpCore {
             }
             let ev = slot.conn.take_events();
             closed = ev.has(Events::CLOSED) || slot.conn.state() == State::Closed;
-            let tw = slot.conn.state() == State::TimeWait;
-            if tw != slot.in_time_wait {
-                slot.in_time_wait = tw;
-                if tw {
-                    *time_wait += 1;
-                } else {
-                    *time_wait -= 1;
-                }
-            }
-            if !closed {
+            // TIME-WAIT once its last ACK is out: the block makes way for a
+            // small entry (which keeps the flow's pin).
+            entering_tw = if t.blocked {
+                None
+            } else {
+                slot.conn.time_wait().map(|tw| (slot.tuple, slot.remote_mac, slot.service, tw))
+            };
+            if !closed && entering_tw.is_none() {
                 wheel.set(id, slot.conn.poll_at());
             }
         }
         self.give_back_released(io.port, gone_lent);
-        if closed {
+        if let Some((tuple, mac, service, tw)) = entering_tw {
+            self.free_block(io, id, now, false);
+            let expires = now + self.cfg.time_wait;
+            if let Some(old) = self.tw.insert(tuple, mac, service, tw, expires) {
+                self.stats.add(TcpCounter::TimeWaitOverflow, 1);
+                self.end_time_wait(io, &old, now);
+            }
+        } else if closed {
             self.free(io, id, now);
         }
     }
 
     /// Frees connection `id`: its chunks, its slot, its timer, its pin.
     fn free(&mut self, io: &mut Io<'_>, id: u32, now: u64) {
+        self.free_block(io, id, now, true);
+    }
+
+    /// Frees connection `id`'s block (chunks, slot, timer), and its pin
+    /// unless a TIME-WAIT entry takes it over.
+    fn free_block(&mut self, io: &mut Io<'_>, id: u32, now: u64, unpin: bool) {
         let mut gone_lent = 0;
         let Some(mut slot) = self.table.remove(id) else { return };
         {
@@ -592,11 +667,10 @@ impl TcpCore {
             slot.conn.release_all(&mut self.arena, &mut release);
         }
         self.give_back_released(io.port, gone_lent);
-        if slot.in_time_wait {
-            self.time_wait -= 1;
-        }
         self.wheel.cancel(id);
-        io.owners.unpin(&slot.flow, self.core, now / 1_000_000);
+        if unpin {
+            io.owners.unpin(&crate::datapath::tcp::flow_of(&slot.tuple), self.core, now / 1_000_000);
+        }
         self.stats.add(TcpCounter::Closed, 1);
     }
 
@@ -619,14 +693,13 @@ impl TcpCore {
         for id in ids {
             self.free(io, id, now);
         }
+        let core = self.core;
+        self.tw.expire(u64::MAX, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
     }
 
     /// The earliest time a timer wants to run, engine µs.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.wheel.next_deadline(), self.listen_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline()].into_iter().flatten().min()
     }
 
     /// Whether a connection waits to transmit (no frame was free, or its
@@ -658,7 +731,7 @@ impl TcpCore {
                 continue;
             }
             let i = s.conn.info();
-            let p = &s.path;
+            let p = path_for(self.local_mac, &s.tuple, s.remote_mac);
             out.push(ConnEntry {
                 core: self.core as u32,
                 service: names.get(s.service as usize).cloned().unwrap_or_default(),
@@ -683,6 +756,37 @@ impl TcpCore {
                 detail: if filter.detail { s.conn.detail(now) } else { String::new() },
             });
         }
+        for e in self.tw.iter() {
+            if filter.service.is_some_and(|f| f != e.service)
+                || filter.state.as_deref().is_some_and(|f| f != "time-wait")
+            {
+                continue;
+            }
+            total += 1;
+            if out.len() >= limit {
+                continue;
+            }
+            let t = &e.tuple;
+            out.push(ConnEntry {
+                core: self.core as u32,
+                service: names.get(e.service as usize).cloned().unwrap_or_default(),
+                local: format!("{}:{}", Ipv4Addr::from(t.local_addr), t.local_port),
+                remote: format!("{}:{}", Ipv4Addr::from(t.remote_addr), t.remote_port),
+                state: State::TimeWait.name().to_string(),
+                age_s: 0.0,
+                detail: if filter.detail {
+                    format!(
+                        "time-wait entry: rcv nxt={} snd nxt={} ends in {} ms",
+                        e.tw.rcv_nxt.0,
+                        e.tw.snd_nxt.0,
+                        e.expires.saturating_sub(now) / 1000
+                    )
+                } else {
+                    String::new()
+                },
+                ..ConnEntry::default()
+            });
+        }
         total
     }
 
@@ -694,10 +798,22 @@ impl TcpCore {
 
     /// Publishes the stack's gauges.
     pub fn publish(&self, st: &CoreStats) {
-        st.set(Gauge::TcpConns, (self.table.len() as u64).saturating_sub(self.time_wait as u64));
-        st.set(Gauge::TcpTimeWait, self.time_wait as u64);
+        st.set(Gauge::TcpConns, self.table.len() as u64);
+        st.set(Gauge::TcpTimeWait, self.tw.len() as u64);
         let half: u32 = self.listeners.iter().flatten().map(|l| l.listener.half_open()).sum();
         st.set(Gauge::TcpHalfOpen, half as u64);
+    }
+}
+
+/// Where a connection's segments go.
+fn path_for(local_mac: EthernetAddress, t: &Tuple, remote_mac: [u8; 6]) -> Path {
+    Path {
+        local_mac,
+        remote_mac: EthernetAddress(remote_mac),
+        local_ip: Ipv4Addr::from(t.local_addr),
+        remote_ip: Ipv4Addr::from(t.remote_addr),
+        local_port: t.local_port,
+        remote_port: t.remote_port,
     }
 }
 

@@ -1,8 +1,6 @@
 //! One core's connections: a slab of connection blocks found by their
 //! four-tuple. Sized once, from the configuration; the packet path never
 //! grows it. A slot's number is also its timer's id in the core's wheel.
-use super::emit::Path;
-use crate::ownership::FlowKey;
 use crate::services::App;
 use sluice_tcp::listener::Tuple;
 use sluice_tcp::Conn;
@@ -14,10 +12,9 @@ pub struct Slot {
     pub conn: Conn,
     /// Its four-tuple.
     pub tuple: Tuple,
-    /// Where its frames go.
-    pub path: Path,
-    /// Its flow, as the owner directory knows it.
-    pub flow: FlowKey,
+    /// The peer's MAC (the rest of a segment's addresses is the tuple's
+    /// and the interface's).
+    pub remote_mac: [u8; 6],
     /// The service it belongs to.
     pub service: u32,
     /// The service's state for it.
@@ -29,8 +26,6 @@ pub struct Slot {
     /// A transmission was refused (no frame, or its payload still on a tx
     /// ring): it is on the list of connections to try again.
     pub blocked: bool,
-    /// Counted in the core's TIME-WAIT gauge.
-    pub in_time_wait: bool,
 }
 
 /// The table.

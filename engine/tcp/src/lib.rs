@@ -38,7 +38,8 @@ pub mod timer_wheel;
 pub use buf::{Arena, Chunk, Queue, VecChunk};
 pub use config::TcpConfig;
 pub use conn::{
-    Blocked, Conn, ConnInfo, Emit, Env, Events, HalfOpen, Limits, Negotiated, PayloadRef, State, Transmitted,
+    Blocked, Conn, ConnInfo, Emit, Env, Events, HalfOpen, Limits, Negotiated, PayloadRef, State, TimeWait, Transmitted,
+    TwVerdict,
 };
 pub use listener::{Listen, Listener, Secrets, Tuple};
 pub use segment::{Flags, OutSegment, Segment};

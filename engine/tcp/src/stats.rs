@@ -82,6 +82,8 @@ named_enum! {
         DelayedAcks = "tcp_delayed_acks",
         /// Connections that entered TIME-WAIT.
         TimeWaits = "tcp_time_waits",
+        /// TIME-WAIT entries ended early because the core's table was full.
+        TimeWaitOverflow = "tcp_time_wait_overflow",
         /// Connections closed (every way).
         Closed = "tcp_closed",
     }

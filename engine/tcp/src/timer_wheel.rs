@@ -27,6 +27,9 @@ struct Link {
     armed: bool,
 }
 
+/// Bytes the wheel keeps per timer id.
+pub const BYTES_PER_TIMER: usize = std::mem::size_of::<Link>();
+
 /// The wheel of one core.
 pub struct TimerWheel {
     heads: [[u32; SLOTS]; LEVELS],

@@ -253,3 +253,36 @@ fn time_wait_ends_on_a_reset_and_takes_a_newer_syn() {
     h.seg(&mut c, now + 3000, Segment { seq: Seq(1002), flags: Flags::RST, ..Default::default() }, None);
     assert_eq!(c.state(), State::Closed);
 }
+
+/// Data and our FIN out, the data's first chunk lost and the rest SACKed:
+/// after the RTO the cwnd is one MSS, and the FIN (one sequence number)
+/// still counted in flight must not hold the one retransmission back (this
+/// wedged a connection in LAST-ACK against Linux at 5 % loss).
+#[test]
+fn after_an_rto_the_lost_segment_goes_even_with_a_fin_in_flight() {
+    let mut h = H::new();
+    let mut now = 1_000_000;
+    let mut c = server(&mut h, now);
+    // A full MSS (1460 without timestamps): after the RTO it is all the
+    // one-MSS window takes.
+    c.send(VecChunk::new(vec![1u8; 1460]), &mut h.arena).unwrap();
+    c.send(VecChunk::new(vec![2u8; 56]), &mut h.arena).unwrap();
+    c.close(&mut h.arena, &mut |_| {});
+    let w = h.tx(&mut c, now);
+    assert!(w.out.iter().any(|x| x.seg.flags.fin()), "data and FIN out");
+    // The peer got the 56 bytes (SACKed) and nothing else.
+    now += 5_000;
+    h.seg(&mut c, now, ack(5001, &[(6461, 6517)]), None);
+    let _ = h.tx(&mut c, now);
+    let mut resent = false;
+    for _ in 0..3 {
+        now = c.poll_at().expect("a timer is armed");
+        h.timer(&mut c, now);
+        let w = h.tx(&mut c, now);
+        if w.out.iter().any(|x| x.seg.seq == Seq(5001) && x.payload.len() == 1460) {
+            resent = true;
+            break;
+        }
+    }
+    assert!(resent, "the lost MSS was never resent after the RTO");
+}

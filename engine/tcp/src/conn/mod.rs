@@ -20,7 +20,9 @@ mod input;
 mod output;
 pub use output::reset_for;
 mod recovery;
+mod time_wait;
 mod timers;
+pub use time_wait::{TimeWait, TwVerdict};
 
 use crate::buf::{Arena, Chunk, Queue, NIL};
 use crate::cc::{Cc, CongestionControl};
@@ -29,6 +31,7 @@ use crate::rtt::Rtt;
 use crate::segment::{OutSegment, SackBlock};
 use crate::seq::Seq;
 use crate::stats::{TcpCounter, TcpStats};
+use std::sync::Arc;
 
 /// RFC 9293's states (LISTEN lives in the listener, not here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -257,7 +260,9 @@ pub struct ConnInfo {
 
 /// The transmission control block.
 pub struct Conn {
-    pub(crate) cfg: TcpConfig,
+    /// Shared by every connection made with the same settings (a pointer,
+    /// not a copy per connection).
+    pub(crate) cfg: Arc<TcpConfig>,
     pub(crate) state: State,
     pub(crate) events: Events,
 
@@ -383,10 +388,9 @@ pub struct HalfOpen {
 }
 
 impl Conn {
-    fn blank(cfg: TcpConfig, iss: Seq, now: u64) -> Conn {
+    fn blank(cfg: Arc<TcpConfig>, iss: Seq, now: u64) -> Conn {
         let iw = cfg.initial_window.max(1) * cfg.mss.max(64) as u32;
         Conn {
-            cfg,
             state: State::Closed,
             events: Events::default(),
             iss,
@@ -425,6 +429,7 @@ impl Conn {
             sws_override: false,
             rtt: Rtt::new(cfg.rto_min, cfg.rto_max, cfg.rto_initial),
             cc: Cc::new(cfg.cc, iw),
+            cfg,
             rec: recovery::Recovery::default(),
             ack_now: false,
             dupacks_owed: 0,
@@ -455,8 +460,8 @@ impl Conn {
     /// An active open: SYN-SENT, the SYN to be sent by the next
     /// [`transmit`](Self::transmit). `iss` is the caller's ISN (RFC 6528),
     /// `ts_offset` its per-connection timestamp offset.
-    pub fn connect(cfg: TcpConfig, iss: Seq, ts_offset: u32, now: u64, stats: &mut TcpStats) -> Conn {
-        let mut c = Conn::blank(cfg, iss, now);
+    pub fn connect(cfg: impl Into<Arc<TcpConfig>>, iss: Seq, ts_offset: u32, now: u64, stats: &mut TcpStats) -> Conn {
+        let mut c = Conn::blank(cfg.into(), iss, now);
         c.ts_offset = ts_offset;
         c.state = State::SynSent;
         c.syn_pending = true;
@@ -468,8 +473,8 @@ impl Conn {
     /// The connection a listener's handshake produced: SYN-RECEIVED with
     /// our SYN-ACK already sent; feed it the ACK that completed the
     /// handshake with [`on_segment`](Self::on_segment).
-    pub fn accept(cfg: TcpConfig, h: &HalfOpen, now: u64) -> Conn {
-        let mut c = Conn::blank(cfg, h.iss, now);
+    pub fn accept(cfg: impl Into<Arc<TcpConfig>>, h: &HalfOpen, now: u64) -> Conn {
+        let mut c = Conn::blank(cfg.into(), h.iss, now);
         c.state = State::SynReceived;
         c.irs = h.irs;
         c.rcv_nxt = h.irs + 1;

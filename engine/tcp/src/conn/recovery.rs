@@ -61,7 +61,9 @@ impl Conn {
     /// "pipe" of RFC 6675).
     pub(crate) fn pipe(&self) -> u32 {
         let out = self.snd_max.since(self.snd_una);
-        (out + self.rec.retrans).saturating_sub(self.rec.sacked + self.rec.lost + self.rec.reno_sacked)
+        // A FIN deemed lost (after a timeout) is not in the network either.
+        let fin = u32::from(self.fin_lost);
+        (out + self.rec.retrans).saturating_sub(self.rec.sacked + self.rec.lost + self.rec.reno_sacked + fin)
     }
 
     /// A node leaves the send queue (acknowledged): its bytes leave the
@@ -287,6 +289,10 @@ impl Conn {
         self.cc.on_rto(now, inflight, self.mss);
         self.rec.active = true;
         self.rec.after_rto = true;
+        // The loss window: one segment goes now whatever the pipe says
+        // (RFC 5681 3.1; a FIN or SACKed bytes still counted must not hold
+        // it back, or nothing is ever resent).
+        self.rec.fast_rexmit = true;
         self.rec.point = self.snd_max;
         self.rec.dupacks = 0;
         self.rec.reno_sacked = 0;
