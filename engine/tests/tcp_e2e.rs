@@ -561,3 +561,114 @@ fn ab_completes_every_request_with_and_without_keep_alive() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_settles(&d);
 }
+
+/// An IPv4 + TCP SYN from `src:sport` to the echo service, both checksums
+/// filled (IP_HDRINCL: the kernel sends it as it is).
+fn spoofed_syn(src: std::net::Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
+    let sum = |b: &[u8], mut s: u32| {
+        for c in b.chunks(2) {
+            s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    };
+    let mut t = Vec::with_capacity(24);
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&7u16.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(&[6 << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+    let mut pseudo = Vec::with_capacity(12 + 24);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&SERVER.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 24]);
+    pseudo.extend_from_slice(&t);
+    let c = sum(&pseudo, 0);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x45, 0, 0, 44, 0, 1, 0x40, 0, 64, 6, 0, 0];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&SERVER.octets());
+    let c = sum(&p, 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&t);
+    p
+}
+
+#[test]
+fn a_syn_flood_from_many_addresses_is_met_with_cookies_and_real_clients_still_connect() {
+    if !sluice_lab::root_or_skip("tcp_syn_flood") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("tcpflood", 2);
+    // The smallest SYN queue the config allows, so cookies start at once.
+    let d = Daemon::start_with(&lab, "tcpflood", |s| {
+        tcp_config(s, "").replace("[engine]", "[tcp]\nsyn_backlog = 16\n\n[engine]")
+    });
+    const FLOOD: u32 = 100_000;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, ok, failed) = lab
+        .run_on(Side::Client, || {
+            std::thread::scope(|s| {
+                let flood = s.spawn(|| {
+                    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+                    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))).unwrap();
+                    let to = SockAddr::from(SocketAddrV4::new(SERVER, 0));
+                    let mut n = 0u32;
+                    let mut x = 0x9e37_79b9u32;
+                    while n < FLOOD && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        // Sources all over 198.18.0.0/15 but the lab's own /24.
+                        let src = std::net::Ipv4Addr::new(
+                            198,
+                            18 + (x & 1) as u8,
+                            1 + (x >> 8) as u8 % 254,
+                            1 + (x >> 16) as u8 % 254,
+                        );
+                        if raw.send_to(&spoofed_syn(src, 1024 + (x % 60000) as u16, x), &to).is_ok() {
+                            n += 1;
+                        }
+                    }
+                    n
+                });
+                // Meanwhile a real client opens connection after connection.
+                let mut ok = 0;
+                let mut failed = Vec::new();
+                for i in 0..200 {
+                    let msg = format!("real client {i}");
+                    match round_trip(ECHO, msg.as_bytes(), Duration::from_secs(10)) {
+                        Ok(b) if b == msg.as_bytes() => ok += 1,
+                        Ok(b) => failed.push(format!("{i}: {} bytes back", b.len())),
+                        Err(e) => failed.push(format!("{i}: {e}")),
+                    }
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                (flood.join().unwrap(), ok, failed)
+            })
+        })
+        .unwrap();
+    assert!(failed.is_empty(), "{} of 200 real connections failed during the flood: {failed:?}", failed.len());
+    assert_eq!(ok, 200);
+    let s = d.stats();
+    let c = |k: &str| counter(&s, None, k);
+    let g = |k: &str| s.total.gauges.get(k).copied().unwrap_or(0);
+    eprintln!(
+        "{sent} spoofed SYNs; cookies sent {}, valid {}; half-open {}",
+        c("tcp_syncookies_sent"),
+        c("tcp_syncookies_valid"),
+        g("tcp_half_open")
+    );
+    assert!(sent > 1000, "the flood ran: {sent}");
+    assert!(c("tcp_syncookies_sent") > 0, "the full SYN queue switched to cookies: {:?}", s.total.counters);
+    // Memory stays flat: at most the SYN queues' entries are held, never a
+    // connection per SYN, and every connection that finished is gone.
+    assert!(g("tcp_half_open") <= 2 * 16, "{:?}", s.total.gauges);
+    assert_eq!(g("tcp_conns"), 0, "{:?}", s.total.gauges);
+    assert_eq!(c("tcp_passive_opens"), 200, "only the real clients made connections: {:?}", s.total.counters);
+    assert_settles(&d);
+}
