@@ -151,6 +151,27 @@ pub enum Scenario {
     TcpEcho(TcpEchoArgs),
 }
 
+/// The client of `run tcp-echo`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpGenerator {
+    /// sluice's own TCP over AF_XDP on the client veth (cheaper per
+    /// transaction than any server: the default).
+    Afxdp,
+    /// Kernel sockets with epoll (closed or open loop, rr or crr).
+    Kernel,
+}
+
+impl TcpGenerator {
+    /// The CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpGenerator::Afxdp => "afxdp",
+            TcpGenerator::Kernel => "kernel",
+        }
+    }
+}
+
 /// A server of `run tcp-echo`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -234,6 +255,9 @@ pub struct TcpEchoArgs {
     /// Generator threads (kernel sockets, epoll).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Load generator: sluice's TCP over AF_XDP (closed loop, rr) or kernel sockets.
+    #[arg(long, value_enum, default_value_t = TcpGenerator::Afxdp)]
+    pub generator: TcpGenerator,
     /// Targets, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,sluice-interrupt,kernel")]
     pub targets: Vec<TcpTarget>,
@@ -265,6 +289,17 @@ impl TcpEchoArgs {
         }
         if self.open_loop_only && !matches!(self.rate, OpenLoopRate::Fixed(_)) {
             return Err("--open-loop-only needs --rate N".into());
+        }
+        if self.generator == TcpGenerator::Afxdp {
+            if self.mode != TcpModeArg::Rr {
+                return Err("--mode crr needs --generator kernel".into());
+            }
+            if self.conns > 4000 || self.window > crate::tcp_xdp_gen_max_window() {
+                return Err(format!(
+                    "the afxdp generator takes at most 4000 connections and {} in flight each",
+                    crate::tcp_xdp_gen_max_window()
+                ));
+            }
         }
         let probe = crate::tcp_gen::TcpGenConfig {
             target: std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),

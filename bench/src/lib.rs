@@ -19,5 +19,11 @@ pub mod sluiced;
 pub mod summary;
 pub mod tcp_echo;
 pub mod tcp_gen;
+pub mod tcp_xdp_gen;
 pub mod udp_echo;
 pub mod xdp_gen;
+
+/// The most requests the afxdp TCP generator keeps in flight per connection.
+pub fn tcp_xdp_gen_max_window() -> usize {
+    sluice_engine::services::rr_client::MAX_WINDOW
+}

@@ -47,7 +47,9 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
             if let Some(p) = &a.json {
                 write_json(p, &r)?;
             }
-            let empty = r.closed_summary.iter().chain(&r.open_summary).filter(|s| s.per_s.is_none()).count();
+            let open: &[_] = if r.open.is_empty() { &[] } else { &r.open_summary };
+            let closed: &[_] = if r.closed.is_empty() { &[] } else { &r.closed_summary };
+            let empty = closed.iter().chain(open).filter(|s| s.per_s.is_none()).count();
             if empty > 0 {
                 return Err(anyhow!("{empty} measurement(s) produced nothing (see FAILED above)"));
             }

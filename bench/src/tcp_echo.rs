@@ -7,7 +7,7 @@
 //! difference between targets is the server's. Closed loop, CPU per
 //! transaction is mostly the inverse of the rate; at an equal fixed rate
 //! (open loop) it is what each server costs.
-use crate::cli::{OpenLoopRate, TcpEchoArgs, TcpTarget};
+use crate::cli::{OpenLoopRate, TcpEchoArgs, TcpGenerator, TcpTarget};
 use crate::cpu::{clock_ticks, CpuSample};
 use crate::interrupt::{Interrupted, StopFlag};
 use crate::kernel_tcp_echo::KernelTcpEcho;
@@ -15,6 +15,7 @@ use crate::report::Latency;
 use crate::sluiced::{Sluiced, Tuning};
 use crate::summary::{median, ratio_of, thousands};
 use crate::tcp_gen::{self, TcpGenConfig};
+use crate::tcp_xdp_gen::{TcpXdpGen, TcpXdpGenConfig};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 use sluice_lab::{Lab, LabConfig, Side};
@@ -77,6 +78,8 @@ pub struct TcpEchoReport {
     pub command_line: Vec<String>,
     /// rr or crr.
     pub mode: String,
+    /// The load generator.
+    pub generator: TcpGenerator,
     /// Connections, window, size, queues.
     pub conns: usize,
     /// Requests in flight per connection.
@@ -124,6 +127,19 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     // A generator making a connection per request needs its TIME-WAIT ports back.
     let _ = lab.command_in(Side::Client, "sysctl").args(["-qw", "net.ipv4.tcp_tw_reuse=1"]).status();
     let _ = lab.command_in(Side::Client, "sysctl").args(["-qw", "net.ipv4.ip_local_port_range=10000 65000"]).status();
+    if args.generator == TcpGenerator::Afxdp {
+        // The generator reads the server's frames as they are on the wire:
+        // a kernel server must put full checksums in them (as the lab does
+        // for the client side when sluice is the server).
+        let out = lab
+            .command_in(Side::Server, "ethtool")
+            .args(["-K", lab.interface(Side::Server), "tx", "off"])
+            .output()
+            .context("running ethtool")?;
+        if !out.status.success() {
+            bail!("ethtool -K {} tx off: {}", lab.interface(Side::Server), String::from_utf8_lossy(&out.stderr));
+        }
+    }
     let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
     let gen = |rate| TcpGenConfig {
         target: service,
@@ -200,6 +216,7 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     Ok(TcpEchoReport {
         command_line,
         mode: args.mode.as_str().into(),
+        generator: args.generator,
         conns: args.conns,
         window: args.window,
         size: args.size,
@@ -236,13 +253,51 @@ fn measure(
         ),
     };
     let hz = clock_ticks();
-    let warm = TcpGenConfig { duration: args.warmup, ..cfg.clone() };
-    if !args.warmup.is_zero() {
-        Lab::run_in(&lab.client_ns, || tcp_gen::run(&warm))?.context("warm-up")?;
-    }
-    let c0 = CpuSample::now()?;
-    let rep = Lab::run_in(&lab.client_ns, || tcp_gen::run(&cfg))?.context("load generator")?;
-    let c1 = CpuSample::now()?;
+    // What the generator reports: (echoes, mismatched, failed connections,
+    // deferred, latency, seconds).
+    let (ok, mismatched, errors, deferred, latency, c0, c1) = match args.generator {
+        TcpGenerator::Kernel => {
+            let warm = TcpGenConfig { duration: args.warmup, ..cfg.clone() };
+            if !args.warmup.is_zero() {
+                Lab::run_in(&lab.client_ns, || tcp_gen::run(&warm))?.context("warm-up")?;
+            }
+            let c0 = CpuSample::now()?;
+            let rep = Lab::run_in(&lab.client_ns, || tcp_gen::run(&cfg))?.context("load generator")?;
+            let c1 = CpuSample::now()?;
+            (rep.ok, rep.mismatched, rep.errors, rep.deferred, Latency::of(&rep.latency_us), c0, c1)
+        }
+        TcpGenerator::Afxdp => {
+            let gcfg = TcpXdpGenConfig {
+                interface: lab.interface(Side::Client).to_string(),
+                queues: args.queues,
+                client_ip: cfg.source,
+                server: cfg.target,
+                server_mac: crate::netinfo::interface_mac(&lab.server_ns, lab.interface(Side::Server))?,
+                client_mac: crate::netinfo::interface_mac(&lab.client_ns, lab.interface(Side::Client))?,
+                conns: cfg.conns as u16,
+                base_port: 40000,
+                size: cfg.size as u32,
+                window: cfg.window as u8,
+                poll: sluice_engine::config::PollMode::Adaptive,
+                rate: cfg.rate,
+            };
+            let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
+            stop.sleep(args.warmup)?;
+            let (t0, c0) = (gen.totals(), CpuSample::now()?);
+            stop.sleep(args.duration)?;
+            let (t1, c1) = (gen.totals(), CpuSample::now()?);
+            gen.stop();
+            let d = t1.since(&t0);
+            let lat = d.quantile_us(0.5).map(|p50| Latency {
+                p50_us: p50,
+                p90_us: d.quantile_us(0.9).unwrap_or(p50),
+                p99_us: d.quantile_us(0.99).unwrap_or(p50),
+                p999_us: d.quantile_us(0.999).unwrap_or(p50),
+                max_us: d.hist.last().map_or(p50, |h| h.0),
+            });
+            (d.ok, d.mismatched, d.ended, 0, lat, c0, c1)
+        }
+    };
     let problems = match server {
         Server::Sluice(d) => match d.stop() {
             Ok(st) if st.success() => Vec::new(),
@@ -252,12 +307,12 @@ fn measure(
         Server::Kernel(k) => k.stop(),
     };
     let cpu = c0.until(&c1, hz);
-    let per_s = rep.per_sec();
+    let secs = cpu.elapsed.as_secs_f64().max(1e-9);
     let error = if !problems.is_empty() {
         Some(problems.join("; "))
-    } else if rep.mismatched > 0 {
-        Some(format!("{} echoes differed from their requests", rep.mismatched))
-    } else if rep.ok == 0 {
+    } else if mismatched > 0 {
+        Some(format!("{mismatched} echoes differed from their requests"))
+    } else if ok == 0 {
         Some("no echo came back".into())
     } else {
         None
@@ -266,13 +321,13 @@ fn measure(
         round,
         target: t,
         rate: cfg.rate,
-        per_s: (rep.ok > 0).then_some(per_s),
-        cpu_us: cpu.us_per(rep.ok),
+        per_s: (ok > 0).then_some(ok as f64 / secs),
+        cpu_us: cpu.us_per(ok),
         cores_busy: cpu.cores_busy(),
-        latency: Latency::of(&rep.latency_us),
-        mismatched: rep.mismatched,
-        errors: rep.errors,
-        deferred: rep.deferred,
+        latency,
+        mismatched,
+        errors,
+        deferred,
         error,
     })
 }
@@ -308,8 +363,8 @@ pub fn render(r: &TcpEchoReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "tcp-echo {}: {} connections x {} in flight, {} B requests, {} queues, {} s per measurement (kernel {}, {} CPUs)",
-        r.mode, r.conns, r.window, r.size, r.queues, r.duration_s, r.kernel, r.cpus
+        "tcp-echo {} ({} generator): {} connections x {} in flight, {} B requests, {} queues, {} s per measurement (kernel {}, {} CPUs)",
+        r.mode, r.generator.as_str(), r.conns, r.window, r.size, r.queues, r.duration_s, r.kernel, r.cpus
     );
     let table = |s: &mut String, title: &str, sum: &[TcpSummary]| {
         let _ = writeln!(s, "\n{title}");

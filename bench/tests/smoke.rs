@@ -76,3 +76,43 @@ fn udp_echo_smoke() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(!list.contains(lab), "lab {lab} still listed:\n{list}");
 }
+
+/// `run tcp-echo` with both generators, briefly: every target answers,
+/// nothing differs, the JSON has what the tables show.
+#[test]
+fn tcp_echo_smoke() {
+    if !sluice_lab::root_or_skip("tcp_echo_smoke") {
+        return;
+    }
+    let bench = env!("CARGO_BIN_EXE_sluice-bench");
+    let sluiced = sluiced_next_to_us();
+    let targets = if sluiced.is_some() { "sluice,kernel" } else { "kernel" };
+    for (generator, extra) in [("afxdp", &["--rate", "20000"][..]), ("kernel", &["--rate", "none"][..])] {
+        let json = std::env::temp_dir().join(format!("sluice-bench-tcp-smoke-{}-{generator}.json", std::process::id()));
+        let mut cmd = Command::new(bench);
+        cmd.args(["run", "tcp-echo", "--rounds", "1", "--duration", "1", "--warmup", "0.5", "--conns", "16"]);
+        cmd.args(["--generator", generator, "--targets", targets]).args(extra).arg("--json").arg(&json);
+        if let Some(p) = &sluiced {
+            cmd.arg("--sluiced").arg(p);
+        }
+        let out = cmd.output().expect("run sluice-bench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{generator}: {}:\n{stdout}\n{stderr}", out.status);
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&json);
+        for r in v["closed"].as_array().unwrap().iter().chain(v["open"].as_array().unwrap()) {
+            assert!(r["error"].is_null(), "{generator}: {r}");
+            assert!(r["per_s"].as_f64().unwrap_or(0.0) > 0.0, "{generator}: {r}");
+            assert_eq!(r["mismatched"], 0, "{generator}: {r}");
+        }
+        if generator == "afxdp" {
+            let open = v["open"].as_array().unwrap();
+            assert!(!open.is_empty(), "open loop ran");
+            for r in open {
+                let per_s = r["per_s"].as_f64().unwrap();
+                assert!((15_000.0..=21_000.0).contains(&per_s), "the open loop holds its rate: {r}");
+            }
+        }
+    }
+}

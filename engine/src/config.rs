@@ -92,6 +92,9 @@ pub enum ServiceKind {
     TcpProxy,
     /// UDP load balancer (comes with the load balancer).
     UdpForward,
+    /// sluice-bench's TCP load generator: a client that sends requests on
+    /// connections it opens (not a service sluiced serves).
+    RrClient,
 }
 
 impl ServiceKind {
@@ -103,6 +106,7 @@ impl ServiceKind {
             ServiceKind::Http => "http",
             ServiceKind::TcpProxy => "tcp-proxy",
             ServiceKind::UdpForward => "udp-forward",
+            ServiceKind::RrClient => "rr-client",
         }
     }
 }
@@ -694,6 +698,9 @@ fn validate_services(e: &Errs, raw: Vec<RawService>) -> Result<Vec<ServiceConfig
                 return Err(
                     e.at(at("kind"), "udp-forward comes with the load balancer and is not served by this version")
                 )
+            }
+            (_, ServiceKind::RrClient) => {
+                return Err(e.at(at("kind"), "rr-client is sluice-bench's load generator, not a service"))
             }
             (p, k) => return Err(e.at(at("kind"), format!("{} is not a {} service", k.as_str(), p.as_str()))),
         }

@@ -221,6 +221,7 @@ impl Engine {
             secrets,
             local_mac: self.shared.services.mac(),
             cookie_clock: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            rr: None,
             connections,
             chunks,
         };

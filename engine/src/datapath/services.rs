@@ -64,6 +64,12 @@ impl ServiceTable {
         t
     }
 
+    /// Adds a service by hand (sluice-bench's generator: its own source
+    /// ports, so the replies to them reach its TCP).
+    pub fn add(&mut self, proto: Proto, addr: Ipv4Addr, port: u16, entry: ServiceEntry) {
+        self.by_key.insert(service_key(proto.number(), addr, port), entry);
+    }
+
     /// The service on `addr:port` for `proto`.
     #[inline]
     pub fn lookup(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<ServiceEntry> {

@@ -8,6 +8,7 @@ mod discard;
 mod echo;
 pub mod http;
 pub mod http_parse;
+pub mod rr_client;
 
 use crate::afxdp::FrameTable;
 use crate::config::ServiceKind;
@@ -30,6 +31,10 @@ pub struct AppCx<'a> {
     pub chunk_room: usize,
     /// The HTTP service's answers, for an HTTP connection.
     pub http: Option<&'a http::HttpService>,
+    /// For the load generator's connections: what to send, where to count.
+    pub rr: Option<(&'a rr_client::RrSettings, &'a rr_client::RrSink)>,
+    /// Now, engine µs.
+    pub now: u64,
 }
 
 /// A connection's service state.
@@ -41,15 +46,24 @@ pub enum App {
     Discard(discard::Discard),
     /// Answers HTTP requests.
     Http(http::Http),
+    /// Sends requests and checks their echoes (sluice-bench's client).
+    RrClient(rr_client::RrClient),
 }
 
 impl App {
+    /// Whether `kind` accepts connections (a listener), as opposed to
+    /// opening them.
+    pub fn listens(kind: ServiceKind) -> bool {
+        matches!(kind, ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Http)
+    }
+
     /// The state a new connection of a `kind` service starts in.
     pub fn new(kind: ServiceKind) -> Option<App> {
         match kind {
             ServiceKind::Echo => Some(App::Echo(echo::Echo::default())),
             ServiceKind::Discard => Some(App::Discard(discard::Discard::default())),
             ServiceKind::Http => Some(App::Http(http::Http::default())),
+            ServiceKind::RrClient => Some(App::RrClient(rr_client::RrClient::default())),
             _ => None,
         }
     }
@@ -60,6 +74,7 @@ impl App {
             App::Echo(e) => e.run(conn, cx.arena, cx.release),
             App::Discard(d) => d.run(conn, cx.arena, cx.release),
             App::Http(h) => h.run(conn, cx),
+            App::RrClient(c) => c.run(conn, cx),
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::datapath::TcpInput;
 use crate::ownership::{OwnerDirectory, Ownership};
 use crate::port::{Port, Route};
 use crate::services::http::HttpService;
+use crate::services::rr_client::{RrSettings, RrSink};
 use crate::services::{App, AppCx};
 use crate::stats::{CoreStats, Gauge};
 use crate::wire::ethernet::EthernetAddress;
@@ -84,6 +85,9 @@ pub struct TcpSetup {
     /// When any core last sent a SYN cookie, µs (every core then checks
     /// ACKs for cookies).
     pub cookie_clock: Arc<AtomicU64>,
+    /// The load generator's requests, and each core's tallies (sluice-bench
+    /// only; `None` in the daemon).
+    pub rr: Option<(RrSettings, Vec<Arc<RrSink>>)>,
     /// Connections per core at most.
     pub connections: u32,
     /// Chunks (frames) a core's connections hold at most.
@@ -97,6 +101,10 @@ struct Listening {
     /// An HTTP service's prepared answers.
     http: Option<Arc<HttpService>>,
 }
+
+/// How often an open-loop generator's connections look at their schedule
+/// (a request is late by at most this, the same for every target).
+const PACE_TICK: u64 = 100;
 
 /// Where a service writes payload in a fresh frame: room in front for the
 /// headers (so the frame is sent as it is) and the rx headroom's size.
@@ -120,6 +128,16 @@ pub struct TcpCore {
     core: u16,
     /// Every connection's settings, shared.
     cfg: Arc<TcpConfig>,
+    /// Each TCP service's kind, by id.
+    kinds: Vec<Option<ServiceKind>>,
+    /// ISNs and timestamp offsets of active opens.
+    secrets: Secrets,
+    /// The load generator's settings and this core's tallies.
+    rr: Option<(RrSettings, Arc<RrSink>)>,
+    /// Active opens asked for before the loop ran (done on the next tick).
+    connect_queue: Vec<(Tuple, [u8; 6], u32)>,
+    /// Open-loop generator: when its connections next look at their schedule.
+    next_pace: u64,
     local_mac: EthernetAddress,
     frames: Arc<FrameTable>,
     table: ConnTable,
@@ -165,8 +183,12 @@ impl TcpCore {
         let settings = &setup.settings;
         let n = setup.services.iter().map(|s| s.id as usize + 1).max().unwrap_or(0);
         let mut listeners: Vec<Option<Listening>> = (0..n).map(|_| None).collect();
+        let mut kinds = vec![None; n];
         for s in &setup.services {
-            if s.tcp && App::new(s.kind).is_some() {
+            if s.tcp {
+                kinds[s.id as usize] = Some(s.kind);
+            }
+            if s.tcp && App::listens(s.kind) {
                 let mut l = Listener::new(settings.conn, setup.secrets, settings.syn_backlog);
                 l.cookies = settings.syncookies;
                 let http = s.http.as_ref().map(|h| Arc::new(HttpService::new(h)));
@@ -188,6 +210,11 @@ impl TcpCore {
         TcpCore {
             core,
             cfg: Arc::new(cfg),
+            kinds,
+            secrets: setup.secrets,
+            rr: setup.rr.as_ref().map(|(set, sinks)| (*set, sinks[core as usize % sinks.len().max(1)].clone())),
+            connect_queue: Vec::new(),
+            next_pace: 0,
             local_mac: setup.local_mac,
             frames,
             table: ConnTable::new(conns),
@@ -486,8 +513,63 @@ impl TcpCore {
         }
     }
 
+    /// Asks for an active open of `tuple` (to a peer at `remote_mac`) for
+    /// service `service`, made on the next tick (when the loop runs).
+    pub fn queue_connect(&mut self, tuple: Tuple, remote_mac: [u8; 6], service: u32) {
+        self.connect_queue.push((tuple, remote_mac, service));
+    }
+
+    /// Opens a connection from `tuple`'s local end (an active open: our SYN
+    /// goes with the next flush). Fails when the table is full, the tuple
+    /// is in use, another core owns the flow, or the service is no TCP one.
+    pub fn connect(&mut self, io: &mut Io<'_>, tuple: Tuple, remote_mac: [u8; 6], service: u32, now: u64) -> bool {
+        let Some(kind) = self.kinds.get(service as usize).copied().flatten() else { return false };
+        let Some(app) = App::new(kind) else { return false };
+        if !self.table.has_room() || self.table.find(&tuple).is_some() || self.tw.find(&tuple).is_some() {
+            return false;
+        }
+        let flow = crate::datapath::tcp::flow_of(&tuple);
+        if io.owners.pin(&flow, self.core, now / 1_000_000).is_err() {
+            return false;
+        }
+        let iss = self.secrets.isn(&tuple, now);
+        let conn = Conn::connect(self.cfg.clone(), iss, self.secrets.ts_offset(&tuple), now, &mut self.stats);
+        let slot = Slot { conn, tuple, remote_mac, service, app, since: now, dirty: true, blocked: false };
+        match self.table.insert(slot) {
+            Some(id) => {
+                self.dirty.push(id);
+                true
+            }
+            None => {
+                io.owners.unpin(&flow, self.core, now / 1_000_000);
+                false
+            }
+        }
+    }
+
     /// Runs the timers due at `now`; returns how many fired.
     pub fn tick(&mut self, io: &mut Io<'_>, now: u64) -> usize {
+        if !self.connect_queue.is_empty() {
+            for (t, mac, service) in std::mem::take(&mut self.connect_queue) {
+                self.connect(io, t, mac, service, now);
+            }
+        }
+        if self.paced() && now >= self.next_pace {
+            // The open-loop generator's schedule: every connection looks
+            // whether a request fell due.
+            self.next_pace = now + PACE_TICK;
+            let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
+            let TcpCore { table, dirty, .. } = self;
+            for id in table.ids().collect::<Vec<_>>() {
+                if let Some(s) = table.get(id) {
+                    let due = matches!(&s.app, App::RrClient(c) if c.due(&set, now));
+                    if due && !s.dirty {
+                        s.dirty = true;
+                        dirty.push(id);
+                    }
+                }
+            }
+        }
         let mut fired = std::mem::take(&mut self.scratch);
         self.wheel.advance(now, |id| fired.push(id));
         let n = fired.len();
@@ -592,6 +674,7 @@ impl TcpCore {
                 wheel,
                 listeners,
                 local_mac,
+                rr,
                 ..
             } = self;
             let Some(slot) = table.get(id) else { return };
@@ -615,6 +698,8 @@ impl TcpCore {
                     write: &mut write,
                     chunk_room: frames.frame_size() as usize - APP_HEADROOM as usize,
                     http,
+                    rr: rr.as_ref().map(|(set, sink)| (set, &**sink)),
+                    now,
                 };
                 slot.app.run(&mut slot.conn, &mut cx);
             }
@@ -699,7 +784,13 @@ impl TcpCore {
 
     /// The earliest time a timer wants to run, engine µs.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline()].into_iter().flatten().min()
+        let pace = self.paced().then_some(self.next_pace);
+        [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline(), pace].into_iter().flatten().min()
+    }
+
+    /// Whether an open-loop generator schedule runs on this core.
+    fn paced(&self) -> bool {
+        self.rr.as_ref().is_some_and(|(s, _)| s.rate_per_conn > 0.0)
     }
 
     /// Whether a connection waits to transmit (no frame was free, or its

@@ -1,0 +1,297 @@
+//! The TCP load generator on sluice's own TCP over AF_XDP: the same engine
+//! (worker loop, datapath, `TcpCore`, state machine) as sluiced, run on the
+//! client's veth end, with connections it opens itself. A kernel-socket
+//! client spends more CPU per transaction than the server under test (the
+//! `tcp-echo` figures in BENCHMARKS.md show it), so this one bypasses the
+//! client's stack the way sluiced bypasses the server's.
+//!
+//! On the client interface sluice's XDP program gets one "service" per
+//! source port (`client_ip:port`, TCP), so every segment to our
+//! connections is steered to the AF_XDP socket of its queue; ARP and
+//! everything else stay with the kernel. Each connection keeps `window`
+//! requests of `size` bytes in flight and checks every byte of every echo
+//! ([`sluice_engine::services::rr_client`]).
+use anyhow::Context;
+use sluice_ebpf::abi::ServiceKey;
+use sluice_engine::afxdp::{open_queues, BindMode, FrameTable};
+use sluice_engine::clock::Clock;
+use sluice_engine::config::{PollMode, Proto, ServiceKind, TcpSettings};
+use sluice_engine::control::conns::ConnQuery;
+use sluice_engine::datapath::{ServiceEntry, ServiceTable};
+use sluice_engine::handoff::Handoff;
+use sluice_engine::ownership::OwnerDirectory;
+use sluice_engine::pool::SharedFrames;
+use sluice_engine::port::Port;
+use sluice_engine::services::rr_client::{RrSettings, RrSink, MAX_WINDOW};
+use sluice_engine::stats::EngineStats;
+use sluice_engine::steering::Steering;
+use sluice_engine::tcp::{ServiceSetup, TcpCore, TcpSetup};
+use sluice_engine::wire::{ip_proto, EthernetAddress};
+use sluice_engine::worker::{Shared, Worker, WorkerConfig};
+use sluice_tcp::{Secrets, Tuple};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// UMEM frame size.
+const FRAME_SIZE: u32 = 4096;
+/// Rings of each queue.
+const RING: u32 = 2048;
+
+/// What the generator runs on and sends.
+#[derive(Clone, Debug)]
+pub struct TcpXdpGenConfig {
+    /// The client interface.
+    pub interface: String,
+    /// Its queues to use (0..queues), one socket and worker thread each.
+    pub queues: u32,
+    /// Our address.
+    pub client_ip: Ipv4Addr,
+    /// The echo server.
+    pub server: SocketAddrV4,
+    /// The next hop's MAC (the server's veth end).
+    pub server_mac: [u8; 6],
+    /// Our interface's MAC.
+    pub client_mac: [u8; 6],
+    /// Connections (source ports `base_port..base_port + conns`).
+    pub conns: u16,
+    /// First source port.
+    pub base_port: u16,
+    /// Bytes per request.
+    pub size: u32,
+    /// Requests in flight per connection.
+    pub window: u8,
+    /// How the workers wait.
+    pub poll: PollMode,
+    /// Open loop: requests per second in all (spread evenly over the
+    /// connections); `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+impl TcpXdpGenConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4000).contains(&self.conns) {
+            return Err(format!("{} connections: 1..=4000 (one XDP key each)", self.conns));
+        }
+        if !(1..=MAX_WINDOW as u8).contains(&self.window) {
+            return Err(format!("window {}: 1..={MAX_WINDOW}", self.window));
+        }
+        if !(1..=65536).contains(&self.size) {
+            return Err(format!("size {}: 1..=65536", self.size));
+        }
+        if u32::from(self.base_port) + u32::from(self.conns) > 65535 {
+            return Err("source ports past 65535".into());
+        }
+        Ok(())
+    }
+}
+
+/// A running generator; [`TcpXdpGen::stop`] ends it (its connections are
+/// reset on the way out).
+pub struct TcpXdpGen {
+    steering: Option<Steering>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    sinks: Vec<Arc<RrSink>>,
+    /// The sockets' mode ("copy" on veth).
+    pub socket_mode: &'static str,
+}
+
+/// The generator's tallies at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct RrTotals {
+    /// Intact echoes.
+    pub ok: u64,
+    /// Echoes that differed.
+    pub mismatched: u64,
+    /// Connections the server ended.
+    pub ended: u64,
+    /// Latency histogram: (bucket floor µs, count).
+    pub hist: Vec<(u64, u64)>,
+}
+
+impl RrTotals {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &RrTotals) -> RrTotals {
+        let mut hist = self.hist.clone();
+        for (b, n) in &mut hist {
+            if let Some((_, m)) = earlier.hist.iter().find(|(eb, _)| eb == b) {
+                *n -= m;
+            }
+        }
+        hist.retain(|(_, n)| *n > 0);
+        RrTotals {
+            ok: self.ok - earlier.ok,
+            mismatched: self.mismatched - earlier.mismatched,
+            ended: self.ended - earlier.ended,
+            hist,
+        }
+    }
+
+    /// The latency at quantile `q` (a bucket's floor, within an eighth).
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.hist.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, n) in &self.hist {
+            seen += n;
+            if seen >= want {
+                return Some(*b);
+            }
+        }
+        self.hist.last().map(|(b, _)| *b)
+    }
+}
+
+impl TcpXdpGen {
+    /// Starts in namespace `ns` (its interface, its sockets).
+    pub fn start(ns: &str, cfg: TcpXdpGenConfig) -> anyhow::Result<TcpXdpGen> {
+        cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
+        sluice_lab::Lab::run_in(ns, || Self::start_here(cfg))?
+    }
+
+    fn start_here(cfg: TcpXdpGenConfig) -> anyhow::Result<TcpXdpGen> {
+        let ifindex = nix::net::if_::if_nametoindex(cfg.interface.as_str())
+            .with_context(|| format!("interface {}", cfg.interface))?;
+        let (mut steering, _counters) = Steering::load()?;
+        let mut services = ServiceTable::default();
+        services.set_mac(EthernetAddress(cfg.client_mac));
+        for i in 0..cfg.conns {
+            let port = cfg.base_port + i;
+            steering.add_service(ServiceKey::new(ip_proto::TCP, IpAddr::V4(cfg.client_ip), port), 0)?;
+            services.add(Proto::Tcp, cfg.client_ip, port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+        }
+        let n = cfg.queues as usize;
+        let table = FrameTable::create(2 * RING * cfg.queues.max(2), FRAME_SIZE).context("the generator's UMEM")?;
+        let sockets = open_queues(&table, ifindex, cfg.queues, RING, BindMode::Auto)?;
+        for (q, s) in sockets.iter().enumerate() {
+            steering.set_socket(q as u32, s)?;
+        }
+        let socket_mode = sockets[0].mode().as_str();
+        let shared = Arc::new(Shared {
+            services,
+            owners: OwnerDirectory::new(1 << 16, 30, seed()),
+            handoff: Handoff::new(n, 1024).context("handoff eventfds")?.with_table(table.clone()),
+            stats: Arc::new(EngineStats::new(n)),
+            stop: Default::default(),
+            clock: Clock::new(),
+            conns: ConnQuery::new(n),
+            service_names: vec!["rr-client".into()],
+        });
+        let sinks: Vec<Arc<RrSink>> = (0..n).map(|_| Arc::new(RrSink::default())).collect();
+        let mut settings = TcpSettings {
+            max_connections: u32::from(cfg.conns) + 64,
+            syn_backlog: 16,
+            syncookies: false,
+            conn: sluice_tcp::TcpConfig::default(),
+        };
+        // A client does not delay its ACKs behind the next request.
+        settings.conn.delayed_ack = 0;
+        let setup = TcpSetup {
+            settings,
+            services: vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }],
+            secrets: Secrets::from_random(std::array::from_fn(|i| seed() ^ i as u64)),
+            local_mac: EthernetAddress(cfg.client_mac),
+            cookie_clock: Default::default(),
+            rr: Some((
+                RrSettings {
+                    size: cfg.size,
+                    window: cfg.window,
+                    rate_per_conn: cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)),
+                },
+                sinks.clone(),
+            )),
+            connections: u32::from(cfg.conns) + 64,
+            chunks: 2 * RING - RING / 2,
+        };
+        let wcfg = WorkerConfig { batch: 64, poll: cfg.poll, spin: 200, spin_us: 3, max_tx_backlog: 2 * RING as usize };
+        let pools = SharedFrames::new(table.clone()).split(n as u16);
+        let ncpu = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let mut threads = Vec::new();
+        for (q, (xsk, mut pool)) in sockets.into_iter().zip(pools).enumerate() {
+            let ring = RING as usize;
+            pool.set_marks(ring / 2, 2 * ring);
+            pool.set_reserve(ring / 8);
+            let port = Port::new(xsk, pool, 64);
+            let mut tcp = TcpCore::new(q as u16, &setup, port.table().clone(), shared.clock.now_us());
+            // Connection i opens on core i mod queues (the owner directory
+            // then hands its segments there, whichever queue they arrive on).
+            for i in (0..cfg.conns).filter(|i| usize::from(*i) % n == q) {
+                let t = Tuple {
+                    local_addr: cfg.client_ip.octets(),
+                    local_port: cfg.base_port + i,
+                    remote_addr: cfg.server.ip().octets(),
+                    remote_port: cfg.server.port(),
+                };
+                tcp.queue_connect(t, cfg.server_mac, 0);
+            }
+            let w = Worker::new(q as u16, port, shared.clone(), wcfg, (seed() >> 16) as u16, tcp);
+            let cpu = q % ncpu;
+            let h = std::thread::Builder::new()
+                .name(format!("tgen-{q}"))
+                .spawn(move || {
+                    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    w.run();
+                })
+                .context("spawning a generator worker")?;
+            threads.push(h);
+        }
+        steering.attach(&cfg.interface, ifindex)?;
+        Ok(TcpXdpGen { steering: Some(steering), shared, threads, sinks, socket_mode })
+    }
+
+    /// The tallies now (summed over cores).
+    pub fn totals(&self) -> RrTotals {
+        let mut t = RrTotals::default();
+        let mut hist: std::collections::BTreeMap<u64, u64> = Default::default();
+        for s in &self.sinks {
+            t.ok += s.ok.load(Ordering::Relaxed);
+            t.mismatched += s.mismatched.load(Ordering::Relaxed);
+            t.ended += s.ended.load(Ordering::Relaxed);
+            for (b, n) in s.histogram() {
+                *hist.entry(b).or_default() += n;
+            }
+        }
+        t.hist = hist.into_iter().collect();
+        t
+    }
+
+    /// Connections open now (in the generator's own table).
+    pub fn connections(&self) -> u64 {
+        (0..self.shared.stats.len())
+            .map(|c| self.shared.stats.core(c).gauge(sluice_engine::stats::Gauge::TcpConns))
+            .sum()
+    }
+
+    /// Stops: detaches, stops the workers (which reset their connections).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut s) = self.steering.take() {
+            s.detach();
+        }
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for TcpXdpGen {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_ne_bytes(b) | 1
+}

@@ -1,0 +1,244 @@
+//! The client side of request/response load, for sluice-bench's generator
+//! on sluice's own TCP: on each connection it opens, keep `window` requests
+//! of `size` bytes in flight, check every byte of each echo against what
+//! was sent, and record the round trip. Requests carry a pattern derived
+//! from the connection's request number, so an echo out of order or
+//! corrupted is caught (not only a short one).
+use super::AppCx;
+use sluice_tcp::buf::Chunk;
+use sluice_tcp::{Conn, State};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most requests in flight on one connection.
+pub const MAX_WINDOW: usize = 8;
+
+/// What the generator's connections send.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RrSettings {
+    /// Bytes per request (and echo).
+    pub size: u32,
+    /// Requests in flight per connection at most (1..=[`MAX_WINDOW`]).
+    pub window: u8,
+    /// Open loop: requests per second on each connection, on a fixed
+    /// schedule from its first request (latency then counts from each
+    /// request's intended time); 0: closed loop (back to back).
+    pub rate_per_conn: f64,
+}
+
+/// Latency buckets: 8 per power of two of µs, up to 2^30 µs.
+const SUB: usize = 8;
+const BUCKETS: usize = 31 * SUB;
+
+/// One core's tallies (written by its core only, read by the bench).
+#[derive(Debug)]
+pub struct RrSink {
+    /// Echoes that came back intact.
+    pub ok: AtomicU64,
+    /// Echoes that differed from their request.
+    pub mismatched: AtomicU64,
+    /// Connections that ended before the bench stopped them.
+    pub ended: AtomicU64,
+    hist: Vec<AtomicU64>,
+}
+
+impl Default for RrSink {
+    fn default() -> Self {
+        RrSink {
+            ok: AtomicU64::new(0),
+            mismatched: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+fn bump(a: &AtomicU64) {
+    a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+fn bucket_of(us: u64) -> usize {
+    let us = us.max(1);
+    let p = 63 - us.leading_zeros() as usize;
+    let sub = if p >= 3 { ((us >> (p - 3)) & 7) as usize } else { ((us << (3 - p)) & 7) as usize };
+    (p * SUB + sub).min(BUCKETS - 1)
+}
+
+/// The smallest latency, µs, of bucket `b`.
+fn bucket_floor(b: usize) -> u64 {
+    let (p, sub) = (b / SUB, (b % SUB) as u64);
+    if p >= 3 {
+        (8 + sub) << (p - 3)
+    } else {
+        (8 + sub) >> (3 - p)
+    }
+}
+
+impl RrSink {
+    fn record(&self, us: u64) {
+        bump(&self.ok);
+        bump(&self.hist[bucket_of(us)]);
+    }
+
+    /// The latency histogram so far: (bucket floor µs, count), in order.
+    pub fn histogram(&self) -> Vec<(u64, u64)> {
+        self.hist
+            .iter()
+            .enumerate()
+            .map(|(b, n)| (bucket_floor(b), n.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+/// The byte at `i` of request `n`.
+#[inline]
+fn pattern(n: u32, i: u32) -> u8 {
+    (n.wrapping_mul(0x9E37_79B1) >> 24) as u8 ^ (i as u8) ^ ((i >> 8) as u8).wrapping_mul(7)
+}
+
+/// One connection's client state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RrClient {
+    /// Requests sent, and echoes taken in full.
+    sent: u32,
+    done: u32,
+    /// Bytes of the current request still to queue.
+    out_off: u32,
+    /// Bytes of the oldest echo checked so far.
+    in_off: u32,
+    /// Send time (open loop: intended send time) of each request in
+    /// flight, µs, by request number mod the window's limit.
+    sent_at: [u64; MAX_WINDOW],
+    /// Open loop: when the schedule began (0: not yet).
+    start: u64,
+    closed: bool,
+}
+
+impl RrClient {
+    /// Open loop: whether a request is due at `now` and the window has room
+    /// for it (so the connection is worth serving).
+    pub fn due(&self, set: &RrSettings, now: u64) -> bool {
+        if self.closed || set.rate_per_conn <= 0.0 || (self.sent - self.done) >= u32::from(set.window) {
+            return false;
+        }
+        self.start == 0 || self.start + (f64::from(self.sent) * 1e6 / set.rate_per_conn) as u64 <= now
+    }
+
+    pub(super) fn run(&mut self, conn: &mut Conn, cx: &mut AppCx<'_>) {
+        let Some((set, sink)) = cx.rr else { return };
+        if conn.state() == State::SynSent || conn.state() == State::SynReceived {
+            return;
+        }
+        // The echoes, checked in place.
+        while !conn.recv_queue().is_empty() {
+            let head = conn.recv_queue().head();
+            let (take, bad) = {
+                let Some(bytes) = cx.arena.node_mut(head).chunk_mut().bytes(cx.table) else { break };
+                let mut bad = false;
+                let mut k = 0;
+                while k < bytes.len() {
+                    if self.done == self.sent {
+                        // Bytes nobody asked for.
+                        bad = true;
+                        break;
+                    }
+                    let n = (bytes.len() - k).min((set.size - self.in_off) as usize);
+                    for (j, &b) in bytes[k..k + n].iter().enumerate() {
+                        if b != pattern(self.done, self.in_off + j as u32) {
+                            bad = true;
+                        }
+                    }
+                    k += n;
+                    self.in_off += n as u32;
+                    if self.in_off == set.size {
+                        let at = self.sent_at[self.done as usize % MAX_WINDOW];
+                        if bad {
+                            bump(&sink.mismatched);
+                        } else {
+                            sink.record(cx.now.saturating_sub(at));
+                        }
+                        bad = false;
+                        self.done += 1;
+                        self.in_off = 0;
+                    }
+                }
+                (bytes.len() as u32, bad)
+            };
+            conn.consume(take, cx.arena, cx.release);
+            if bad {
+                bump(&sink.mismatched);
+                conn.abort();
+                return;
+            }
+        }
+        // Requests, while the window and the send buffer take them (and,
+        // open loop, while any is due).
+        if set.rate_per_conn > 0.0 && self.start == 0 {
+            self.start = cx.now.max(1);
+        }
+        let due = |sent: u32| -> Option<u64> {
+            if set.rate_per_conn <= 0.0 {
+                return Some(cx.now);
+            }
+            let at = self.start + (f64::from(sent) * 1e6 / set.rate_per_conn) as u64;
+            (at <= cx.now).then_some(at)
+        };
+        while !self.closed && (self.sent - self.done) < u32::from(set.window) {
+            let Some(origin) = due(self.sent) else { break };
+            let room = (conn.send_mss() as usize).min(cx.chunk_room).max(1) as u32;
+            let n = (set.size - self.out_off).min(room);
+            if conn.send_space() < n || cx.arena.available() == 0 {
+                break;
+            }
+            let mut buf = [0u8; 2048];
+            let n = n.min(buf.len() as u32);
+            for (j, b) in buf[..n as usize].iter_mut().enumerate() {
+                *b = pattern(self.sent, self.out_off + j as u32);
+            }
+            let Some(c) = (cx.write)(&buf[..n as usize]) else { break };
+            let len = c.len() as u32;
+            if let Err(c) = conn.send(c, cx.arena) {
+                (cx.release)(c);
+                break;
+            }
+            if self.out_off == 0 {
+                self.sent_at[self.sent as usize % MAX_WINDOW] = origin;
+            }
+            self.out_off += len;
+            if self.out_off == set.size {
+                self.out_off = 0;
+                self.sent += 1;
+            }
+        }
+        if !self.closed && conn.read_closed() {
+            // The server closed: the bench counts it.
+            self.closed = true;
+            bump(&sink.ended);
+            conn.close(cx.arena, cx.release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_within_an_eighth() {
+        let mut last = 0;
+        for us in [1u64, 2, 7, 8, 9, 15, 16, 100, 1000, 12_345, 1 << 20] {
+            let b = bucket_of(us);
+            assert!(b >= last, "{us}");
+            last = b;
+            let floor = bucket_floor(b);
+            assert!(floor <= us && us - floor <= us / 8 + 1, "{us} in bucket from {floor}");
+        }
+    }
+
+    #[test]
+    fn patterns_differ_between_requests() {
+        let a: Vec<u8> = (0..64).map(|i| pattern(1, i)).collect();
+        let b: Vec<u8> = (0..64).map(|i| pattern(2, i)).collect();
+        assert_ne!(a, b);
+    }
+}
