@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 require_cargo
-install_packages "${SLUICE_PACKAGES[@]}"
+# Chromium: the bench smoke test opens its HTML report headless and checks
+# that every plot rendered.
+install_packages "${SLUICE_PACKAGES[@]}" chromium
 if [ "$(id -u)" -ne 0 ]; then
     echo "note: not root: the end-to-end tests (veth labs, XDP) will say so and skip" >&2
 fi

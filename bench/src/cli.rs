@@ -28,6 +28,35 @@ pub enum Cmd {
     /// Run a benchmark scenario in a lab of its own.
     #[command(subcommand)]
     Run(Scenario),
+    /// Compare two results files: what changed per figure, beyond the noise or not.
+    Compare {
+        /// The earlier results (sluice-bench/results/v1 JSON).
+        old: PathBuf,
+        /// The later results.
+        new: PathBuf,
+        /// Write the changes as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Render results files: one Markdown document (e.g. BENCHMARKS.md), HTML reports.
+    Report(ReportArgs),
+}
+
+/// `report`.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Results files (sluice-bench/results/v1 JSON), in the order to show them.
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    /// Write the Markdown of every file to FILE (after --preamble).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Markdown put before the generated sections (the prose of BENCHMARKS.md).
+    #[arg(long, value_name = "FILE")]
+    pub preamble: Option<PathBuf>,
+    /// Write an HTML report per file into DIR (DIR/SCENARIO.html).
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
 }
 
 /// `lab …`.
@@ -64,9 +93,10 @@ pub enum LoadCmd {
 }
 
 /// How the TCP generator uses its connections.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TcpModeArg {
     /// Persistent connections, requests back to back.
+    #[default]
     Rr,
     /// A new connection for every request (connect, request, echo, close).
     Crr,
@@ -147,16 +177,21 @@ pub struct LoadUdpArgs {
 pub enum Scenario {
     /// UDP echo: sluice vs the kernel's UDP stack vs a raw AF_XDP reflector.
     UdpEcho(UdpEchoArgs),
-    /// TCP echo: sluice's TCP vs the kernel's, kernel-socket clients (rr or crr).
+    /// TCP echo: sluice's TCP vs the kernel's, rr or crr (`--mode`).
     TcpEcho(TcpEchoArgs),
+    /// tcp-echo with persistent connections (request/response), AF_XDP generator by default.
+    TcpRr(TcpEchoArgs),
+    /// tcp-echo with a connection per request (connect, request, echo, close), kernel generator.
+    TcpCrr(TcpEchoArgs),
 }
 
 /// The client of `run tcp-echo`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TcpGenerator {
     /// sluice's own TCP over AF_XDP on the client veth (cheaper per
-    /// transaction than any server: the default).
+    /// transaction than any server: the default for rr).
+    #[default]
     Afxdp,
     /// Kernel sockets with epoll (closed or open loop, rr or crr).
     Kernel,
@@ -241,7 +276,7 @@ pub struct TcpEchoArgs {
     #[arg(long, default_value = "1", value_parser = parse_seconds)]
     pub warmup: Duration,
     /// Connections of the generator.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, alias = "connections", default_value_t = 64)]
     pub conns: usize,
     /// Requests in flight per connection (rr, closed loop).
     #[arg(long, default_value_t = 1)]
@@ -249,14 +284,21 @@ pub struct TcpEchoArgs {
     /// Bytes per request.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// rr (persistent connections) or crr (a connection per request).
-    #[arg(long, value_enum, default_value_t = TcpModeArg::Rr)]
+    /// rr (persistent connections) or crr (a connection per request) [tcp-echo: rr].
+    #[arg(long = "mode", value_enum, value_name = "MODE")]
+    pub mode_arg: Option<TcpModeArg>,
+    /// The mode in effect (from the scenario or --mode).
+    #[arg(skip)]
     pub mode: TcpModeArg,
     /// Generator threads (kernel sockets, epoll).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Load generator: sluice's TCP over AF_XDP (closed loop, rr) or kernel sockets.
-    #[arg(long, value_enum, default_value_t = TcpGenerator::Afxdp)]
+    /// Load generator: sluice's TCP over AF_XDP, or kernel sockets [default: afxdp for rr,
+    /// kernel for crr].
+    #[arg(long = "generator", value_enum, value_name = "GENERATOR")]
+    pub generator_arg: Option<TcpGenerator>,
+    /// The generator in effect.
+    #[arg(skip)]
     pub generator: TcpGenerator,
     /// Targets, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,sluice-interrupt,kernel")]
@@ -265,18 +307,44 @@ pub struct TcpEchoArgs {
     #[arg(long, value_name = "PATH")]
     pub sluiced: Option<PathBuf>,
     /// Open loop as well, at one rate for every target: `auto` (half the slowest
-    /// closed-loop median), `none`, or requests per second.
-    #[arg(long, default_value = "auto", value_name = "auto|none|N")]
+    /// closed-loop median), `none`, `sweep` (rates stepped up to past every
+    /// target's knee), or requests per second.
+    #[arg(long, default_value = "auto", value_name = "auto|none|sweep|N")]
     pub rate: OpenLoopRate,
     /// Skip the closed-loop rounds (with `--rate N`).
     #[arg(long)]
     pub open_loop_only: bool,
-    /// Write every number as JSON to FILE.
+    /// Write the results (schema sluice-bench/results/v1) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write results.json, report.md and report.html (with plots) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 impl TcpEchoArgs {
+    /// Settles mode and generator: `scenario` is the mode the scenario's
+    /// name fixes (`tcp-rr`, `tcp-crr`), `None` for `tcp-echo`.
+    pub fn resolve(&mut self, scenario: Option<TcpModeArg>) -> Result<(), String> {
+        self.mode = match (scenario, self.mode_arg) {
+            (Some(s), Some(m)) if s != m => {
+                return Err(format!("--mode {} contradicts the scenario tcp-{}", m.as_str(), s.as_str()))
+            }
+            (Some(s), _) => s,
+            (None, m) => m.unwrap_or_default(),
+        };
+        self.generator = self.generator_arg.unwrap_or(match self.mode {
+            TcpModeArg::Rr => TcpGenerator::Afxdp,
+            TcpModeArg::Crr => TcpGenerator::Kernel,
+        });
+        Ok(())
+    }
+
+    /// The scenario's name in results.
+    pub fn scenario(&self) -> String {
+        format!("tcp-{}", self.mode.as_str())
+    }
+
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.targets.is_empty() {
@@ -437,16 +505,19 @@ pub struct UdpEchoArgs {
     pub sluiced: Option<PathBuf>,
     /// Open loop as well: after the closed-loop rounds, every target answers the
     /// same fixed rate of requests/s (afxdp generator), so CPU per reply is compared at
-    /// equal load. `auto`: half the slowest target's closed-loop median; `none`: skip; or
-    /// a number.
-    #[arg(long, default_value = "auto", value_name = "auto|none|N")]
+    /// equal load. `auto`: half the slowest target's closed-loop median; `none`: skip;
+    /// `sweep`: rates stepped up to past every target's knee; or a number.
+    #[arg(long, default_value = "auto", value_name = "auto|none|sweep|N")]
     pub rate: OpenLoopRate,
     /// Skip the closed-loop rounds (with `--rate N`): only the open loop.
     #[arg(long)]
     pub open_loop_only: bool,
-    /// Write every per-round number, the medians and the command line as JSON to FILE.
+    /// Write the results (schema sluice-bench/results/v1) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write results.json, report.md and report.html (with plots) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// `--rate` of `run udp-echo`.
@@ -458,6 +529,9 @@ pub enum OpenLoopRate {
     Skip,
     /// This many requests per second.
     Fixed(f64),
+    /// Step the rate up (fractions of the fastest closed-loop median) until
+    /// no target keeps up, one round per step.
+    Sweep,
 }
 
 impl std::str::FromStr for OpenLoopRate {
@@ -466,6 +540,7 @@ impl std::str::FromStr for OpenLoopRate {
         match s {
             "auto" => Ok(OpenLoopRate::Auto),
             "none" => Ok(OpenLoopRate::Skip),
+            "sweep" => Ok(OpenLoopRate::Sweep),
             _ => {
                 let v: f64 = s.parse().map_err(|_| format!("{s:?}: expected auto, none or requests per second"))?;
                 if !(1.0..=crate::xdp_gen::MAX_RATE).contains(&v) {
@@ -629,7 +704,9 @@ mod tests {
         assert_eq!(a.targets, vec![Target::Sluice, Target::SluiceInterrupt, Target::Kernel, Target::Reflect]);
         assert_eq!(a.rate, OpenLoopRate::Auto);
         assert!(a.validate().is_ok());
-        for (arg, want) in [("none", OpenLoopRate::Skip), ("250000", OpenLoopRate::Fixed(250_000.0))] {
+        for (arg, want) in
+            [("none", OpenLoopRate::Skip), ("sweep", OpenLoopRate::Sweep), ("250000", OpenLoopRate::Fixed(250_000.0))]
+        {
             let Cmd::Run(Scenario::UdpEcho(a)) = parse(&["run", "udp-echo", "--rate", arg]).unwrap().command else {
                 panic!()
             };
@@ -686,20 +763,41 @@ mod tests {
 
     #[test]
     fn tcp_echo_and_load_tcp_options() {
-        let Cmd::Run(Scenario::TcpEcho(a)) = parse(&["run", "tcp-echo"]).unwrap().command else { panic!() };
+        let Cmd::Run(Scenario::TcpEcho(mut a)) = parse(&["run", "tcp-echo"]).unwrap().command else { panic!() };
+        a.resolve(None).unwrap();
         assert_eq!((a.conns, a.window, a.size, a.mode), (64, 1, 64, TcpModeArg::Rr));
+        assert_eq!((a.generator, a.scenario().as_str()), (TcpGenerator::Afxdp, "tcp-rr"));
+        let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--connections", "8"]).unwrap().command
+        else {
+            panic!()
+        };
+        c.resolve(Some(TcpModeArg::Crr)).unwrap();
+        assert_eq!((c.mode, c.generator, c.conns), (TcpModeArg::Crr, TcpGenerator::Kernel, 8));
+        c.validate().unwrap();
+        let Cmd::Run(Scenario::TcpRr(mut r)) = parse(&["run", "tcp-rr", "--mode", "crr"]).unwrap().command else {
+            panic!()
+        };
+        assert!(r.resolve(Some(TcpModeArg::Rr)).unwrap_err().contains("contradicts"));
+        let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--generator", "afxdp"]).unwrap().command
+        else {
+            panic!()
+        };
+        c.resolve(Some(TcpModeArg::Crr)).unwrap();
+        assert!(c.validate().unwrap_err().contains("crr"), "the afxdp generator does not do crr yet");
         assert_eq!(a.targets, vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, TcpTarget::Kernel]);
         assert_eq!(a.order(1), vec![TcpTarget::SluiceInterrupt, TcpTarget::Kernel, TcpTarget::Sluice]);
         a.validate().unwrap();
-        let Cmd::Run(Scenario::TcpEcho(a)) =
+        let Cmd::Run(Scenario::TcpEcho(mut a)) =
             parse(&["run", "tcp-echo", "--mode", "crr", "--targets", "kernel,kernel"]).unwrap().command
         else {
             panic!()
         };
+        a.resolve(None).unwrap();
         assert!(a.validate().unwrap_err().contains("twice"));
-        let Cmd::Run(Scenario::TcpEcho(a)) = parse(&["run", "tcp-echo", "--size", "4"]).unwrap().command else {
+        let Cmd::Run(Scenario::TcpEcho(mut a)) = parse(&["run", "tcp-echo", "--size", "4"]).unwrap().command else {
             panic!()
         };
+        a.resolve(None).unwrap();
         assert!(a.validate().unwrap_err().contains("size"));
         let Cmd::Load(LoadCmd::Tcp(l)) =
             parse(&["load", "tcp", "--netns", "sluice-x-c", "--target", "198.18.0.2:7", "--rate", "1000"])

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod compare;
 pub mod cpu;
 pub mod frame;
 pub mod interrupt;
@@ -13,8 +14,10 @@ pub mod kernel_echo;
 pub mod kernel_gen;
 pub mod kernel_tcp_echo;
 pub mod netinfo;
+pub mod publish;
 pub mod reflect;
 pub mod report;
+pub mod results;
 pub mod sluiced;
 pub mod summary;
 pub mod tcp_echo;

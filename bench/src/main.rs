@@ -3,10 +3,13 @@
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use sluice_bench::cli::{Cli, Cmd, LabCmd, LoadCmd, LoadTcpArgs, LoadUdpArgs, Scenario, TcpModeArg};
+use sluice_bench::cli::{
+    Cli, Cmd, LabCmd, LoadCmd, LoadTcpArgs, LoadUdpArgs, ReportArgs, Scenario, TcpEchoArgs, TcpModeArg,
+};
 use sluice_bench::interrupt::StopFlag;
 use sluice_bench::kernel_gen::{self, GenConfig};
 use sluice_bench::report::{self, Latency, LoadReport};
+use sluice_bench::results;
 use sluice_lab::{Lab, LabConfig, Side};
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,26 +44,14 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
         Cmd::Lab(LabCmd::Status { name }) => lab_status(name.as_deref()),
         Cmd::Load(LoadCmd::Udp(a)) => load_udp(&a, command_line),
         Cmd::Load(LoadCmd::Tcp(a)) => load_tcp(&a, command_line),
-        Cmd::Run(Scenario::TcpEcho(a)) => {
-            let r = sluice_bench::tcp_echo::run(&a, stop, command_line)?;
-            print!("{}", sluice_bench::tcp_echo::render(&r));
-            if let Some(p) = &a.json {
-                write_json(p, &r)?;
-            }
-            let open: &[_] = if r.open.is_empty() { &[] } else { &r.open_summary };
-            let closed: &[_] = if r.closed.is_empty() { &[] } else { &r.closed_summary };
-            let empty = closed.iter().chain(open).filter(|s| s.per_s.is_none()).count();
-            if empty > 0 {
-                return Err(anyhow!("{empty} measurement(s) produced nothing (see FAILED above)"));
-            }
-            Ok(())
-        }
+        Cmd::Run(Scenario::TcpEcho(a)) => run_tcp(a, None, stop, command_line),
+        Cmd::Run(Scenario::TcpRr(a)) => run_tcp(a, Some(TcpModeArg::Rr), stop, command_line),
+        Cmd::Run(Scenario::TcpCrr(a)) => run_tcp(a, Some(TcpModeArg::Crr), stop, command_line),
         Cmd::Run(Scenario::UdpEcho(a)) => {
+            let started = results::unix_now();
             let r = sluice_bench::udp_echo::run(&a, stop, command_line)?;
             print!("{}", report::render_echo(&r));
-            if let Some(p) = &a.json {
-                write_json(p, &r)?;
-            }
+            publish(&sluice_bench::udp_echo::to_results(&r, &a, started), a.json.as_deref(), a.report.as_deref())?;
             let summary = match (&r.open_loop, r.rounds.is_empty()) {
                 (Some(ol), true) => &ol.summary,
                 _ => &r.summary,
@@ -71,7 +62,80 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
             }
             Ok(())
         }
+        Cmd::Compare { old, new, json } => {
+            let (o, n) = (results::Results::read(&old)?, results::Results::read(&new)?);
+            let changes = sluice_bench::compare::compare(&o, &n);
+            print!("{}", sluice_bench::compare::render(&o, &n, &changes));
+            if let Some(p) = json {
+                write_json(&p, &changes)?;
+            }
+            Ok(())
+        }
+        Cmd::Report(a) => render_reports(&a),
     }
+}
+
+fn run_tcp(
+    mut a: TcpEchoArgs,
+    fixed: Option<TcpModeArg>,
+    stop: &StopFlag,
+    command_line: Vec<String>,
+) -> anyhow::Result<()> {
+    a.resolve(fixed).map_err(|e| anyhow!(e))?;
+    let started = results::unix_now();
+    let r = sluice_bench::tcp_echo::run(&a, stop, command_line)?;
+    print!("{}", sluice_bench::tcp_echo::render(&r));
+    publish(&sluice_bench::tcp_echo::to_results(&r, &a, started), a.json.as_deref(), a.report.as_deref())?;
+    let open: &[_] = if r.open.is_empty() { &[] } else { &r.open_summary };
+    let closed: &[_] = if r.closed.is_empty() { &[] } else { &r.closed_summary };
+    let empty = closed.iter().chain(open).filter(|s| s.per_s.is_none()).count();
+    if empty > 0 {
+        return Err(anyhow!("{empty} measurement(s) produced nothing (see FAILED above)"));
+    }
+    Ok(())
+}
+
+/// Writes the results where asked: JSON to `json`, the full report to `dir`.
+fn publish(r: &results::Results, json: Option<&Path>, dir: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(d) = dir {
+        sluice_bench::publish::write_report(d, r)?;
+    }
+    if let Some(p) = json {
+        write_json(p, r)?;
+    }
+    Ok(())
+}
+
+fn render_reports(a: &ReportArgs) -> anyhow::Result<()> {
+    let all: Vec<results::Results> = a.results.iter().map(|p| results::Results::read(p)).collect::<Result<_, _>>()?;
+    let mut md = match &a.preamble {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => String::new(),
+    };
+    for r in &all {
+        if !md.is_empty() && !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        md.push_str(&sluice_bench::publish::markdown(r));
+    }
+    match &a.markdown {
+        Some(p) => {
+            std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None if a.html.is_none() => print!("{md}"),
+        None => {}
+    }
+    if let Some(dir) = &a.html {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for r in &all {
+            let page = sluice_bench::publish::html(r).map_err(|e| anyhow!(e))?;
+            let p = dir.join(format!("{}.html", r.scenario));
+            std::fs::write(&p, page).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    Ok(())
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

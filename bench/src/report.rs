@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// Latency percentiles, µs.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct Latency {
     /// Median.
     pub p50_us: u64,
@@ -97,6 +97,12 @@ pub struct RoundResult {
     pub server: Option<ServerStats>,
     /// Anything else worth knowing (generator socket mode, warnings).
     pub notes: Vec<String>,
+    /// CPU per reply, split by kind and by who spent it.
+    pub cpu: Option<crate::results::CpuFigures>,
+    /// sluiced's resident memory at the end, KiB.
+    pub server_rss_kib: Option<u64>,
+    /// What limited the figure.
+    pub limit: String,
 }
 
 impl RoundResult {
@@ -123,6 +129,9 @@ impl RoundResult {
             offered_per_s: None,
             server: None,
             notes: Vec::new(),
+            cpu: None,
+            server_rss_kib: None,
+            limit: "-".into(),
         }
     }
 }
@@ -252,6 +261,8 @@ pub struct EchoReport {
     pub summary: Vec<TargetSummary>,
     /// The open-loop rounds at one fixed rate, if run.
     pub open_loop: Option<OpenLoop>,
+    /// Rate sweep steps (one round per rate and target).
+    pub sweep: Vec<RoundResult>,
 }
 
 /// Every target answering the same fixed request rate (open loop), so CPU

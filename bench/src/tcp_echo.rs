@@ -50,6 +50,15 @@ pub struct TcpRound {
     pub deferred: u64,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Good echoes in the measured interval.
+    #[serde(default)]
+    pub transactions: u64,
+    /// CPU per echo, split by kind and by who spent it.
+    pub cpu: Option<crate::results::CpuFigures>,
+    /// sluiced's resident memory at the end, KiB.
+    pub server_rss_kib: Option<u64>,
+    /// What limited the figure.
+    pub limit: String,
 }
 
 /// Medians of a target over its rounds, and its ratio to the kernel.
@@ -100,6 +109,8 @@ pub struct TcpEchoReport {
     pub open: Vec<TcpRound>,
     /// Open loop summary.
     pub open_summary: Vec<TcpSummary>,
+    /// Rate sweep steps (one round per rate and target).
+    pub sweep: Vec<TcpRound>,
     /// Kernel version.
     pub kernel: String,
     /// CPUs.
@@ -152,15 +163,15 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         mode: args.mode.into(),
         rate,
     };
-    let rounds = |rate: Option<f64>| -> anyhow::Result<Vec<TcpRound>> {
+    let rounds = |rate: Option<f64>, nrounds: u32| -> anyhow::Result<Vec<TcpRound>> {
         let mut out = Vec::new();
-        for round in 1..=args.rounds {
+        for round in 1..=nrounds {
             for t in args.order(round) {
                 stop.check()?;
                 eprintln!(
                     "{}round {round}/{}: {} ...",
                     if rate.is_some() { "open loop " } else { "" },
-                    args.rounds,
+                    nrounds,
                     t.as_str()
                 );
                 let r = match measure(args, &lab, &sluiced, t, gen(rate), round, stop) {
@@ -178,6 +189,10 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
                         errors: 0,
                         deferred: 0,
                         error: Some(format!("{e:#}")),
+                        transactions: 0,
+                        cpu: None,
+                        server_rss_kib: None,
+                        limit: "-".into(),
                     },
                 };
                 match (&r.error, r.per_s) {
@@ -195,10 +210,26 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         }
         Ok(out)
     };
-    let closed = if args.open_loop_only { Vec::new() } else { rounds(None)? };
+    let closed = if args.open_loop_only { Vec::new() } else { rounds(None, args.rounds)? };
     let closed_summary = summarize(&args.targets, &closed);
+    let mut sweep = Vec::new();
+    if args.rate == OpenLoopRate::Sweep {
+        let fastest = closed_summary.iter().filter_map(|s| s.per_s).fold(0.0, f64::max);
+        if fastest <= 0.0 {
+            bail!("the rate sweep needs a closed-loop rate, and no target produced one");
+        }
+        for rate in crate::results::sweep_rates(fastest) {
+            eprintln!("sweep: {} echoes/s offered", thousands(rate));
+            let step = rounds(Some(rate), 1)?;
+            let any = step.iter().any(|r| crate::results::kept_up(rate, r.per_s));
+            sweep.extend(step);
+            if !any {
+                break;
+            }
+        }
+    }
     let open_rate = match args.rate {
-        OpenLoopRate::Skip => None,
+        OpenLoopRate::Skip | OpenLoopRate::Sweep => None,
         OpenLoopRate::Fixed(r) => Some((r, "--rate".to_string())),
         OpenLoopRate::Auto => {
             let slowest = closed_summary.iter().filter_map(|s| s.per_s).fold(f64::INFINITY, f64::min);
@@ -208,7 +239,7 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         }
     };
     let open = match &open_rate {
-        Some((r, _)) => rounds(Some(*r))?,
+        Some((r, _)) => rounds(Some(*r), args.rounds)?,
         None => Vec::new(),
     };
     let open_summary = summarize(&args.targets, &open);
@@ -227,6 +258,7 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         open_rate,
         open,
         open_summary,
+        sweep,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     })
@@ -253,6 +285,11 @@ fn measure(
         ),
     };
     let hz = clock_ticks();
+    let daemon = match &server {
+        Server::Sluice(d) => d.pid(),
+        Server::Kernel(_) => None,
+    };
+    let sample = || CpuSample::now_with_daemon(daemon);
     // What the generator reports: (echoes, mismatched, failed connections,
     // deferred, latency, seconds).
     let (ok, mismatched, errors, deferred, latency, c0, c1) = match args.generator {
@@ -261,9 +298,9 @@ fn measure(
             if !args.warmup.is_zero() {
                 Lab::run_in(&lab.client_ns, || tcp_gen::run(&warm))?.context("warm-up")?;
             }
-            let c0 = CpuSample::now()?;
+            let c0 = sample()?;
             let rep = Lab::run_in(&lab.client_ns, || tcp_gen::run(&cfg))?.context("load generator")?;
-            let c1 = CpuSample::now()?;
+            let c1 = sample()?;
             (rep.ok, rep.mismatched, rep.errors, rep.deferred, Latency::of(&rep.latency_us), c0, c1)
         }
         TcpGenerator::Afxdp => {
@@ -283,9 +320,9 @@ fn measure(
             };
             let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
             stop.sleep(args.warmup)?;
-            let (t0, c0) = (gen.totals(), CpuSample::now()?);
+            let (t0, c0) = (gen.totals(), sample()?);
             stop.sleep(args.duration)?;
-            let (t1, c1) = (gen.totals(), CpuSample::now()?);
+            let (t1, c1) = (gen.totals(), sample()?);
             gen.stop();
             let d = t1.since(&t0);
             let lat = d.quantile_us(0.5).map(|p50| Latency {
@@ -298,6 +335,7 @@ fn measure(
             (d.ok, d.mismatched, d.ended, 0, lat, c0, c1)
         }
     };
+    let rss_kib = daemon.and_then(crate::results::rss_kib);
     let problems = match server {
         Server::Sluice(d) => match d.stop() {
             Ok(st) if st.success() => Vec::new(),
@@ -317,11 +355,26 @@ fn measure(
     } else {
         None
     };
+    let per_s = (ok > 0).then_some(ok as f64 / secs);
+    let figures = crate::results::CpuFigures::of(&cpu, ok);
+    let generator_threads = match args.generator {
+        TcpGenerator::Afxdp => args.queues as usize,
+        TcpGenerator::Kernel => args.threads.min(args.conns),
+    };
+    let limit = crate::results::limit(&crate::results::LimitInputs {
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpu: figures,
+        generator_threads,
+        server_cores: args.queues as usize,
+        server_spins: t == TcpTarget::SluiceBusy,
+        offered: cfg.rate,
+        achieved: per_s,
+    });
     Ok(TcpRound {
         round,
         target: t,
         rate: cfg.rate,
-        per_s: (ok > 0).then_some(ok as f64 / secs),
+        per_s,
         cpu_us: cpu.us_per(ok),
         cores_busy: cpu.cores_busy(),
         latency,
@@ -329,6 +382,10 @@ fn measure(
         errors,
         deferred,
         error,
+        transactions: ok,
+        cpu: figures,
+        server_rss_kib: rss_kib,
+        limit,
     })
 }
 
@@ -356,6 +413,81 @@ fn summarize(targets: &[TcpTarget], rounds: &[TcpRound]) -> Vec<TcpSummary> {
         }
     }
     out
+}
+
+/// The published form of a `run tcp-rr` / `tcp-crr`.
+pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) -> crate::results::Results {
+    use crate::results::{Measurement, Phase, Results};
+    let row = |phase: Phase, x: &TcpRound| Measurement {
+        phase,
+        rate: x.rate,
+        round: x.round,
+        target: x.target.as_str().to_string(),
+        ok: x.error.is_none(),
+        error: x.error.clone(),
+        transactions: x.transactions,
+        per_s: x.per_s,
+        elapsed_s: args.duration.as_secs_f64(),
+        cpu: x.cpu,
+        latency: x.latency,
+        server_rss_kib: x.server_rss_kib,
+        lost: x.errors,
+        mismatched: x.mismatched,
+        limit: x.limit.clone(),
+    };
+    let mut measurements: Vec<Measurement> = r.closed.iter().map(|x| row(Phase::Closed, x)).collect();
+    measurements.extend(r.open.iter().map(|x| row(Phase::Open, x)));
+    measurements.extend(r.sweep.iter().map(|x| row(Phase::Sweep, x)));
+    let baselines: Vec<String> =
+        args.targets.iter().filter(|t| **t == TcpTarget::Kernel).map(|t| t.as_str().to_string()).collect();
+    let options = serde_json::json!({
+        "mode": args.mode.as_str(),
+        "generator": args.generator.as_str(),
+        "queues": args.queues,
+        "rounds": args.rounds,
+        "duration_s": args.duration.as_secs_f64(),
+        "warmup_s": args.warmup.as_secs_f64(),
+        "connections": args.conns,
+        "window": args.window,
+        "size": args.size,
+        "threads": args.threads,
+        "targets": args.targets,
+        "rate": format!("{:?}", args.rate),
+        "open_loop_only": args.open_loop_only,
+        "sluiced": args.sluiced.as_ref().map(|p| p.display().to_string()),
+    });
+    let generator = match args.generator {
+        TcpGenerator::Afxdp => format!(
+            "sluice's own TCP over AF_XDP on the client veth, {} cores, {} connections × {} in flight",
+            args.queues, args.conns, args.window
+        ),
+        TcpGenerator::Kernel => format!(
+            "kernel TCP sockets with epoll, {} threads, {} connections × {} in flight",
+            args.threads.min(args.conns),
+            args.conns,
+            args.window
+        ),
+    };
+    let summary = crate::results::summarize(&measurements, &baselines);
+    Results {
+        schema: crate::results::SCHEMA.into(),
+        scenario: args.scenario(),
+        unit: match args.mode {
+            crate::cli::TcpModeArg::Rr => "echo".into(),
+            crate::cli::TcpModeArg::Crr => "connection".into(),
+        },
+        generator,
+        started_unix_s,
+        machine: crate::results::MachineInfo::here(None),
+        commit: crate::results::commit(),
+        command_line: r.command_line.clone(),
+        options,
+        knees: crate::results::knees(&summary),
+        summary,
+        baselines,
+        measurements,
+        detail: serde_json::to_value(r).unwrap_or_default(),
+    }
 }
 
 /// The text report.

@@ -86,10 +86,29 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         flows: args.flows,
     };
     let ctx = Ctx { args, lab: &lab, stop, hz, addrs, sluiced: sluiced.clone() };
-    let rounds = if args.open_loop_only { Vec::new() } else { run_rounds(&ctx, None)? };
+    let rounds = if args.open_loop_only { Vec::new() } else { run_rounds(&ctx, None, args.rounds)? };
     let summary = summarize(&args.targets, &rounds);
+    let mut sweep = Vec::new();
+    if args.rate == OpenLoopRate::Sweep {
+        if args.generator == Generator::Kernel {
+            bail!("--rate sweep needs the afxdp generator");
+        }
+        let fastest = summary.iter().filter_map(|t| t.replies_per_s).fold(0.0, f64::max);
+        if fastest <= 0.0 {
+            bail!("the rate sweep needs a closed-loop rate, and no target produced one");
+        }
+        for rate in crate::results::sweep_rates(fastest) {
+            eprintln!("sweep: {} requests/s offered", thousands(rate));
+            let step = run_rounds(&ctx, Some(rate), 1)?;
+            let any = step.iter().any(|r| crate::results::kept_up(rate, r.replies_per_s));
+            sweep.extend(step);
+            if !any {
+                break;
+            }
+        }
+    }
     let open_loop = match (args.rate, args.generator) {
-        (OpenLoopRate::Skip, _) => None,
+        (OpenLoopRate::Skip | OpenLoopRate::Sweep, _) => None,
         (OpenLoopRate::Fixed(_), Generator::Kernel) => bail!("--rate N needs the afxdp generator (--rate none)"),
         (OpenLoopRate::Auto, Generator::Kernel) => {
             eprintln!("open loop skipped: the kernel generator runs closed loop only");
@@ -111,7 +130,7 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
                 }
                 Some(rate) => {
                     eprintln!("open loop at {} requests/s ({chosen})", thousands(rate));
-                    let rounds = run_rounds(&ctx, Some(rate))?;
+                    let rounds = run_rounds(&ctx, Some(rate), args.rounds)?;
                     let summary = summarize(&args.targets, &rounds);
                     Some(OpenLoop { rate, chosen, rounds, summary })
                 }
@@ -152,18 +171,19 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
         rounds,
         summary,
         open_loop,
+        sweep,
     })
 }
 
 /// Every round of every target, closed loop (`rate` None) or open loop.
-fn run_rounds(ctx: &Ctx<'_>, rate: Option<f64>) -> anyhow::Result<Vec<RoundResult>> {
+fn run_rounds(ctx: &Ctx<'_>, rate: Option<f64>, nrounds: u32) -> anyhow::Result<Vec<RoundResult>> {
     let (args, stop) = (ctx.args, ctx.stop);
     let mut rounds = Vec::new();
     let kind = if rate.is_some() { "open loop " } else { "" };
-    for round in 0..args.rounds {
+    for round in 0..nrounds {
         for (i, t) in args.order(round).into_iter().enumerate() {
             stop.check()?;
-            eprintln!("{kind}round {}/{}: {} ...", round + 1, args.rounds, t.as_str());
+            eprintln!("{kind}round {}/{}: {} ...", round + 1, nrounds, t.as_str());
             let r = match measure(ctx, t, round + 1, i + 1, rate) {
                 Ok(r) => r,
                 Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
@@ -206,6 +226,14 @@ enum Server {
 }
 
 impl Server {
+    /// sluiced's PID (the others run inside the bench).
+    fn daemon_pid(&self) -> Option<u32> {
+        match self {
+            Server::Sluice(d) => d.pid(),
+            _ => None,
+        }
+    }
+
     fn start(ctx: &Ctx<'_>, t: Target) -> anyhow::Result<Server> {
         let service = ctx.service();
         Ok(match t {
@@ -338,6 +366,7 @@ struct Load {
     before: Counts,
     after: Counts,
     notes: Vec<String>,
+    rss_kib: Option<u64>,
 }
 
 fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize, rate: Option<f64>) -> anyhow::Result<RoundResult> {
@@ -388,6 +417,17 @@ fn measure(ctx: &Ctx<'_>, t: Target, round: u32, position: usize, rate: Option<f
         r.notes.push(format!("sluiced cores slept {:.0} times/s", d.sleeps as f64 / secs));
     }
     r.notes.extend(stop_problems);
+    r.cpu = crate::results::CpuFigures::of(&load.cpu, load.replies);
+    r.server_rss_kib = load.rss_kib;
+    r.limit = crate::results::limit(&crate::results::LimitInputs {
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpu: r.cpu,
+        generator_threads: ctx.args.queues as usize,
+        server_cores: ctx.args.queues as usize,
+        server_spins: t == Target::SluiceBusy,
+        offered: rate,
+        achieved: r.replies_per_s,
+    });
     if load.replies == 0 {
         r.error = Some(format!(
             "no replies (sent {}, lost {}, mismatched {}; server rx {} tx {} drops {})",
@@ -422,9 +462,10 @@ fn load_afxdp(ctx: &Ctx<'_>, server: &Server, rate: Option<f64>) -> anyhow::Resu
     let before = server.counts()?;
     let c0 = gen.counters();
     gen.set_measuring(true);
-    let cpu0 = CpuSample::now()?;
+    let cpu0 = CpuSample::now_with_daemon(server.daemon_pid())?;
     ctx.stop.sleep(a.duration)?;
-    let cpu1 = CpuSample::now()?;
+    let cpu1 = CpuSample::now_with_daemon(server.daemon_pid())?;
+    let rss_kib = server.daemon_pid().and_then(crate::results::rss_kib);
     let c1 = gen.counters();
     gen.set_measuring(false);
     let after = server.counts()?;
@@ -471,6 +512,7 @@ fn load_afxdp(ctx: &Ctx<'_>, server: &Server, rate: Option<f64>) -> anyhow::Resu
         before,
         after,
         notes,
+        rss_kib,
     })
 }
 
@@ -497,9 +539,10 @@ fn load_kernel(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
     ctx.stop.check()?;
     let cfg = kernel_gen_config(a, &ctx.addrs, a.duration);
     let before = server.counts()?;
-    let cpu0 = CpuSample::now()?;
+    let cpu0 = CpuSample::now_with_daemon(server.daemon_pid())?;
     let rep = Lab::run_in(ns, || kernel_gen::run(&cfg))?.context("kernel generator")?;
-    let cpu1 = CpuSample::now()?;
+    let cpu1 = CpuSample::now_with_daemon(server.daemon_pid())?;
+    let rss_kib = server.daemon_pid().and_then(crate::results::rss_kib);
     let after = server.counts()?;
     ctx.stop.check()?;
     let mut notes = vec![format!(
@@ -521,7 +564,67 @@ fn load_kernel(ctx: &Ctx<'_>, server: &Server) -> anyhow::Result<Load> {
         before,
         after,
         notes,
+        rss_kib,
     })
+}
+
+/// The published form of a `run udp-echo`.
+pub fn to_results(r: &EchoReport, args: &UdpEchoArgs, started_unix_s: u64) -> crate::results::Results {
+    use crate::results::{Measurement, Phase, Results};
+    let row = |phase: Phase, x: &RoundResult| Measurement {
+        phase,
+        rate: x.offered_per_s,
+        round: x.round,
+        target: x.target.as_str().to_string(),
+        ok: x.ok,
+        error: x.error.clone(),
+        transactions: x.replies,
+        per_s: x.replies_per_s,
+        elapsed_s: x.elapsed_s,
+        cpu: x.cpu,
+        latency: x.latency,
+        server_rss_kib: x.server_rss_kib,
+        lost: x.lost,
+        mismatched: x.mismatched,
+        limit: x.limit.clone(),
+    };
+    let mut measurements: Vec<Measurement> = r.rounds.iter().map(|x| row(Phase::Closed, x)).collect();
+    if let Some(ol) = &r.open_loop {
+        measurements.extend(ol.rounds.iter().map(|x| row(Phase::Open, x)));
+    }
+    measurements.extend(r.sweep.iter().map(|x| row(Phase::Sweep, x)));
+    let baselines: Vec<String> = [Target::Kernel, Target::Reflect]
+        .iter()
+        .filter(|t| args.targets.contains(t))
+        .map(|t| t.as_str().into())
+        .collect();
+    let mut options = serde_json::to_value(&r.settings).unwrap_or_default();
+    if let Some(o) = options.as_object_mut() {
+        o.insert("rate".into(), serde_json::Value::String(format!("{:?}", args.rate)));
+        o.insert("open_loop_only".into(), serde_json::Value::Bool(args.open_loop_only));
+    }
+    let generator = match args.generator {
+        Generator::Afxdp => {
+            format!("AF_XDP frames, one thread per queue ({} queues, idle {})", args.queues, args.gen_idle)
+        }
+        Generator::Kernel => format!("kernel UDP sockets, recvmmsg/sendmmsg, {} threads", args.queues),
+    };
+    Results {
+        schema: crate::results::SCHEMA.into(),
+        scenario: "udp-echo".into(),
+        unit: "reply".into(),
+        generator,
+        started_unix_s,
+        machine: crate::results::MachineInfo::here(r.machine.background_cores_busy),
+        commit: crate::results::commit(),
+        command_line: r.command_line.clone(),
+        options,
+        knees: crate::results::knees(&crate::results::summarize(&measurements, &baselines)),
+        summary: crate::results::summarize(&measurements, &baselines),
+        baselines,
+        measurements,
+        detail: serde_json::to_value(r).unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]
