@@ -44,7 +44,7 @@ pub struct TcpRound {
     pub latency: Option<Latency>,
     /// Echoes that differed, failed connections, open-loop deferrals.
     pub mismatched: u64,
-    /// Failed connections.
+    /// Connections that failed or were closed by the server during the interval.
     pub errors: u64,
     /// Open loop: requests that waited for a connection with room.
     pub deferred: u64,
@@ -318,8 +318,25 @@ fn measure(
                 poll: sluice_engine::config::PollMode::Adaptive,
                 rate: cfg.rate,
             };
+            let conns = u64::from(gcfg.conns);
             let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
             stop.sleep(args.warmup)?;
+            // Every connection is open before anything is measured (the
+            // gauges are published every 100 ms).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while gen.connections() < conns && std::time::Instant::now() < deadline {
+                stop.sleep(std::time::Duration::from_millis(50))?;
+            }
+            let open = gen.connections();
+            if open < conns {
+                let t = gen.totals();
+                bail!(
+                    "the generator has {open} of {conns} connections open ({} opens refused, {} failed, {} closed by the server)",
+                    gen.connect_failures(),
+                    t.failed,
+                    t.ended
+                );
+            }
             let (t0, c0) = (gen.totals(), sample()?);
             stop.sleep(args.duration)?;
             let (t1, c1) = (gen.totals(), sample()?);
@@ -332,7 +349,7 @@ fn measure(
                 p999_us: d.quantile_us(0.999).unwrap_or(p50),
                 max_us: d.hist.last().map_or(p50, |h| h.0),
             });
-            (d.ok, d.mismatched, d.ended, 0, lat, c0, c1)
+            (d.ok, d.mismatched, d.ended + d.failed, 0, lat, c0, c1)
         }
     };
     let rss_kib = daemon.and_then(crate::results::rss_kib);

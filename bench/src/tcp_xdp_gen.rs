@@ -17,6 +17,7 @@ use sluice_engine::afxdp::{open_queues, BindMode, FrameTable};
 use sluice_engine::clock::Clock;
 use sluice_engine::config::{PollMode, Proto, ServiceKind, TcpSettings};
 use sluice_engine::control::conns::ConnQuery;
+use sluice_engine::datapath::tcp::flow_of;
 use sluice_engine::datapath::{ServiceEntry, ServiceTable};
 use sluice_engine::handoff::Handoff;
 use sluice_engine::ownership::OwnerDirectory;
@@ -70,6 +71,16 @@ pub struct TcpXdpGenConfig {
 }
 
 impl TcpXdpGenConfig {
+    /// Connection `i`'s tuple (from the client's side).
+    pub fn tuple(&self, i: u16) -> Tuple {
+        Tuple {
+            local_addr: self.client_ip.octets(),
+            local_port: self.base_port + i,
+            remote_addr: self.server.ip().octets(),
+            remote_port: self.server.port(),
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=4000).contains(&self.conns) {
@@ -81,8 +92,12 @@ impl TcpXdpGenConfig {
         if !(1..=65536).contains(&self.size) {
             return Err(format!("size {}: 1..=65536", self.size));
         }
-        if u32::from(self.base_port) + u32::from(self.conns) > 65535 {
-            return Err("source ports past 65535".into());
+        if self.base_port == 0 || u32::from(self.base_port) + u32::from(self.conns) > 65536 {
+            return Err(format!(
+                "source ports {}..{} must lie in 1..=65535",
+                self.base_port,
+                u32::from(self.base_port) + u32::from(self.conns)
+            ));
         }
         Ok(())
     }
@@ -108,6 +123,8 @@ pub struct RrTotals {
     pub mismatched: u64,
     /// Connections the server ended.
     pub ended: u64,
+    /// Connections that failed (reset, timed out, never established).
+    pub failed: u64,
     /// Latency histogram: (bucket floor µs, count).
     pub hist: Vec<(u64, u64)>,
 }
@@ -126,6 +143,7 @@ impl RrTotals {
             ok: self.ok - earlier.ok,
             mismatched: self.mismatched - earlier.mismatched,
             ended: self.ended - earlier.ended,
+            failed: self.failed - earlier.failed,
             hist,
         }
     }
@@ -219,16 +237,15 @@ impl TcpXdpGen {
             pool.set_reserve(ring / 8);
             let port = Port::new(xsk, pool, 64);
             let mut tcp = TcpCore::new(q as u16, &setup, port.table().clone(), shared.clock.now_us());
-            // Connection i opens on core i mod queues (the owner directory
-            // then hands its segments there, whichever queue they arrive on).
-            for i in (0..cfg.conns).filter(|i| usize::from(*i) % n == q) {
-                let t = Tuple {
-                    local_addr: cfg.client_ip.octets(),
-                    local_port: cfg.base_port + i,
-                    remote_addr: cfg.server.ip().octets(),
-                    remote_port: cfg.server.port(),
-                };
-                tcp.queue_connect(t, cfg.server_mac, 0);
+            // A connection opens on the core its owner-directory slot maps
+            // to (the directory then hands its segments there, whichever
+            // queue they arrive on): flows that share a slot share a core,
+            // so no open is refused for a slot another core holds.
+            for t in (0..cfg.conns).map(|i| cfg.tuple(i)) {
+                let slot = shared.owners.slot_index(&flow_of(&t)).unwrap_or(0);
+                if slot % n == q {
+                    tcp.queue_connect(t, cfg.server_mac, 0);
+                }
             }
             let w = Worker::new(q as u16, port, shared.clone(), wcfg, (seed() >> 16) as u16, tcp);
             let cpu = q % ncpu;
@@ -253,12 +270,20 @@ impl TcpXdpGen {
             t.ok += s.ok.load(Ordering::Relaxed);
             t.mismatched += s.mismatched.load(Ordering::Relaxed);
             t.ended += s.ended.load(Ordering::Relaxed);
+            t.failed += s.failed.load(Ordering::Relaxed);
             for (b, n) in s.histogram() {
                 *hist.entry(b).or_default() += n;
             }
         }
         t.hist = hist.into_iter().collect();
         t
+    }
+
+    /// Active opens refused (summed over cores; published every 100 ms).
+    pub fn connect_failures(&self) -> u64 {
+        (0..self.shared.stats.len())
+            .map(|c| self.shared.stats.core(c).tcp_counter(sluice_tcp::TcpCounter::ConnectFailed))
+            .sum()
     }
 
     /// Connections open now (in the generator's own table).

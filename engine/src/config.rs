@@ -316,6 +316,8 @@ struct RawHttp {
     max_header_bytes: u32,
     max_body_kb: u32,
     keep_alive: bool,
+    idle_timeout_s: u32,
+    request_timeout_s: u32,
 }
 
 impl Default for RawHttp {
@@ -328,6 +330,8 @@ impl Default for RawHttp {
             max_header_bytes: 8192,
             max_body_kb: 1024,
             keep_alive: true,
+            idle_timeout_s: 60,
+            request_timeout_s: 30,
         }
     }
 }
@@ -349,6 +353,12 @@ pub struct HttpSettings {
     pub max_body_bytes: u64,
     /// Keep connections open between requests (else every answer closes).
     pub keep_alive: bool,
+    /// A connection with no request under way, or whose answer the peer
+    /// does not take, is closed after this long (seconds).
+    pub idle_timeout_s: u32,
+    /// A request's head and body must arrive within this long of its first
+    /// byte (else 408 and close), seconds.
+    pub request_timeout_s: u32,
 }
 
 /// The largest body an HTTP service answers with.
@@ -744,6 +754,11 @@ fn validate_http(e: &Errs, at: &str, h: RawHttp) -> Result<HttpSettings, ConfigE
     if h.max_body_kb > 1 << 20 {
         return Err(e.at(field("max_body_kb"), format!("{} is out of range (0..=1048576)", h.max_body_kb)));
     }
+    for (name, v) in [("idle_timeout_s", h.idle_timeout_s), ("request_timeout_s", h.request_timeout_s)] {
+        if !(1..=86_400).contains(&v) {
+            return Err(e.at(field(name), format!("{v} is out of range (1..=86400 seconds)")));
+        }
+    }
     Ok(HttpSettings {
         status: h.status,
         body,
@@ -751,6 +766,8 @@ fn validate_http(e: &Errs, at: &str, h: RawHttp) -> Result<HttpSettings, ConfigE
         max_header_bytes: h.max_header_bytes,
         max_body_bytes: h.max_body_kb as u64 * 1024,
         keep_alive: h.keep_alive,
+        idle_timeout_s: h.idle_timeout_s,
+        request_timeout_s: h.request_timeout_s,
     })
 }
 

@@ -127,6 +127,13 @@ impl OwnerDirectory {
         OwnerDirectory { slots: Box::new([]), mask: 0, seed, idle_s: 0, hashed: Some(cores.max(1)) }
     }
 
+    /// The index of `flow`'s slot (`None` for a hashed directory): flows
+    /// with the same index share an owner, so whoever opens connections
+    /// from several cores spreads them by it and never collides.
+    pub fn slot_index(&self, flow: &FlowKey) -> Option<usize> {
+        self.hashed.is_none().then(|| (flow.hash(self.seed) & self.mask) as usize)
+    }
+
     /// The seed flows are hashed with.
     pub fn seed(&self) -> u64 {
         self.seed

@@ -813,7 +813,10 @@ fn features() -> impl Strategy<Value = Features> {
         prop::option::weighted(p, prop_oneof![(Just(true), 0u16..8192), (Just(false), 1u16..8192)]),
         prop::option::weighted(p, ip_options()),
         prop::option::weighted(p, martian_addr()),
-        prop::option::weighted(p, any::<u8>().prop_filter("served", |&n| n != ip_proto::UDP && n != ip_proto::ICMP)),
+        prop::option::weighted(
+            p,
+            any::<u8>().prop_filter("served", |&n| ![ip_proto::UDP, ip_proto::ICMP, ip_proto::TCP].contains(&n)),
+        ),
         prop::option::weighted(p, client_addr().prop_filter("the service address", |&a| a != SERVER)),
     )
         .prop_map(|(ethertype, group_dst, group_src, fragment, options, martian_src, protocol, other_dst)| {

@@ -8,11 +8,25 @@
 //! ([`super::http_parse`]); answers are prepared once per service and
 //! copied into fresh frames, one segment each, which the emitter then sends
 //! without another copy.
+//!
+//! Every connection has a deadline, so none holds its slot forever: a
+//! request must arrive whole within `request_timeout_s` of its first byte
+//! (else 408 and close); an idle keep-alive connection, or one whose peer
+//! does not take its answer, is closed after `idle_timeout_s`; and after
+//! an answer that closes, the input is drained for at most [`LINGER_IDLE`]
+//! without data and [`LINGER_MAX`] in all (nginx's lingering close) before
+//! the connection is closed for good.
 use super::http_parse::{Event, Limits, Parser, Request};
 use super::AppCx;
 use crate::config::HttpSettings;
 use sluice_tcp::buf::Chunk;
 use sluice_tcp::Conn;
+
+/// Lingering close: the longest wait for more input (or the peer's FIN)
+/// after the closing answer, µs.
+pub const LINGER_IDLE: u64 = 5_000_000;
+/// Lingering close: the longest drain in all, µs.
+pub const LINGER_MAX: u64 = 30_000_000;
 
 /// The prepared answers of one HTTP service.
 #[derive(Debug)]
@@ -24,6 +38,8 @@ pub struct HttpService {
     answers: [[Vec<u8>; 3]; 2],
     errors: Vec<(u16, Vec<u8>)>,
     continue_: Vec<u8>,
+    idle_timeout: u64,
+    request_timeout: u64,
 }
 
 fn reason(status: u16) -> &'static str {
@@ -34,6 +50,7 @@ fn reason(status: u16) -> &'static str {
         301 => "Moved Permanently",
         302 => "Found",
         400 => "Bad Request",
+        408 => "Request Timeout",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
@@ -76,7 +93,7 @@ impl HttpService {
                 answer(s.status, ct, &s.body, Some("keep-alive"), with_body),
             ]
         };
-        let errors = [400u16, 413, 414, 431, 501, 505]
+        let errors = [400u16, 408, 413, 414, 431, 501, 505]
             .into_iter()
             .map(|st| {
                 let body = format!("{st} {}\n", reason(st));
@@ -89,6 +106,8 @@ impl HttpService {
             answers: [variants(true), variants(false)],
             errors,
             continue_: b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+            idle_timeout: u64::from(s.idle_timeout_s) * 1_000_000,
+            request_timeout: u64::from(s.request_timeout_s) * 1_000_000,
         }
     }
 
@@ -117,7 +136,7 @@ enum Owed {
 }
 
 /// One connection's HTTP state: the parser, the answer being sent and how
-/// far, and whether the connection ends after it.
+/// far, whether the connection ends after it, and its deadline.
 #[derive(Clone, Copy, Debug)]
 pub struct Http {
     parser: Parser,
@@ -128,17 +147,54 @@ pub struct Http {
     /// out (input is drained and dropped meanwhile).
     closing: bool,
     closed: bool,
+    /// When the current wait began, engine µs: the last input, or the last
+    /// answer queued (0: not run yet).
+    mark: u64,
+    /// When the current request's first byte came, or the lingering close began.
+    since: u64,
+    /// When the connection gives up waiting (0: no deadline).
+    deadline: u64,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Http { parser: Parser::default(), owed: Owed::Nothing, sent: 0, closing: false, closed: false }
+        Http {
+            parser: Parser::default(),
+            owed: Owed::Nothing,
+            sent: 0,
+            closing: false,
+            closed: false,
+            mark: 0,
+            since: 0,
+            deadline: 0,
+        }
     }
 }
 
 impl Http {
+    /// When the service wants to run again with nothing happening (engine µs).
+    pub fn deadline(&self) -> Option<u64> {
+        (self.deadline != 0).then_some(self.deadline)
+    }
+
     pub(super) fn run(&mut self, conn: &mut Conn, cx: &mut AppCx<'_>) {
         let Some(svc) = cx.http else { return };
+        let now = cx.now;
+        if self.closed {
+            self.deadline = 0;
+            return;
+        }
+        if self.mark == 0 {
+            self.mark = now;
+        }
+        if self.deadline != 0 && now >= self.deadline {
+            self.deadline = 0;
+            self.expire(conn, cx);
+            if self.closed {
+                return;
+            }
+        }
+        let mut progress = false;
         loop {
             if self.owed != Owed::Nothing {
                 let (bytes, close) = match self.owed {
@@ -147,21 +203,27 @@ impl Http {
                     Owed::Error(s) => (svc.error(s), true),
                     Owed::Nothing => unreachable!("checked"),
                 };
-                if !self.queue(bytes, conn, cx) {
+                let before = self.sent;
+                let done = self.queue(bytes, conn, cx);
+                progress |= self.sent != before;
+                if !done {
                     // The send buffer (or the pool) is full: the rest waits
                     // for the peer's ACKs, and reading waits with it.
-                    return;
+                    break;
                 }
                 self.owed = Owed::Nothing;
                 self.sent = 0;
+                progress = true;
                 if close {
                     self.closing = true;
+                    self.since = now;
                     conn.shutdown();
                 }
             }
             if self.closing {
                 // Nothing more is answered: what still comes is dropped.
                 let n = conn.recv_queue().bytes();
+                progress |= n > 0;
                 conn.consume(n, cx.arena, cx.release);
                 break;
             }
@@ -170,11 +232,18 @@ impl Http {
                 break;
             }
             let head = q.head();
+            let idle = !self.parser.in_request();
             let (used, ev) = {
                 let Some(bytes) = cx.arena.node_mut(head).chunk_mut().bytes(cx.table) else { break };
                 self.parser.feed(bytes, &svc.lim)
             };
             conn.consume(used as u32, cx.arena, cx.release);
+            if used > 0 {
+                progress = true;
+                if idle {
+                    self.since = now;
+                }
+            }
             match ev {
                 None => {}
                 Some(Event::Request(r)) => self.owed = Owed::Answer(r),
@@ -187,6 +256,37 @@ impl Http {
             self.closed = true;
             conn.close(cx.arena, cx.release);
         }
+        if progress {
+            self.mark = now;
+        }
+        self.deadline = if self.closed {
+            0
+        } else if self.closing {
+            (self.mark + LINGER_IDLE).min(self.since + LINGER_MAX)
+        } else if self.owed != Owed::Nothing || !self.parser.in_request() {
+            self.mark + svc.idle_timeout
+        } else {
+            self.since + svc.request_timeout
+        };
+    }
+
+    /// The deadline passed: what was waited for did not come.
+    fn expire(&mut self, conn: &mut Conn, cx: &mut AppCx<'_>) {
+        if self.closing || self.owed == Owed::Nothing && !self.parser.in_request() {
+            // The lingering close is over, or the connection sat idle: close
+            // (a FIN, or a RST if input came meanwhile); FIN-WAIT-2 ends by
+            // the stack's own linger.
+            self.closed = true;
+            conn.close(cx.arena, cx.release);
+        } else if self.owed != Owed::Nothing {
+            // The peer does not take its answer.
+            self.closed = true;
+            conn.abort();
+        } else {
+            // A request too slow to arrive.
+            self.owed = Owed::Error(408);
+            self.sent = 0;
+        }
     }
 
     /// Queues what is left of `bytes` for sending, a segment's worth per
@@ -196,13 +296,21 @@ impl Http {
         while (self.sent as usize) < bytes.len() {
             let rest = &bytes[self.sent as usize..];
             let n = rest.len().min(piece_max);
-            if (conn.send_space() as usize) < n || cx.arena.available() == 0 {
+            if (conn.send_space() as usize) < n {
                 return false;
             }
-            let Some(c) = (cx.write)(&rest[..n]) else { return false };
+            if cx.arena.available() == 0 {
+                cx.starved = true;
+                return false;
+            }
+            let Some(c) = (cx.write)(&rest[..n]) else {
+                cx.starved = true;
+                return false;
+            };
             let len = c.len() as u32;
             if let Err(c) = conn.send(c, cx.arena) {
                 (cx.release)(c);
+                cx.starved = true;
                 return false;
             }
             self.sent += len;
@@ -223,6 +331,8 @@ mod tests {
             max_header_bytes: 8192,
             max_body_bytes: 1024,
             keep_alive: true,
+            idle_timeout_s: 60,
+            request_timeout_s: 30,
         }
     }
 

@@ -57,6 +57,8 @@ enum St {
     ValueCr,
     Body,
     ChunkSize,
+    /// Whitespace after a chunk size (only `;`, CR or LF may follow).
+    ChunkSizeWs,
     ChunkExt,
     ChunkSizeLf,
     ChunkData,
@@ -133,6 +135,21 @@ pub struct Parser {
     remaining: u64,
     body_total: u64,
     chunk_digits: u8,
+    /// Whitespace came after the current token's characters; a character
+    /// came after that whitespace (`chun ked`: not one token).
+    token_gap: bool,
+    token_split: bool,
+    /// Tokens in the current header value.
+    value_tokens: u8,
+    /// A chunked coding was listed already (it may not be applied twice).
+    te_chunked_seen: bool,
+    /// The head is malformed in a way found only at its end (400): a
+    /// second Host, a Transfer-Encoding that is empty, split or repeats
+    /// chunked.
+    head_bad: bool,
+    /// Bytes of chunk extensions and trailers: they count against the
+    /// head limit (431), so no body is endless without growing.
+    extra: u32,
 }
 
 impl Default for Parser {
@@ -162,6 +179,12 @@ impl Default for Parser {
             remaining: 0,
             body_total: 0,
             chunk_digits: 0,
+            token_gap: false,
+            token_split: false,
+            value_tokens: 0,
+            te_chunked_seen: false,
+            head_bad: false,
+            extra: 0,
         }
     }
 }
@@ -239,6 +262,12 @@ impl Parser {
                 return self.bad(if line { 414 } else { 431 });
             }
         }
+        if matches!(self.st, St::ChunkSizeWs | St::ChunkExt | St::Trailer | St::TrailerLine | St::TrailerCr) {
+            self.extra += 1;
+            if self.extra > lim.max_head {
+                return self.bad(431);
+            }
+        }
         match self.st {
             St::Start => {
                 if b == b'\r' || b == b'\n' {
@@ -274,8 +303,8 @@ impl Parser {
                 } else {
                     match b {
                         b'0' => self.http10 = true,
-                        b'1' => self.http10 = false,
-                        b'2'..=b'9' => return self.bad(505),
+                        // A later 1.x is answered as 1.1 (RFC 9110 2.5).
+                        b'1'..=b'9' => self.http10 = false,
                         _ => return self.bad(400),
                     }
                     self.st = St::VersionCr;
@@ -323,9 +352,14 @@ impl Parser {
                         .map_or(Hdr::Other, |(_, (_, h))| *h);
                     self.token_len = 0;
                     self.token_long = false;
+                    self.token_gap = false;
+                    self.token_split = false;
+                    self.value_tokens = 0;
                     self.cl_value = NONE;
                     self.cl_ws = false;
                     if self.hdr == Hdr::Host {
+                        // One Host only (RFC 9112 3.2).
+                        self.head_bad |= self.host;
                         self.host = true;
                     }
                     self.st = St::Value;
@@ -373,8 +407,12 @@ impl Parser {
                     self.remaining = self.remaining * 16 + d;
                     None
                 }
-                b';' | b' ' | b'\t' if self.chunk_digits > 0 => {
+                b';' if self.chunk_digits > 0 => {
                     self.st = St::ChunkExt;
+                    None
+                }
+                b' ' | b'\t' if self.chunk_digits > 0 => {
+                    self.st = St::ChunkSizeWs;
                     None
                 }
                 b'\r' if self.chunk_digits > 0 => {
@@ -382,6 +420,20 @@ impl Parser {
                     None
                 }
                 b'\n' if self.chunk_digits > 0 => self.chunk_size_done(lim),
+                _ => self.bad(400),
+            },
+            St::ChunkSizeWs => match b {
+                b' ' | b'\t' => None,
+                b';' => {
+                    self.st = St::ChunkExt;
+                    None
+                }
+                b'\r' => {
+                    self.st = St::ChunkSizeLf;
+                    None
+                }
+                b'\n' => self.chunk_size_done(lim),
+                // `5 6`: not a chunk size.
                 _ => self.bad(400),
             },
             St::ChunkExt => match b {
@@ -486,12 +538,17 @@ impl Parser {
                 if b == b',' {
                     self.end_token();
                 } else if b == b' ' || b == b'\t' {
-                    // Whitespace around list items is optional.
-                } else if (self.token_len as usize) < TOKEN {
-                    self.token[self.token_len as usize] = b.to_ascii_lowercase();
-                    self.token_len += 1;
+                    // Whitespace around list items is optional; inside one
+                    // it ends the token, and nothing may follow but a comma.
+                    self.token_gap = self.token_len > 0 || self.token_long;
                 } else {
-                    self.token_long = true;
+                    self.token_split |= self.token_gap;
+                    if (self.token_len as usize) < TOKEN {
+                        self.token[self.token_len as usize] = b.to_ascii_lowercase();
+                        self.token_len += 1;
+                    } else {
+                        self.token_long = true;
+                    }
                 }
             }
             Hdr::Host | Hdr::Other => {}
@@ -501,13 +558,19 @@ impl Parser {
     fn end_token(&mut self) {
         let t = &self.token[..self.token_len as usize];
         if self.token_len > 0 || self.token_long {
+            self.value_tokens = self.value_tokens.saturating_add(1);
             match self.hdr {
                 Hdr::TransferEncoding => {
-                    // Only a final "chunked" frames the body.
+                    // Only a final "chunked" frames the body; a split
+                    // token or chunked twice is malformed (RFC 9112 6.1).
                     self.te_seen = true;
-                    self.chunked = !self.token_long && t == b"chunked";
+                    let chunked = !self.token_long && !self.token_split && t == b"chunked";
+                    self.head_bad |= self.token_split || (chunked && self.te_chunked_seen);
+                    self.te_chunked_seen |= chunked;
+                    self.chunked = chunked;
                     self.te_unknown |= !self.chunked;
                 }
+                _ if self.token_split => {}
                 Hdr::Connection if !self.token_long => {
                     if t == b"close" {
                         self.conn_close = true;
@@ -521,6 +584,8 @@ impl Parser {
         }
         self.token_len = 0;
         self.token_long = false;
+        self.token_gap = false;
+        self.token_split = false;
     }
 
     fn end_value(&mut self) {
@@ -536,13 +601,19 @@ impl Parser {
                     self.content_length = self.cl_value;
                 }
             }
-            Hdr::TransferEncoding | Hdr::Connection | Hdr::Expect => self.end_token(),
+            Hdr::TransferEncoding => {
+                self.end_token();
+                // An empty Transfer-Encoding frames nothing: refused, not
+                // skipped (the body would then be framed some other way).
+                self.head_bad |= self.value_tokens == 0;
+            }
+            Hdr::Connection | Hdr::Expect => self.end_token(),
             _ => {}
         }
     }
 
     fn head_done(&mut self, lim: &Limits) -> Option<Event> {
-        if self.cl_bad {
+        if self.cl_bad || self.head_bad {
             return self.bad(400);
         }
         if self.te_seen {
@@ -673,6 +744,35 @@ mod tests {
         let small = Limits { max_head: 64, max_body: 10 };
         assert_eq!(bad(b"GET / HTTP/1.1\r\n\r\n", &LIM), Some(Event::Bad(400)), "no Host");
         assert_eq!(bad(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", &LIM), Some(Event::Bad(505)));
+        assert_eq!(bad(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", &LIM), Some(req(false, true, false)), "1.x is 1.1");
+        assert_eq!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &LIM), Some(Event::Bad(400)), "two Hosts");
+        let te = |v: &str| {
+            let r = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {v}\r\n\r\n0\r\n\r\n");
+            events(r.as_bytes(), &[3], &LIM).last().copied()
+        };
+        assert_eq!(te("chunked"), Some(req(false, true, false)));
+        assert_eq!(te(" chunked "), Some(req(false, true, false)), "whitespace around the token");
+        assert_eq!(te("chun ked"), Some(Event::Bad(400)), "whitespace inside the token");
+        assert_eq!(te("chunked, chunked"), Some(Event::Bad(400)), "chunked twice");
+        assert_eq!(te(""), Some(Event::Bad(400)), "empty");
+        assert_eq!(te(" , "), Some(Event::Bad(400)), "only a comma");
+        let close = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: cl ose\r\n\r\n";
+        assert_eq!(bad(close, &LIM), Some(req(false, true, false)), "a split token is no close");
+        let chunk = |c: &str| {
+            let r = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{c}");
+            events(r.as_bytes(), &[2], &LIM).last().copied()
+        };
+        assert_eq!(chunk("5 \r\nhello\r\n0\r\n\r\n"), Some(req(false, true, false)), "BWS after a size");
+        assert_eq!(chunk("5 ;x=y\r\nhello\r\n0\r\n\r\n"), Some(req(false, true, false)));
+        assert_eq!(chunk("5 6\r\nhello\r\n"), Some(Event::Bad(400)), "junk after a size");
+        // Extensions and trailers count against the head limit.
+        let small_head = Limits { max_head: 256, max_body: 1 << 20 };
+        let ext = format!("1;{}\r\n", "e".repeat(300));
+        let r = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{ext}");
+        assert_eq!(events(r.as_bytes(), &[7], &small_head).last().copied(), Some(Event::Bad(431)));
+        let trailers = "X-T: v\r\n".repeat(40);
+        let r = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{trailers}\r\n");
+        assert_eq!(events(r.as_bytes(), &[7], &small_head).last().copied(), Some(Event::Bad(431)));
         assert_eq!(bad(b"GET / FTP/1.1\r\n\r\n", &LIM), Some(Event::Bad(400)));
         assert_eq!(bad(b"G(T / HTTP/1.1\r\n", &LIM), Some(Event::Bad(400)));
         assert_eq!(bad(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", &LIM), Some(Event::Bad(400)), "space before colon");
@@ -751,6 +851,35 @@ mod tests {
                 want.push(req(head, !close, http10));
             }
             prop_assert_eq!(events(&s, &pieces, &LIM), want);
+        }
+
+        /// Valid requests with bytes flipped, inserted or deleted reach every
+        /// state of the parser (headers, chunks, trailers): never a panic,
+        /// only requests or statuses the responder knows, and never more
+        /// requests than were sent.
+        #[test]
+        fn mutated_requests_are_survived(
+            edits in proptest::collection::vec((0usize..400, any::<u8>(), 0u8..3), 1..6),
+            piece in 1usize..64,
+        ) {
+            let mut s = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n\
+                4;x=1\r\nabcd\r\n0\r\nX-T: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz".to_vec();
+            for (at, b, kind) in edits {
+                let at = at % (s.len() + 1);
+                match kind {
+                    0 if at < s.len() => s[at] = b,
+                    1 => s.insert(at, b),
+                    _ if at < s.len() => { s.remove(at); }
+                    _ => {}
+                }
+            }
+            let evs = events(&s, &[piece], &LIM);
+            prop_assert!(evs.iter().filter(|e| matches!(e, Event::Request(_))).count() <= 3);
+            for e in evs {
+                if let Event::Bad(st) = e {
+                    prop_assert!([400, 413, 414, 431, 501, 505].contains(&st));
+                }
+            }
         }
 
         /// Garbage never panics, and what is reported is a request or a

@@ -35,6 +35,10 @@ pub struct AppCx<'a> {
     pub rr: Option<(&'a rr_client::RrSettings, &'a rr_client::RrSink)>,
     /// Now, engine µs.
     pub now: u64,
+    /// Set by the service when it could not go on for want of a frame or
+    /// an arena node (not for want of send space): the connection is
+    /// served again on the next pass, since no ACK may come to wake it.
+    pub starved: bool,
 }
 
 /// A connection's service state.
@@ -64,6 +68,14 @@ impl App {
             ServiceKind::Discard => Some(App::Discard(discard::Discard::default())),
             ServiceKind::Http => Some(App::Http(http::Http::default())),
             ServiceKind::RrClient => Some(App::RrClient(rr_client::RrClient::default())),
+            _ => None,
+        }
+    }
+
+    /// When the service wants to run again with nothing happening, engine µs.
+    pub fn deadline(&self) -> Option<u64> {
+        match self {
+            App::Http(h) => h.deadline(),
             _ => None,
         }
     }

@@ -36,8 +36,12 @@ pub struct RrSink {
     pub ok: AtomicU64,
     /// Echoes that differed from their request.
     pub mismatched: AtomicU64,
-    /// Connections that ended before the bench stopped them.
+    /// Connections the server closed (FIN) before the bench stopped them.
     pub ended: AtomicU64,
+    /// Connections that failed: reset, timed out, or never established.
+    pub failed: AtomicU64,
+    /// Open-loop schedules begun (each new one takes the next phase).
+    starts: AtomicU64,
     hist: Vec<AtomicU64>,
 }
 
@@ -47,6 +51,8 @@ impl Default for RrSink {
             ok: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
             ended: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
             hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -129,6 +135,12 @@ impl RrClient {
         if conn.state() == State::SynSent || conn.state() == State::SynReceived {
             return;
         }
+        if conn.state() == State::Closed && !self.closed && !conn.read_closed() {
+            // Reset, timed out, or refused before it was ever established.
+            self.closed = true;
+            bump(&sink.failed);
+            return;
+        }
         // The echoes, checked in place.
         while !conn.recv_queue().is_empty() {
             let head = conn.recv_queue().head();
@@ -174,7 +186,14 @@ impl RrClient {
         // Requests, while the window and the send buffer take them (and,
         // open loop, while any is due).
         if set.rate_per_conn > 0.0 && self.start == 0 {
-            self.start = cx.now.max(1);
+            // Connections opened together would otherwise send in phase, in
+            // bursts of one request each: each schedule starts at its own
+            // offset into the period (golden-ratio spacing), so the
+            // requests of all of them come evenly spread.
+            let k = sink.starts.load(Ordering::Relaxed);
+            sink.starts.store(k + 1, Ordering::Relaxed);
+            let frac = (k as f64 * 0.618_033_988_749_895).fract();
+            self.start = (cx.now + (frac * 1e6 / set.rate_per_conn) as u64).max(1);
         }
         let due = |sent: u32| -> Option<u64> {
             if set.rate_per_conn <= 0.0 {
@@ -187,7 +206,11 @@ impl RrClient {
             let Some(origin) = due(self.sent) else { break };
             let room = (conn.send_mss() as usize).min(cx.chunk_room).max(1) as u32;
             let n = (set.size - self.out_off).min(room);
-            if conn.send_space() < n || cx.arena.available() == 0 {
+            if conn.send_space() < n {
+                break;
+            }
+            if cx.arena.available() == 0 {
+                cx.starved = true;
                 break;
             }
             let mut buf = [0u8; 2048];
@@ -195,10 +218,14 @@ impl RrClient {
             for (j, b) in buf[..n as usize].iter_mut().enumerate() {
                 *b = pattern(self.sent, self.out_off + j as u32);
             }
-            let Some(c) = (cx.write)(&buf[..n as usize]) else { break };
+            let Some(c) = (cx.write)(&buf[..n as usize]) else {
+                cx.starved = true;
+                break;
+            };
             let len = c.len() as u32;
             if let Err(c) = conn.send(c, cx.arena) {
                 (cx.release)(c);
+                cx.starved = true;
                 break;
             }
             if self.out_off == 0 {

@@ -286,6 +286,12 @@ impl TcpCore {
 
     /// A checked segment for a TCP service (the frame comes with it).
     pub fn input(&mut self, io: &mut Io<'_>, pkt: Packet, m: &TcpInput, now: u64) -> Input {
+        // A tuple is in one table or the other, never both: the connections
+        // first (every segment of an established flow), TIME-WAIT after.
+        if let Some(id) = self.table.find(&m.tuple) {
+            self.deliver(io, id, pkt, m, now);
+            return Input::Done;
+        }
         if let Some(i) = self.tw.find(&m.tuple) {
             if !self.time_wait_segment(io, i, m, now) {
                 io.port.free(pkt.into_frame());
@@ -293,9 +299,6 @@ impl TcpCore {
             }
             // A new connection in place of the TIME-WAIT one (Linux's
             // TCP_TW_SYN): the listener takes the SYN.
-        } else if let Some(id) = self.table.find(&m.tuple) {
-            self.deliver(io, id, pkt, m, now);
-            return Input::Done;
         }
         self.listen(io, pkt, m, now)
     }
@@ -303,10 +306,13 @@ impl TcpCore {
     /// A segment of a TIME-WAIT entry; true when it is a SYN that ends the
     /// entry and should go to the listener.
     fn time_wait_segment(&mut self, io: &mut Io<'_>, i: u32, m: &TcpInput, now: u64) -> bool {
-        self.stats.add(TcpCounter::SegsIn, 1);
         let Some(e) = self.tw.get(i) else { return false };
         let mac = e.remote_mac;
         let verdict = e.tw.on_segment(&m.seg, now);
+        if verdict != TwVerdict::Reopen {
+            // A reopening SYN is counted by the listener.
+            self.stats.add(TcpCounter::SegsIn, 1);
+        }
         let path = self.path_of(&m.tuple, mac);
         match verdict {
             TwVerdict::Ignore => false,
@@ -316,13 +322,8 @@ impl TcpCore {
             }
             TwVerdict::AckAndRestart(seg) => {
                 self.send_bare(io, &path, &seg);
-                if let Some(e) = self.tw.kill(i) {
-                    // The 2 MSL start again (RFC 9293 3.10.7.4); the pin stays.
-                    let expires = now + self.cfg.time_wait;
-                    if let Some(old) = self.tw.insert(e.tuple, e.remote_mac, e.service, e.tw, expires) {
-                        self.end_time_wait(io, &old, now);
-                    }
-                }
+                // The 2 MSL start again (RFC 9293 3.10.7.4), in place; the pin stays.
+                self.tw.restart(i, now + self.cfg.time_wait);
                 false
             }
             TwVerdict::Close => {
@@ -523,6 +524,14 @@ impl TcpCore {
     /// goes with the next flush). Fails when the table is full, the tuple
     /// is in use, another core owns the flow, or the service is no TCP one.
     pub fn connect(&mut self, io: &mut Io<'_>, tuple: Tuple, remote_mac: [u8; 6], service: u32, now: u64) -> bool {
+        let ok = self.try_connect(io, tuple, remote_mac, service, now);
+        if !ok {
+            self.stats.add(TcpCounter::ConnectFailed, 1);
+        }
+        ok
+    }
+
+    fn try_connect(&mut self, io: &mut Io<'_>, tuple: Tuple, remote_mac: [u8; 6], service: u32, now: u64) -> bool {
         let Some(kind) = self.kinds.get(service as usize).copied().flatten() else { return false };
         let Some(app) = App::new(kind) else { return false };
         if !self.table.has_room() || self.table.find(&tuple).is_some() || self.tw.find(&tuple).is_some() {
@@ -559,16 +568,20 @@ impl TcpCore {
             // whether a request fell due.
             self.next_pace = now + PACE_TICK;
             let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
-            let TcpCore { table, dirty, .. } = self;
-            for id in table.ids().collect::<Vec<_>>() {
+            let TcpCore { table, dirty, scratch, .. } = self;
+            scratch.clear();
+            scratch.extend(table.ids());
+            for &id in scratch.iter() {
                 if let Some(s) = table.get(id) {
-                    let due = matches!(&s.app, App::RrClient(c) if c.due(&set, now));
+                    let due =
+                        s.conn.state() == State::Established && matches!(&s.app, App::RrClient(c) if c.due(&set, now));
                     if due && !s.dirty {
                         s.dirty = true;
                         dirty.push(id);
                     }
                 }
             }
+            scratch.clear();
         }
         let mut fired = std::mem::take(&mut self.scratch);
         self.wheel.advance(now, |id| fired.push(id));
@@ -680,6 +693,7 @@ impl TcpCore {
             let Some(slot) = table.get(id) else { return };
             slot.dirty = false;
             let mut release = release_into(released, &mut gone_lent);
+            let starved;
             {
                 let http =
                     listeners.get(slot.service as usize).and_then(|l| l.as_ref()).and_then(|l| l.http.as_deref());
@@ -700,14 +714,16 @@ impl TcpCore {
                     http,
                     rr: rr.as_ref().map(|(set, sink)| (set, &**sink)),
                     now,
+                    starved: false,
                 };
                 slot.app.run(&mut slot.conn, &mut cx);
+                starved = cx.starved;
             }
             let mut env = Env { now, arena, stats, limits, release: &mut release };
             let path = path_for(*local_mac, &slot.tuple, slot.remote_mac);
             let mut em = Emitter { port: io.port, table: frames, path: &path, ip_id: io.ip_id, counts };
             let t = slot.conn.transmit(&mut env, &mut em);
-            if t.blocked && !slot.blocked {
+            if (t.blocked || starved) && !slot.blocked {
                 slot.blocked = true;
                 blocked.push(id);
             }
@@ -721,7 +737,11 @@ impl TcpCore {
                 slot.conn.time_wait().map(|tw| (slot.tuple, slot.remote_mac, slot.service, tw))
             };
             if !closed && entering_tw.is_none() {
-                wheel.set(id, slot.conn.poll_at());
+                let at = match (slot.conn.poll_at(), slot.app.deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                wheel.set(id, at);
             }
         }
         self.give_back_released(io.port, gone_lent);

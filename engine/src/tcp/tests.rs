@@ -208,7 +208,11 @@ kind = "echo"
 /// The stack's setup for [`config`], as the daemon makes it, with room for
 /// `chunks` frames in the core's arena.
 fn setup(chunks: u32) -> TcpSetup {
-    let cfg = config();
+    setup_with(config(), chunks)
+}
+
+/// The stack's setup for `cfg`.
+fn setup_with(cfg: Config, chunks: u32) -> TcpSetup {
     TcpSetup {
         settings: cfg.tcp.clone(),
         services: cfg
@@ -1155,6 +1159,74 @@ fn an_arena_full_of_unacknowledged_echo_drops_payload_and_the_transfer_still_com
 /// by `TcpCore::connect` and driven by the generator's `rr-client` service,
 /// and a core serving echo; frames cross between their fake kernels. Every
 /// echo comes back intact, and both sides end quiet.
+fn http_world(seed: u64) -> World {
+    let cfg = Config::parse(
+        r#"
+[engine]
+interface = "sluice0"
+[tcp]
+fin_wait2_s = 3
+[[service]]
+name = "web"
+proto = "tcp"
+listen = "198.18.0.2:7"
+kind = "http"
+[service.http]
+body = "hello\n"
+idle_timeout_s = 2
+request_timeout_s = 1
+"#,
+        "test",
+    )
+    .unwrap();
+    World::new(&setup_with(cfg, 1024), seed)
+}
+
+const CLOSE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn an_http_client_that_never_closes_after_connection_close_does_not_hold_its_connection() {
+    // The answer closes (FIN after it); the peer acks the FIN and never
+    // sends its own. The lingering close ends after 5 s without input, and
+    // the orphan's FIN-WAIT-2 after fin_wait2_s (3 s).
+    let mut w = http_world(1);
+    w.peer.connect(CLOSE_REQUEST.to_vec(), false, 1);
+    assert!(w.run_until(S, |w| w.peer.state(0) == tcp::State::CloseWait), "{}", w.describe());
+    let got = String::from_utf8_lossy(&w.peer.conns[0].received).to_string();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with("hello\n"), "{got}");
+    let t0 = w.now;
+    assert_eq!(w.engine.tcp.connections(), 1, "lingering");
+    assert!(w.run_until(20 * S, |w| w.engine.tcp.connections() == 0), "held forever: {}", w.describe());
+    let took = w.now - t0;
+    assert!(took >= crate::services::http::LINGER_IDLE, "not before the linger: {} ms", took / MS);
+    assert!(took <= crate::services::http::LINGER_IDLE + 4 * S, "{} ms", took / MS);
+    w.engine.assert_census();
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let mut w = http_world(2);
+    w.peer.connect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), false, 2);
+    assert!(w.run_until(S, |w| !w.peer.conns[0].received.is_empty()), "{}", w.describe());
+    let t0 = w.now;
+    // The server's FIN comes after idle_timeout_s (2 s) ...
+    assert!(w.run_until(10 * S, |w| w.peer.state(0) == tcp::State::CloseWait), "{}", w.describe());
+    let took = w.now - t0;
+    assert!((2 * S - 50 * MS..=3 * S).contains(&took), "closed after {} ms, idle_timeout_s = 2", took / MS);
+    // ... and the peer that never answers it is let go after fin_wait2_s.
+    assert!(w.run_until(5 * S, |w| w.engine.tcp.connections() == 0), "{}", w.describe());
+    w.engine.assert_census();
+}
+
+#[test]
+fn a_request_that_does_not_arrive_whole_in_time_gets_408() {
+    let mut w = http_world(3);
+    w.peer.connect(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ".to_vec(), false, 3);
+    assert!(w.run_until(3 * S, |w| w.peer.state(0) == tcp::State::CloseWait), "{}", w.describe());
+    let got = String::from_utf8_lossy(&w.peer.conns[0].received).to_string();
+    assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n") && got.contains("Connection: close"), "{got}");
+}
+
 #[test]
 fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     use crate::config::ServiceKind;
@@ -1205,4 +1277,52 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     assert_eq!(hist.iter().map(|(_, n)| n).sum::<u64>(), ok);
     drop((client, server));
     assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+#[test]
+fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
+    use crate::config::ServiceKind;
+    use crate::datapath::ServiceEntry;
+    use crate::services::rr_client::{RrSettings, RrSink};
+    use crate::tcp::ServiceSetup;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let mut server = Engine::new(&setup(1024), now0);
+    let sink = Arc::new(RrSink::default());
+    let mut cs = setup(1024);
+    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
+    cs.local_mac = EthernetAddress(PEER_MAC);
+    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0 }, vec![sink.clone()]));
+    let mut client = Engine::new(&cs, now0);
+    client.services = ServiceTable::default();
+    client.services.set_mac(EthernetAddress(PEER_MAC));
+    let port = FIRST_PEER_PORT;
+    client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+    let t = sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
+    client.tcp.queue_connect(t, ENGINE_MAC, 0);
+    // The same tuple twice: the second open is refused.
+    client.tcp.queue_connect(t, ENGINE_MAC, 0);
+    let mut now = now0;
+    while now < now0 + S / 10 {
+        if now == now0 + S / 20 {
+            // The server restarts: the client's next request finds no
+            // connection and gets a reset.
+            assert!(sink.ok.load(Ordering::Relaxed) > 0, "echoes before the restart");
+            server = Engine::new(&setup(1024), now);
+        }
+        client.pass(now);
+        for f in client.kernel.take_sent(true) {
+            assert!(server.kernel.deliver(&f), "server rx full");
+        }
+        server.pass(now);
+        for f in server.kernel.take_sent(true) {
+            assert!(client.kernel.deliver(&f), "client rx full");
+        }
+        now += 50;
+    }
+    assert_eq!(client.tcp.stats().counter(TcpCounter::ActiveOpens), 1);
+    assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 1, "the duplicate open");
+    assert_eq!(sink.failed.load(Ordering::Relaxed), 1, "the reset connection");
+    assert_eq!(sink.ended.load(Ordering::Relaxed), 0);
+    assert_eq!(client.tcp.connections(), 0);
 }

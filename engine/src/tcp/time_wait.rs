@@ -22,6 +22,9 @@ pub struct TwEntry {
     /// Still in force (an entry ended early stays in the ring, dead, until
     /// the ring's head passes it).
     live: bool,
+    /// Restarted since it entered: when the head reaches it before it
+    /// ends, it moves to the tail instead of holding the others back.
+    restarted: bool,
 }
 
 /// The table.
@@ -94,7 +97,7 @@ impl TimeWaitTable {
                 evicted = Some(e);
             }
         }
-        let e = TwEntry { tuple, remote_mac, service, tw, expires, live: true };
+        let e = TwEntry { tuple, remote_mac, service, tw, expires, live: true, restarted: false };
         let at = (self.head + self.used) % self.cap();
         if at == self.ring.len() {
             self.ring.push(e);
@@ -117,6 +120,15 @@ impl TimeWaitTable {
         self.used -= 1;
     }
 
+    /// Restarts entry `i`'s 2 MSL to end at `expires`, in place: no slot is
+    /// taken and no other entry is pushed out.
+    pub fn restart(&mut self, i: u32, expires: u64) {
+        if let Some(e) = self.ring.get_mut(i as usize).filter(|e| e.live) {
+            e.expires = e.expires.max(expires);
+            e.restarted = true;
+        }
+    }
+
     /// Ends entry `i` now; returns it.
     pub fn kill(&mut self, i: u32) -> Option<TwEntry> {
         let e = self.ring.get_mut(i as usize).filter(|e| e.live)?;
@@ -130,10 +142,28 @@ impl TimeWaitTable {
     /// Ends every entry due by `now`, oldest first, giving each to `gone`.
     pub fn expire(&mut self, now: u64, mut gone: impl FnMut(&TwEntry)) -> usize {
         let mut n = 0;
+        // Each restarted entry moves to the tail at most once per call.
+        let mut moves = self.used;
         while self.used > 0 {
             let e = self.ring[self.head];
             if e.live && e.expires > now {
-                break;
+                if !e.restarted || moves == 0 {
+                    break;
+                }
+                // Restarted: the entries behind it may end sooner. It goes
+                // to the tail (it ends no later than anything entered since
+                // its restart... or a little later: never too early).
+                moves -= 1;
+                self.head = (self.head + 1) % self.cap();
+                let at = (self.head + self.used - 1) % self.cap();
+                let moved = TwEntry { restarted: false, ..e };
+                if at == self.ring.len() {
+                    self.ring.push(moved);
+                } else {
+                    self.ring[at] = moved;
+                }
+                self.by_tuple.insert(e.tuple, at as u32);
+                continue;
             }
             self.pop_front();
             if e.live {
@@ -144,9 +174,17 @@ impl TimeWaitTable {
         n
     }
 
-    /// When the oldest entry in force ends.
+    /// When the first entry in force ends: the first one not restarted,
+    /// or a restarted one before it.
     pub fn next_deadline(&self) -> Option<u64> {
-        (0..self.used).map(|k| &self.ring[(self.head + k) % self.cap()]).find(|e| e.live).map(|e| e.expires)
+        let mut best: Option<u64> = None;
+        for e in (0..self.used).map(|k| &self.ring[(self.head + k) % self.cap()]).filter(|e| e.live) {
+            best = Some(best.map_or(e.expires, |b| b.min(e.expires)));
+            if !e.restarted {
+                break;
+            }
+        }
+        best
     }
 
     /// Every entry in force (for teardown and listings).
@@ -165,7 +203,7 @@ mod tests {
     }
 
     fn tw() -> TimeWait {
-        TimeWait { rcv_nxt: Seq(1), snd_nxt: Seq(2), ts_recent: None, ts_offset: 0, wnd: 0 }
+        TimeWait { rcv_nxt: Seq(1), snd_nxt: Seq(2), ts_recent: None, ts_offset: 0, wnd: 0, last_oow_ms: 0 }
     }
 
     #[test]
@@ -195,5 +233,39 @@ mod tests {
         }
         assert_eq!(w.len(), 3);
         assert_eq!(w.iter().map(|e| e.tuple.remote_port).collect::<Vec<_>>(), vec![17, 18, 19]);
+    }
+
+    #[test]
+    fn a_restart_takes_no_slot_and_ends_nothing_early() {
+        let mut w = TimeWaitTable::new(4);
+        for p in 0..4 {
+            assert!(w.insert(t(p), [0; 6], 0, tw(), 100 + p as u64).is_none());
+        }
+        // The oldest is restarted, many times (a peer repeating its FIN).
+        let i = w.find(&t(0)).unwrap();
+        for _ in 0..100 {
+            w.restart(i, 200);
+        }
+        assert_eq!(w.len(), 4, "nothing pushed out");
+        assert_eq!(w.next_deadline(), Some(101), "the entries behind the restarted one end first");
+        let mut ended = vec![];
+        assert_eq!(w.expire(102, |e| ended.push(e.tuple.remote_port)), 2);
+        assert_eq!(ended, vec![1, 2], "the restarted entry moved out of their way");
+        assert!(w.find(&t(0)).is_some());
+        assert_eq!(w.next_deadline(), Some(103));
+        assert_eq!(w.expire(199, |_| {}), 1);
+        assert_eq!(w.next_deadline(), Some(200));
+        assert_eq!(w.expire(200, |e| ended.push(e.tuple.remote_port)), 1);
+        assert_eq!(ended, vec![1, 2, 0]);
+        assert!(w.is_empty());
+        // A ring not yet grown to its capacity moves entries too.
+        let mut w = TimeWaitTable::new(8);
+        w.insert(t(1), [0; 6], 0, tw(), 10);
+        w.insert(t(2), [0; 6], 0, tw(), 11);
+        w.restart(w.find(&t(1)).unwrap(), 50);
+        assert_eq!(w.expire(20, |_| {}), 1);
+        assert_eq!(w.iter().map(|e| e.tuple.remote_port).collect::<Vec<_>>(), vec![1]);
+        let i = w.find(&t(1)).unwrap();
+        assert_eq!(w.get(i).unwrap().expires, 50);
     }
 }

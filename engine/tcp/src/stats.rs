@@ -36,6 +36,8 @@ named_enum! {
     TcpCounter {
         /// Connections opened by us (SYN sent).
         ActiveOpens = "tcp_active_opens",
+        /// Active opens refused: the table was full, the tuple in use, or another core owns the flow.
+        ConnectFailed = "tcp_connect_failed",
         /// Connections accepted (handshake completed on a listener).
         PassiveOpens = "tcp_passive_opens",
         /// Segments received (valid checksum, to a TCP service or connection).

@@ -19,6 +19,11 @@ impl Conn {
     /// timers, and after the application queued data or read.
     pub fn transmit<C: Chunk, E: Emit<C>>(&mut self, env: &mut Env<'_, C>, emit: &mut E) -> Transmitted {
         let mut t = Transmitted::default();
+        if self.orphan && self.state == State::FinWait2 && self.t_linger == 0 {
+            // Closed by the application after our FIN was already acked (a
+            // half-close first): the orphan's FIN-WAIT-2 ends like any other.
+            self.t_linger = env.now + self.cfg.fin_wait2;
+        }
         if let Some(seq) = self.reset_for.take() {
             // "<SEQ=SEG.ACK><CTL=RST>" for an unacceptable ACK in a
             // non-synchronized state: the connection itself goes on.

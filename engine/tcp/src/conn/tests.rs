@@ -277,6 +277,22 @@ mod closing {
     }
 
     #[test]
+    fn closing_after_a_half_close_still_ends_fin_wait_2() {
+        // shutdown() first (FIN acked, FIN-WAIT-2, not an orphan yet), then
+        // close(): the peer never sends its FIN, and the linger must end it.
+        let mut s = established();
+        s.a.with(s.now, |c, _| c.shutdown());
+        assert!(s.run_until(S, |s| s.states() == (Some(State::FinWait2), Some(State::CloseWait))));
+        let arena = &mut s.a.arena;
+        s.a.conn.as_mut().unwrap().close(arena, &mut |_| {});
+        s.a.with(s.now, |_, _| {});
+        let closed_at = s.now;
+        let fin_wait2 = cfg().fin_wait2;
+        assert!(s.run_until(fin_wait2 + 5 * S, |s| s.states().0 == Some(State::Closed)), "FIN-WAIT-2 lingered forever");
+        assert!(s.now - closed_at >= fin_wait2 - 10 * MS, "not before its time");
+    }
+
+    #[test]
     fn close_with_unread_data_resets() {
         let mut s = established();
         s.b.app = App::Hold;
