@@ -8,8 +8,8 @@ source scripts/lib.sh
 
 require_cargo
 # Chromium: the bench smoke test opens its HTML report headless and checks
-# that every plot rendered.
-install_packages "${SLUICE_PACKAGES[@]}" chromium
+# that every plot rendered; nginx-light is the baseline of `run http`.
+install_packages "${SLUICE_PACKAGES[@]}" chromium nginx-light
 if [ "$(id -u)" -ne 0 ]; then
     echo "note: not root: the end-to-end tests (veth labs, XDP) will say so and skip" >&2
 fi

@@ -183,6 +183,22 @@ pub enum Scenario {
     TcpRr(TcpEchoArgs),
     /// tcp-echo with a connection per request (connect, request, echo, close), kernel generator.
     TcpCrr(TcpEchoArgs),
+    /// HTTP/1.1: sluice's HTTP service vs nginx, keep-alive (AF_XDP generator or wrk) or a
+    /// connection per request (`--close`, wrk).
+    Http(TcpEchoArgs),
+}
+
+/// Which request/response scenario a [`TcpEchoArgs`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpScenario {
+    /// `tcp-echo` (mode from `--mode`).
+    Echo,
+    /// `tcp-rr`.
+    Rr,
+    /// `tcp-crr`.
+    Crr,
+    /// `http`.
+    Http,
 }
 
 /// The client of `run tcp-echo`.
@@ -193,8 +209,10 @@ pub enum TcpGenerator {
     /// transaction than any server: the default for rr).
     #[default]
     Afxdp,
-    /// Kernel sockets with epoll (closed or open loop, rr or crr).
+    /// Kernel sockets with epoll (closed or open loop, rr or crr; echo only).
     Kernel,
+    /// wrk (kernel sockets, closed loop; HTTP only).
+    Wrk,
 }
 
 impl TcpGenerator {
@@ -203,6 +221,7 @@ impl TcpGenerator {
         match self {
             TcpGenerator::Afxdp => "afxdp",
             TcpGenerator::Kernel => "kernel",
+            TcpGenerator::Wrk => "wrk",
         }
     }
 }
@@ -219,6 +238,8 @@ pub enum TcpTarget {
     SluiceBusy,
     /// The kernel's TCP: an epoll echo server, one SO_REUSEPORT listener and pinned thread per queue.
     Kernel,
+    /// nginx (Debian's), one pinned worker per queue (HTTP only).
+    Nginx,
 }
 
 impl TcpTarget {
@@ -229,6 +250,7 @@ impl TcpTarget {
             TcpTarget::SluiceInterrupt => "sluice-interrupt",
             TcpTarget::SluiceBusy => "sluice-busy",
             TcpTarget::Kernel => "kernel",
+            TcpTarget::Nginx => "nginx",
         }
     }
 
@@ -239,7 +261,7 @@ impl TcpTarget {
             TcpTarget::Sluice => Some(PollMode::Adaptive),
             TcpTarget::SluiceInterrupt => Some(PollMode::Interrupt),
             TcpTarget::SluiceBusy => Some(PollMode::Busy),
-            TcpTarget::Kernel => None,
+            TcpTarget::Kernel | TcpTarget::Nginx => None,
         }
     }
 }
@@ -300,9 +322,19 @@ pub struct TcpEchoArgs {
     /// The generator in effect.
     #[arg(skip)]
     pub generator: TcpGenerator,
-    /// Targets, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,sluice-interrupt,kernel")]
+    /// Targets, comma-separated [default: sluice,sluice-interrupt,kernel; http:
+    /// sluice,sluice-interrupt,nginx].
+    #[arg(long = "targets", value_enum, value_delimiter = ',', value_name = "TARGETS")]
+    pub targets_arg: Option<Vec<TcpTarget>>,
+    /// The targets in effect.
+    #[arg(skip)]
     pub targets: Vec<TcpTarget>,
+    /// http: a connection per request (`Connection: close`; needs `--generator wrk`).
+    #[arg(long)]
+    pub close: bool,
+    /// The scenario speaks HTTP (set by `run http`).
+    #[arg(skip)]
+    pub http: bool,
     /// The sluiced binary (default: the sluiced next to this executable).
     #[arg(long, value_name = "PATH")]
     pub sluiced: Option<PathBuf>,
@@ -325,24 +357,53 @@ pub struct TcpEchoArgs {
 impl TcpEchoArgs {
     /// Settles mode and generator: `scenario` is the mode the scenario's
     /// name fixes (`tcp-rr`, `tcp-crr`), `None` for `tcp-echo`.
-    pub fn resolve(&mut self, scenario: Option<TcpModeArg>) -> Result<(), String> {
-        self.mode = match (scenario, self.mode_arg) {
+    pub fn resolve(&mut self, scenario: TcpScenario) -> Result<(), String> {
+        let fixed = match scenario {
+            TcpScenario::Echo => None,
+            TcpScenario::Rr | TcpScenario::Http => Some(TcpModeArg::Rr),
+            TcpScenario::Crr => Some(TcpModeArg::Crr),
+        };
+        self.http = scenario == TcpScenario::Http;
+        self.mode = match (fixed, self.mode_arg) {
+            (Some(s), Some(m)) if s != m && self.http => {
+                return Err("http has no --mode: --close makes a connection per request".into())
+            }
             (Some(s), Some(m)) if s != m => {
                 return Err(format!("--mode {} contradicts the scenario tcp-{}", m.as_str(), s.as_str()))
             }
             (Some(s), _) => s,
             (None, m) => m.unwrap_or_default(),
         };
-        self.generator = self.generator_arg.unwrap_or(match self.mode {
-            TcpModeArg::Rr => TcpGenerator::Afxdp,
-            TcpModeArg::Crr => TcpGenerator::Kernel,
+        if self.close && !self.http {
+            return Err("--close is for run http (tcp-crr makes a connection per echo)".into());
+        }
+        self.generator = self.generator_arg.unwrap_or(match (self.http, self.close, self.mode) {
+            (true, true, _) => TcpGenerator::Wrk,
+            (_, _, TcpModeArg::Rr) => TcpGenerator::Afxdp,
+            (_, _, TcpModeArg::Crr) => TcpGenerator::Kernel,
         });
+        let baseline = if self.http { TcpTarget::Nginx } else { TcpTarget::Kernel };
+        self.targets =
+            self.targets_arg.clone().unwrap_or_else(|| vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, baseline]);
         Ok(())
     }
 
     /// The scenario's name in results.
     pub fn scenario(&self) -> String {
-        format!("tcp-{}", self.mode.as_str())
+        match (self.http, self.close) {
+            (true, false) => "http".into(),
+            (true, true) => "http-close".into(),
+            _ => format!("tcp-{}", self.mode.as_str()),
+        }
+    }
+
+    /// The service port: 80 for HTTP, 7 (echo) otherwise.
+    pub fn port(&self) -> u16 {
+        if self.http {
+            80
+        } else {
+            7
+        }
     }
 
     /// Checks what clap cannot.
@@ -357,6 +418,28 @@ impl TcpEchoArgs {
         }
         if self.open_loop_only && !matches!(self.rate, OpenLoopRate::Fixed(_)) {
             return Err("--open-loop-only needs --rate N".into());
+        }
+        if self.http {
+            if self.targets.contains(&TcpTarget::Kernel) {
+                return Err("the kernel echo server does not speak HTTP: the http baseline is nginx".into());
+            }
+            match self.generator {
+                TcpGenerator::Kernel => return Err("the kernel generator speaks echo: use --generator wrk".into()),
+                TcpGenerator::Afxdp if self.close => {
+                    return Err("--close needs --generator wrk (the afxdp generator keeps its connections)".into())
+                }
+                TcpGenerator::Wrk if !matches!(self.rate, OpenLoopRate::Skip) => {
+                    return Err("wrk runs closed loop only: add --rate none".into())
+                }
+                _ => {}
+            }
+        } else {
+            if self.targets.contains(&TcpTarget::Nginx) {
+                return Err("nginx is a target of run http".into());
+            }
+            if self.generator == TcpGenerator::Wrk {
+                return Err("wrk is a generator of run http".into());
+            }
         }
         if self.generator == TcpGenerator::Afxdp {
             if self.mode != TcpModeArg::Rr {
@@ -758,31 +841,56 @@ mod tests {
         assert_eq!(Target::Kernel.sluice_poll(), None);
         assert!(parse(&["run", "udp-echo", "--gen-idle", "sometimes"]).is_err());
         assert!(parse(&["run", "udp-echo", "--generator", "dpdk"]).is_err());
-        assert!(parse(&["run", "http"]).is_err());
+        assert!(parse(&["run", "http2"]).is_err());
     }
 
     #[test]
     fn tcp_echo_and_load_tcp_options() {
         let Cmd::Run(Scenario::TcpEcho(mut a)) = parse(&["run", "tcp-echo"]).unwrap().command else { panic!() };
-        a.resolve(None).unwrap();
+        a.resolve(TcpScenario::Echo).unwrap();
         assert_eq!((a.conns, a.window, a.size, a.mode), (64, 1, 64, TcpModeArg::Rr));
         assert_eq!((a.generator, a.scenario().as_str()), (TcpGenerator::Afxdp, "tcp-rr"));
         let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--connections", "8"]).unwrap().command
         else {
             panic!()
         };
-        c.resolve(Some(TcpModeArg::Crr)).unwrap();
+        c.resolve(TcpScenario::Crr).unwrap();
         assert_eq!((c.mode, c.generator, c.conns), (TcpModeArg::Crr, TcpGenerator::Kernel, 8));
         c.validate().unwrap();
         let Cmd::Run(Scenario::TcpRr(mut r)) = parse(&["run", "tcp-rr", "--mode", "crr"]).unwrap().command else {
             panic!()
         };
-        assert!(r.resolve(Some(TcpModeArg::Rr)).unwrap_err().contains("contradicts"));
+        assert!(r.resolve(TcpScenario::Rr).unwrap_err().contains("contradicts"));
+        let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http"]).unwrap().command else { panic!() };
+        h.resolve(TcpScenario::Http).unwrap();
+        assert_eq!((h.generator, h.port(), h.scenario().as_str()), (TcpGenerator::Afxdp, 80, "http"));
+        assert_eq!(h.targets, vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, TcpTarget::Nginx]);
+        h.validate().unwrap();
+        let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--close", "--rate", "none"]).unwrap().command
+        else {
+            panic!()
+        };
+        h.resolve(TcpScenario::Http).unwrap();
+        assert_eq!((h.generator, h.scenario().as_str()), (TcpGenerator::Wrk, "http-close"));
+        h.validate().unwrap();
+        let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--close"]).unwrap().command else { panic!() };
+        h.resolve(TcpScenario::Http).unwrap();
+        assert!(h.validate().unwrap_err().contains("closed loop"));
+        let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--targets", "kernel"]).unwrap().command else {
+            panic!()
+        };
+        h.resolve(TcpScenario::Http).unwrap();
+        assert!(h.validate().unwrap_err().contains("nginx"));
+        let Cmd::Run(Scenario::TcpRr(mut r)) = parse(&["run", "tcp-rr", "--targets", "nginx"]).unwrap().command else {
+            panic!()
+        };
+        r.resolve(TcpScenario::Rr).unwrap();
+        assert!(r.validate().is_err());
         let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--generator", "afxdp"]).unwrap().command
         else {
             panic!()
         };
-        c.resolve(Some(TcpModeArg::Crr)).unwrap();
+        c.resolve(TcpScenario::Crr).unwrap();
         assert!(c.validate().unwrap_err().contains("crr"), "the afxdp generator does not do crr yet");
         assert_eq!(a.targets, vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, TcpTarget::Kernel]);
         assert_eq!(a.order(1), vec![TcpTarget::SluiceInterrupt, TcpTarget::Kernel, TcpTarget::Sluice]);
@@ -792,12 +900,12 @@ mod tests {
         else {
             panic!()
         };
-        a.resolve(None).unwrap();
+        a.resolve(TcpScenario::Echo).unwrap();
         assert!(a.validate().unwrap_err().contains("twice"));
         let Cmd::Run(Scenario::TcpEcho(mut a)) = parse(&["run", "tcp-echo", "--size", "4"]).unwrap().command else {
             panic!()
         };
-        a.resolve(None).unwrap();
+        a.resolve(TcpScenario::Echo).unwrap();
         assert!(a.validate().unwrap_err().contains("size"));
         let Cmd::Load(LoadCmd::Tcp(l)) =
             parse(&["load", "tcp", "--netns", "sluice-x-c", "--target", "198.18.0.2:7", "--rate", "1000"])

@@ -105,6 +105,15 @@ pub fn process_ticks(pid: u32) -> Option<u64> {
     parse_pid_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Ticks (user + system) of this process's children that have been waited
+/// for (`getrusage(RUSAGE_CHILDREN)`).
+pub fn children_ticks() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_CHILDREN) else { return 0 };
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    (us(u.user_time()) + us(u.system_time())) * clock_ticks() / 1_000_000
+}
+
 /// Ticks of this process's live threads whose names start with one of `prefixes`.
 pub fn own_thread_ticks(prefixes: &[&str]) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -145,18 +154,22 @@ pub struct CpuSample {
 impl CpuSample {
     /// Reads `/proc/stat` and this process's threads now.
     pub fn now() -> io::Result<CpuSample> {
-        CpuSample::now_with_daemon(None)
+        CpuSample::now_with_daemons(&[])
     }
 
     /// As [`CpuSample::now`], with the server daemon's process counted as
     /// the server.
     pub fn now_with_daemon(daemon: Option<u32>) -> io::Result<CpuSample> {
-        let bench = process_ticks(std::process::id());
+        CpuSample::now_with_daemons(daemon.as_slice())
+    }
+
+    /// As [`CpuSample::now`], with these processes counted as the server
+    /// (a daemon, or nginx's master and workers). The bench's reaped
+    /// children (a wrk that ran and exited) count as the generator.
+    pub fn now_with_daemons(daemons: &[u32]) -> io::Result<CpuSample> {
+        let bench = process_ticks(std::process::id()).map(|t| t + children_ticks());
         let serving = own_thread_ticks(&SERVER_THREADS);
-        let daemon_ticks = match daemon {
-            Some(pid) => process_ticks(pid),
-            None => Some(0),
-        };
+        let daemon_ticks = daemons.iter().map(|&p| process_ticks(p)).sum::<Option<u64>>();
         let times = read_times()?;
         let who = match (bench, daemon_ticks) {
             (Some(b), Some(d)) => Some(Attribution { generator: b.saturating_sub(serving), server: d + serving }),

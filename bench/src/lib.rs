@@ -14,6 +14,7 @@ pub mod kernel_echo;
 pub mod kernel_gen;
 pub mod kernel_tcp_echo;
 pub mod netinfo;
+pub mod nginx;
 pub mod publish;
 pub mod reflect;
 pub mod report;
@@ -24,6 +25,7 @@ pub mod tcp_echo;
 pub mod tcp_gen;
 pub mod tcp_xdp_gen;
 pub mod udp_echo;
+pub mod wrk;
 pub mod xdp_gen;
 
 /// The most requests the afxdp TCP generator keeps in flight per connection.

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use sluice_bench::cli::{
-    Cli, Cmd, LabCmd, LoadCmd, LoadTcpArgs, LoadUdpArgs, ReportArgs, Scenario, TcpEchoArgs, TcpModeArg,
+    Cli, Cmd, LabCmd, LoadCmd, LoadTcpArgs, LoadUdpArgs, ReportArgs, Scenario, TcpEchoArgs, TcpModeArg, TcpScenario,
 };
 use sluice_bench::interrupt::StopFlag;
 use sluice_bench::kernel_gen::{self, GenConfig};
@@ -44,9 +44,10 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
         Cmd::Lab(LabCmd::Status { name }) => lab_status(name.as_deref()),
         Cmd::Load(LoadCmd::Udp(a)) => load_udp(&a, command_line),
         Cmd::Load(LoadCmd::Tcp(a)) => load_tcp(&a, command_line),
-        Cmd::Run(Scenario::TcpEcho(a)) => run_tcp(a, None, stop, command_line),
-        Cmd::Run(Scenario::TcpRr(a)) => run_tcp(a, Some(TcpModeArg::Rr), stop, command_line),
-        Cmd::Run(Scenario::TcpCrr(a)) => run_tcp(a, Some(TcpModeArg::Crr), stop, command_line),
+        Cmd::Run(Scenario::TcpEcho(a)) => run_tcp(a, TcpScenario::Echo, stop, command_line),
+        Cmd::Run(Scenario::TcpRr(a)) => run_tcp(a, TcpScenario::Rr, stop, command_line),
+        Cmd::Run(Scenario::TcpCrr(a)) => run_tcp(a, TcpScenario::Crr, stop, command_line),
+        Cmd::Run(Scenario::Http(a)) => run_tcp(a, TcpScenario::Http, stop, command_line),
         Cmd::Run(Scenario::UdpEcho(a)) => {
             let started = results::unix_now();
             let r = sluice_bench::udp_echo::run(&a, stop, command_line)?;
@@ -75,12 +76,7 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
     }
 }
 
-fn run_tcp(
-    mut a: TcpEchoArgs,
-    fixed: Option<TcpModeArg>,
-    stop: &StopFlag,
-    command_line: Vec<String>,
-) -> anyhow::Result<()> {
+fn run_tcp(mut a: TcpEchoArgs, fixed: TcpScenario, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<()> {
     a.resolve(fixed).map_err(|e| anyhow!(e))?;
     let started = results::unix_now();
     let r = sluice_bench::tcp_echo::run(&a, stop, command_line)?;

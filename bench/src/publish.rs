@@ -216,6 +216,7 @@ fn bar_plot(title: &str, y_desc: &str, bars: &[(String, f64, Vec<f64>)]) -> Resu
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
         chart
             .configure_mesh()
+            .max_light_lines(1)
             .disable_x_mesh()
             .x_labels(2 * n + 2)
             .x_label_formatter(&|x| {
@@ -261,6 +262,7 @@ fn stacked_cpu_plot(title: &str, unit: &str, bars: &[(String, [f64; 3])]) -> Res
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
         chart
             .configure_mesh()
+            .max_light_lines(1)
             .disable_x_mesh()
             .x_labels(2 * n + 2)
             .x_label_formatter(&|x| {
@@ -354,6 +356,7 @@ where
         .y_label_area_size(70)
         .build_cartesian_2d(xr, yr)?;
     let mut mesh = chart.configure_mesh();
+    mesh.max_light_lines(1);
     mesh.x_desc(x_desc).y_desc(y_desc).y_label_formatter(&|y: &f64| thousands(*y));
     let fmt_names = |x: &f64| {
         let i = x.round();

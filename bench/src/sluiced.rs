@@ -36,6 +36,8 @@ pub struct Tuning {
     pub hashed_owners: bool,
     /// Serve TCP echo instead of UDP echo.
     pub tcp: bool,
+    /// Serve HTTP (the default answer, keep-alive) instead of echo.
+    pub http: bool,
 }
 
 impl Tuning {
@@ -72,14 +74,15 @@ control_socket = "{}"
 frames = 8192
 {extra}
 [[service]]
-name = "echo"
+name = "{kind}"
 proto = "{proto}"
 listen = "{listen}"
-kind = "echo"
+kind = "{kind}"
 "#,
         socket.display(),
         extra = tuning.engine_lines(),
-        proto = if tuning.tcp { "tcp" } else { "udp" },
+        proto = if tuning.tcp || tuning.http { "tcp" } else { "udp" },
+        kind = if tuning.http { "http" } else { "echo" },
     )
 }
 
@@ -257,7 +260,12 @@ mod tests {
             spin_us: Some(7),
             hashed_owners: true,
             tcp: true,
+            http: false,
         };
+        let http = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, Tuning { http: true, ..tuning });
+        let cfg = sluice_engine::config::Config::parse(&http, "bench").expect("valid config");
+        assert_eq!(cfg.services[0].kind, sluice_engine::config::ServiceKind::Http);
+        assert_eq!(cfg.services[0].proto, sluice_engine::config::Proto::Tcp);
         let text = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, tuning);
         let cfg = sluice_engine::config::Config::parse(&text, "bench").expect("valid config");
         assert_eq!(cfg.engine.spin_iterations, 0);

@@ -22,9 +22,6 @@ use sluice_lab::{Lab, LabConfig, Side};
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 
-/// The echo port.
-pub const PORT: u16 = 7;
-
 /// One measurement.
 #[derive(Clone, Debug, Serialize)]
 pub struct TcpRound {
@@ -87,6 +84,9 @@ pub struct TcpEchoReport {
     pub command_line: Vec<String>,
     /// rr or crr.
     pub mode: String,
+    /// tcp-rr, tcp-crr, http or http-close.
+    #[serde(default)]
+    pub scenario: String,
     /// The load generator.
     pub generator: TcpGenerator,
     /// Connections, window, size, queues.
@@ -120,6 +120,7 @@ pub struct TcpEchoReport {
 enum Server {
     Sluice(Sluiced),
     Kernel(KernelTcpEcho),
+    Nginx(crate::nginx::Nginx),
 }
 
 /// Runs the scenario.
@@ -151,7 +152,7 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
             bail!("ethtool -K {} tx off: {}", lab.interface(Side::Server), String::from_utf8_lossy(&out.stderr));
         }
     }
-    let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
+    let service = SocketAddrV4::new(lab.addr(Side::Server), args.port());
     let gen = |rate| TcpGenConfig {
         target: service,
         source: lab.addr(Side::Client),
@@ -198,8 +199,9 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
                 match (&r.error, r.per_s) {
                     (Some(e), _) => eprintln!("  FAILED: {e}"),
                     (None, Some(x)) => eprintln!(
-                        "  {} echoes/s, {} CPU µs/echo, p99 {} µs",
+                        "  {} {}/s, {} CPU µs each, p99 {} µs",
                         thousands(x),
+                        if args.http { "requests" } else { "echoes" },
                         r.cpu_us.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
                         r.latency.map(|l| l.p99_us.to_string()).unwrap_or_else(|| "-".into())
                     ),
@@ -247,6 +249,7 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     Ok(TcpEchoReport {
         command_line,
         mode: args.mode.as_str().into(),
+        scenario: args.scenario(),
         generator: args.generator,
         conns: args.conns,
         window: args.window,
@@ -274,25 +277,46 @@ fn measure(
     stop: &StopFlag,
 ) -> anyhow::Result<TcpRound> {
     let service = cfg.target;
-    let server = match t.poll() {
-        Some(poll) => {
-            let tuning = Tuning { poll: Some(poll), tcp: true, ..Tuning::default() };
+    let server = match (t.poll(), t) {
+        (Some(poll), _) => {
+            let tuning = Tuning { poll: Some(poll), tcp: true, http: args.http, ..Tuning::default() };
             Server::Sluice(Sluiced::start(lab, sluiced, service, tuning, stop)?)
         }
-        None => Server::Kernel(
+        (None, TcpTarget::Nginx) => {
+            Server::Nginx(crate::nginx::Nginx::start(&lab.server_ns, service, args.queues, stop)?)
+        }
+        (None, _) => Server::Kernel(
             Lab::run_in(&lab.server_ns, || KernelTcpEcho::start(service, args.queues as usize))?
                 .context("starting the kernel TCP echo server")?,
         ),
     };
     let hz = clock_ticks();
-    let daemon = match &server {
-        Server::Sluice(d) => d.pid(),
-        Server::Kernel(_) => None,
+    let daemons: Vec<u32> = match &server {
+        Server::Sluice(d) => d.pid().into_iter().collect(),
+        Server::Nginx(n) => n.pids(),
+        Server::Kernel(_) => Vec::new(),
     };
-    let sample = || CpuSample::now_with_daemon(daemon);
+    let rss_pid = match &server {
+        Server::Sluice(d) => d.pid(),
+        _ => None,
+    };
+    let sample = || CpuSample::now_with_daemons(&daemons);
     // What the generator reports: (echoes, mismatched, failed connections,
     // deferred, latency, seconds).
     let (ok, mismatched, errors, deferred, latency, c0, c1) = match args.generator {
+        TcpGenerator::Wrk => {
+            let threads = args.threads.min(args.conns);
+            if !args.warmup.is_zero() {
+                crate::wrk::run(&lab.client_ns, service, threads, args.conns, args.warmup, args.close)
+                    .context("wrk warm-up")?;
+            }
+            stop.check()?;
+            let c0 = sample()?;
+            let w = crate::wrk::run(&lab.client_ns, service, threads, args.conns, args.duration, args.close)?;
+            let c1 = sample()?;
+            let errors: u64 = w.errors.iter().sum();
+            (w.requests, w.non_2xx, errors, 0, None, c0, c1)
+        }
         TcpGenerator::Kernel => {
             let warm = TcpGenConfig { duration: args.warmup, ..cfg.clone() };
             if !args.warmup.is_zero() {
@@ -317,6 +341,7 @@ fn measure(
                 window: cfg.window as u8,
                 poll: sluice_engine::config::PollMode::Adaptive,
                 rate: cfg.rate,
+                http: args.http,
             };
             let conns = u64::from(gcfg.conns);
             let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
@@ -352,7 +377,7 @@ fn measure(
             (d.ok, d.mismatched, d.ended + d.failed, 0, lat, c0, c1)
         }
     };
-    let rss_kib = daemon.and_then(crate::results::rss_kib);
+    let rss_kib = rss_pid.and_then(crate::results::rss_kib);
     let problems = match server {
         Server::Sluice(d) => match d.stop() {
             Ok(st) if st.success() => Vec::new(),
@@ -360,11 +385,14 @@ fn measure(
             Err(e) => vec![format!("{e:#}")],
         },
         Server::Kernel(k) => k.stop(),
+        Server::Nginx(n) => n.stop(),
     };
     let cpu = c0.until(&c1, hz);
     let secs = cpu.elapsed.as_secs_f64().max(1e-9);
     let error = if !problems.is_empty() {
         Some(problems.join("; "))
+    } else if mismatched > 0 && args.http {
+        Some(format!("{mismatched} answers were not 2xx"))
     } else if mismatched > 0 {
         Some(format!("{mismatched} echoes differed from their requests"))
     } else if ok == 0 {
@@ -376,7 +404,7 @@ fn measure(
     let figures = crate::results::CpuFigures::of(&cpu, ok);
     let generator_threads = match args.generator {
         TcpGenerator::Afxdp => args.queues as usize,
-        TcpGenerator::Kernel => args.threads.min(args.conns),
+        TcpGenerator::Kernel | TcpGenerator::Wrk => args.threads.min(args.conns),
     };
     let limit = crate::results::limit(&crate::results::LimitInputs {
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -423,7 +451,7 @@ fn summarize(targets: &[TcpTarget], rounds: &[TcpRound]) -> Vec<TcpSummary> {
             cpu_vs_kernel: None,
         })
         .collect();
-    if let Some(k) = out.iter().find(|s| s.target == TcpTarget::Kernel).cloned() {
+    if let Some(k) = out.iter().find(|s| matches!(s.target, TcpTarget::Kernel | TcpTarget::Nginx)).cloned() {
         for s in &mut out {
             s.per_s_vs_kernel = ratio_of(s.per_s, k.per_s);
             s.cpu_vs_kernel = ratio_of(s.cpu_us, k.cpu_us);
@@ -455,8 +483,12 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
     let mut measurements: Vec<Measurement> = r.closed.iter().map(|x| row(Phase::Closed, x)).collect();
     measurements.extend(r.open.iter().map(|x| row(Phase::Open, x)));
     measurements.extend(r.sweep.iter().map(|x| row(Phase::Sweep, x)));
-    let baselines: Vec<String> =
-        args.targets.iter().filter(|t| **t == TcpTarget::Kernel).map(|t| t.as_str().to_string()).collect();
+    let baselines: Vec<String> = args
+        .targets
+        .iter()
+        .filter(|t| matches!(t, TcpTarget::Kernel | TcpTarget::Nginx))
+        .map(|t| t.as_str().to_string())
+        .collect();
     let options = serde_json::json!({
         "mode": args.mode.as_str(),
         "generator": args.generator.as_str(),
@@ -471,6 +503,8 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
         "targets": args.targets,
         "rate": format!("{:?}", args.rate),
         "open_loop_only": args.open_loop_only,
+        "http": args.http,
+        "close": args.close,
         "sluiced": args.sluiced.as_ref().map(|p| p.display().to_string()),
     });
     let generator = match args.generator {
@@ -484,14 +518,21 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
             args.conns,
             args.window
         ),
+        TcpGenerator::Wrk => format!(
+            "wrk (kernel sockets, closed loop), {} threads, {} connections{}",
+            args.threads.min(args.conns),
+            args.conns,
+            if args.close { ", Connection: close on every request" } else { ", keep-alive" }
+        ),
     };
     let summary = crate::results::summarize(&measurements, &baselines);
     Results {
         schema: crate::results::SCHEMA.into(),
         scenario: args.scenario(),
-        unit: match args.mode {
-            crate::cli::TcpModeArg::Rr => "echo".into(),
-            crate::cli::TcpModeArg::Crr => "connection".into(),
+        unit: match (args.http, args.mode) {
+            (true, _) => "request".into(),
+            (false, crate::cli::TcpModeArg::Rr) => "echo".into(),
+            (false, crate::cli::TcpModeArg::Crr) => "connection".into(),
         },
         generator,
         started_unix_s,
@@ -510,17 +551,33 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
 /// The text report.
 pub fn render(r: &TcpEchoReport) -> String {
     let mut s = String::new();
+    let http = r.scenario.starts_with("http");
+    let (unit, base) = if http { ("requests/s", "nginx") } else { ("echoes/s", "kernel") };
+    let per = if http { "CPU µs/req" } else { "CPU µs/echo" };
     let _ = writeln!(
         s,
-        "tcp-echo {} ({} generator): {} connections x {} in flight, {} B requests, {} queues, {} s per measurement (kernel {}, {} CPUs)",
-        r.mode, r.generator.as_str(), r.conns, r.window, r.size, r.queues, r.duration_s, r.kernel, r.cpus
+        "{} ({} generator): {} connections x {} in flight, {} queues, {} s per measurement (kernel {}, {} CPUs)",
+        r.scenario,
+        r.generator.as_str(),
+        r.conns,
+        r.window,
+        r.queues,
+        r.duration_s,
+        r.kernel,
+        r.cpus
     );
     let table = |s: &mut String, title: &str, sum: &[TcpSummary]| {
         let _ = writeln!(s, "\n{title}");
         let _ = writeln!(
             s,
             "{:<18} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}",
-            "target", "echoes/s", "vs kernel", "CPU µs/echo", "vs kernel", "p50 µs", "p99 µs"
+            "target",
+            unit,
+            format!("vs {base}"),
+            per,
+            format!("vs {base}"),
+            "p50 µs",
+            "p99 µs"
         );
         let f = |x: Option<f64>, d: usize| x.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "-".into());
         for t in sum {

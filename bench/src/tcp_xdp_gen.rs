@@ -68,6 +68,8 @@ pub struct TcpXdpGenConfig {
     /// Open loop: requests per second in all (spread evenly over the
     /// connections); `None`: closed loop.
     pub rate: Option<f64>,
+    /// HTTP GETs (keep-alive) instead of echo requests.
+    pub http: bool,
 }
 
 impl TcpXdpGenConfig {
@@ -221,6 +223,7 @@ impl TcpXdpGen {
                     size: cfg.size,
                     window: cfg.window,
                     rate_per_conn: cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)),
+                    http: cfg.http,
                 },
                 sinks.clone(),
             )),

@@ -245,6 +245,7 @@ impl Server {
                     spin_us: ctx.args.server_spin_us,
                     hashed_owners: ctx.args.hashed_owners,
                     tcp: false,
+                    http: false,
                 };
                 Server::Sluice(Sluiced::start(ctx.lab, path, service, tuning, ctx.stop)?)
             }

@@ -79,7 +79,8 @@ fn run_scenario(args: &[&str], dir: &Path, sluiced: Option<&Path>) -> Results {
         let split = cpu.user_s_per_m + cpu.system_s_per_m + cpu.softirq_s_per_m;
         assert!((split - cpu.busy_s_per_m).abs() <= 1e-6 * cpu.busy_s_per_m.max(1.0), "the split adds up: {cpu:?}");
         assert!(cpu.generator_cores.is_some() && cpu.server_cores.is_some(), "{m:?}");
-        assert!(m.latency.is_some(), "{m:?}");
+        // wrk prints no p99.9: its rows carry no latency rather than a made-up one.
+        assert!(m.latency.is_some() || r.generator.starts_with("wrk"), "{m:?}");
         assert!(!m.limit.is_empty() && m.limit != "-", "{m:?}");
         if m.target.starts_with("sluice") {
             assert!(m.server_rss_kib.unwrap_or(0) > 0, "sluiced's RSS: {m:?}");
@@ -106,7 +107,7 @@ fn run_scenario(args: &[&str], dir: &Path, sluiced: Option<&Path>) -> Results {
         .and_then(|s| s.split('"').next())
         .and_then(|n| n.parse().ok())
         .expect("data-plots");
-    assert!(plots >= 3, "at least throughput, CPU and latency plots: {plots}");
+    assert!(plots >= 2, "at least throughput and CPU plots: {plots}");
     assert_eq!(html.matches("<svg").count(), plots);
     if let Some(c) = chromium() {
         assert_eq!(rendered_plots(&c, &dir.join("report.html")), plots, "every plot rendered in Chromium");
@@ -195,6 +196,22 @@ fn every_scenario_reports() {
     let c = run_scenario(&args, &crr, sluiced.as_deref());
     assert_eq!((c.scenario.as_str(), c.unit.as_str()), ("tcp-crr", "connection"));
 
+    // http: sluice's HTTP service and nginx, keep-alive from the AF_XDP
+    // generator (open loop too), and a connection per request from wrk.
+    let targets = with("nginx");
+    let http = scratch("http");
+    let mut args = vec!["run", "http", "--conns", "16", "--rate", "3000", "--targets", &targets];
+    args.extend(short);
+    let h = run_scenario(&args, &http, sluiced.as_deref());
+    assert_eq!((h.scenario.as_str(), h.unit.as_str()), ("http", "request"));
+    assert_eq!(h.baselines, vec!["nginx".to_string()]);
+    let http_close = scratch("http-close");
+    let mut args = vec!["run", "http", "--close", "--rate", "none", "--conns", "16", "--targets", &targets];
+    args.extend(short);
+    let hc = run_scenario(&args, &http_close, sluiced.as_deref());
+    assert_eq!(hc.scenario, "http-close");
+    assert!(hc.generator.contains("Connection: close"), "{}", hc.generator);
+
     // compare: the two tcp-rr runs share their closed-loop figures.
     let bench = env!("CARGO_BIN_EXE_sluice-bench");
     let changes = rr_kernel.join("changes.json");
@@ -241,7 +258,7 @@ fn every_scenario_reports() {
     assert!(all.contains("## tcp-crr"));
     assert!(pages.join("udp-echo.html").is_file() && pages.join("tcp-crr.html").is_file());
 
-    for d in [udp, rr_afxdp, rr_kernel, crr] {
+    for d in [udp, rr_afxdp, rr_kernel, crr, http, http_close] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -4,6 +4,11 @@
 //! was sent, and record the round trip. Requests carry a pattern derived
 //! from the connection's request number, so an echo out of order or
 //! corrupted is caught (not only a short one).
+//!
+//! In HTTP mode each request is a keep-alive `GET /`, and each answer is
+//! taken whole by its framing (status line, headers up to the empty line,
+//! `Content-Length` bytes of body): a status other than 2xx counts as
+//! mismatched.
 use super::AppCx;
 use sluice_tcp::buf::Chunk;
 use sluice_tcp::{Conn, State};
@@ -23,6 +28,109 @@ pub struct RrSettings {
     /// schedule from its first request (latency then counts from each
     /// request's intended time); 0: closed loop (back to back).
     pub rate_per_conn: f64,
+    /// Speak HTTP/1.1 (GET, keep-alive) instead of echo.
+    pub http: bool,
+}
+
+/// The request of HTTP mode.
+pub const HTTP_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: sluice-bench\r\nUser-Agent: sluice-bench\r\n\r\n";
+
+impl RrSettings {
+    /// Bytes of one request.
+    pub fn request_len(&self) -> u32 {
+        if self.http {
+            HTTP_REQUEST.len() as u32
+        } else {
+            self.size
+        }
+    }
+}
+
+/// Where an HTTP answer is, byte by byte.
+#[derive(Clone, Copy, Debug, Default)]
+struct Answer {
+    /// Bytes of "HTTP/1.1 2" matched; [`BAD`] once one differed.
+    status: u8,
+    /// Progress through CR LF CR LF.
+    eoh: u8,
+    /// Progress through "\ncontent-length:" (case-insensitive).
+    cl: u8,
+    /// In the Content-Length value.
+    in_cl: bool,
+    clen: u32,
+    /// In the body, `left` bytes to go.
+    in_body: bool,
+    left: u32,
+}
+
+const BAD: u8 = 0xff;
+const STATUS: &[u8] = b"HTTP/1.1 2";
+const CONTENT_LENGTH: &[u8] = b"\ncontent-length:";
+const EOH: &[u8] = b"\r\n\r\n";
+
+impl Answer {
+    /// Takes bytes of `input` up to the end of an answer; returns how many
+    /// it took and, at an answer's end, whether it was a 2xx.
+    fn feed(&mut self, input: &[u8]) -> (usize, Option<bool>) {
+        let mut i = 0;
+        while i < input.len() {
+            if self.in_body {
+                let n = (self.left as usize).min(input.len() - i);
+                i += n;
+                self.left -= n as u32;
+                if self.left == 0 {
+                    return (i, Some(self.end()));
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            if (self.status as usize) < STATUS.len() {
+                self.status = if b == STATUS[self.status as usize] { self.status + 1 } else { BAD };
+            }
+            if self.in_cl {
+                match b {
+                    b'0'..=b'9' => self.clen = self.clen.saturating_mul(10).saturating_add(u32::from(b - b'0')),
+                    b' ' | b'\t' => {}
+                    _ => self.in_cl = false,
+                }
+            }
+            let lb = b.to_ascii_lowercase();
+            self.cl = if lb == CONTENT_LENGTH[self.cl as usize] {
+                self.cl + 1
+            } else if lb == b'\n' {
+                1
+            } else {
+                0
+            };
+            if self.cl as usize == CONTENT_LENGTH.len() {
+                self.in_cl = true;
+                self.clen = 0;
+                self.cl = 0;
+            }
+            self.eoh = if b == EOH[self.eoh as usize] {
+                self.eoh + 1
+            } else if b == b'\r' {
+                1
+            } else {
+                0
+            };
+            if self.eoh as usize == EOH.len() {
+                self.in_body = true;
+                self.left = self.clen;
+                if self.left == 0 {
+                    return (i, Some(self.end()));
+                }
+            }
+        }
+        (i, None)
+    }
+
+    fn end(&mut self) -> bool {
+        let ok = self.status as usize == STATUS.len();
+        *self = Answer::default();
+        ok
+    }
 }
 
 /// Latency buckets: 8 per power of two of µs, up to 2^30 µs.
@@ -118,6 +226,8 @@ pub struct RrClient {
     /// Open loop: when the schedule began (0: not yet).
     start: u64,
     closed: bool,
+    /// HTTP mode: the answer being read.
+    answer: Answer,
 }
 
 impl RrClient {
@@ -141,9 +251,35 @@ impl RrClient {
             bump(&sink.failed);
             return;
         }
-        // The echoes, checked in place.
+        // The echoes (or answers), checked in place.
         while !conn.recv_queue().is_empty() {
             let head = conn.recv_queue().head();
+            if set.http {
+                let (take, done) = {
+                    let Some(bytes) = cx.arena.node_mut(head).chunk_mut().bytes(cx.table) else { break };
+                    self.answer.feed(bytes)
+                };
+                conn.consume(take as u32, cx.arena, cx.release);
+                match done {
+                    None => {}
+                    Some(_) if self.done == self.sent => {
+                        // An answer nobody asked for.
+                        bump(&sink.mismatched);
+                        conn.abort();
+                        return;
+                    }
+                    Some(ok) => {
+                        let at = self.sent_at[self.done as usize % MAX_WINDOW];
+                        if ok {
+                            sink.record(cx.now.saturating_sub(at));
+                        } else {
+                            bump(&sink.mismatched);
+                        }
+                        self.done += 1;
+                    }
+                }
+                continue;
+            }
             let (take, bad) = {
                 let Some(bytes) = cx.arena.node_mut(head).chunk_mut().bytes(cx.table) else { break };
                 let mut bad = false;
@@ -205,7 +341,7 @@ impl RrClient {
         while !self.closed && (self.sent - self.done) < u32::from(set.window) {
             let Some(origin) = due(self.sent) else { break };
             let room = (conn.send_mss() as usize).min(cx.chunk_room).max(1) as u32;
-            let n = (set.size - self.out_off).min(room);
+            let n = (set.request_len() - self.out_off).min(room);
             if conn.send_space() < n {
                 break;
             }
@@ -215,8 +351,13 @@ impl RrClient {
             }
             let mut buf = [0u8; 2048];
             let n = n.min(buf.len() as u32);
-            for (j, b) in buf[..n as usize].iter_mut().enumerate() {
-                *b = pattern(self.sent, self.out_off + j as u32);
+            if set.http {
+                let at = self.out_off as usize;
+                buf[..n as usize].copy_from_slice(&HTTP_REQUEST[at..at + n as usize]);
+            } else {
+                for (j, b) in buf[..n as usize].iter_mut().enumerate() {
+                    *b = pattern(self.sent, self.out_off + j as u32);
+                }
             }
             let Some(c) = (cx.write)(&buf[..n as usize]) else {
                 cx.starved = true;
@@ -232,7 +373,7 @@ impl RrClient {
                 self.sent_at[self.sent as usize % MAX_WINDOW] = origin;
             }
             self.out_off += len;
-            if self.out_off == set.size {
+            if self.out_off == set.request_len() {
                 self.out_off = 0;
                 self.sent += 1;
             }
@@ -259,6 +400,27 @@ mod tests {
             last = b;
             let floor = bucket_floor(b);
             assert!(floor <= us && us - floor <= us / 8 + 1, "{us} in bucket from {floor}");
+        }
+    }
+
+    #[test]
+    fn http_answers_are_taken_whole_in_any_pieces() {
+        let one = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 18\r\n\r\nhello from sluice\n";
+        let bad = b"HTTP/1.1 404 Not Found\r\ncontent-length:  3\r\n\r\nno\n";
+        let empty = b"HTTP/1.1 204 No Content\r\nX: y\r\n\r\n";
+        let all = [one.as_slice(), bad, empty, one].concat();
+        for piece in [1usize, 2, 7, 1000] {
+            let mut a = Answer::default();
+            let mut got = Vec::new();
+            for chunk in all.chunks(piece) {
+                let mut c = chunk;
+                while !c.is_empty() {
+                    let (n, done) = a.feed(c);
+                    c = &c[n..];
+                    got.extend(done);
+                }
+            }
+            assert_eq!(got, vec![true, false, true, true], "pieces of {piece}");
         }
     }
 

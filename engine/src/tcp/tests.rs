@@ -1241,7 +1241,7 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 300, window: 2, rate_per_conn: 0.0 }, vec![sink.clone()]));
+    cs.rr = Some((RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false }, vec![sink.clone()]));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1292,7 +1292,7 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0 }, vec![sink.clone()]));
+    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false }, vec![sink.clone()]));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1325,4 +1325,55 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
     assert_eq!(sink.failed.load(Ordering::Relaxed), 1, "the reset connection");
     assert_eq!(sink.ended.load(Ordering::Relaxed), 0);
     assert_eq!(client.tcp.connections(), 0);
+}
+
+#[test]
+fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
+    use crate::config::ServiceKind;
+    use crate::datapath::ServiceEntry;
+    use crate::services::rr_client::{RrSettings, RrSink};
+    use crate::tcp::ServiceSetup;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let server_setup = setup_with(
+        Config::parse(
+            "[engine]\ninterface = \"sluice0\"\n[[service]]\nname = \"web\"\nproto = \"tcp\"\nlisten = \"198.18.0.2:7\"\nkind = \"http\"\n",
+            "test",
+        )
+        .unwrap(),
+        1024,
+    );
+    let mut server = Engine::new(&server_setup, now0);
+    let sink = Arc::new(RrSink::default());
+    let mut cs = setup(1024);
+    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
+    cs.local_mac = EthernetAddress(PEER_MAC);
+    cs.rr = Some((RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true }, vec![sink.clone()]));
+    let mut client = Engine::new(&cs, now0);
+    client.services = ServiceTable::default();
+    client.services.set_mac(EthernetAddress(PEER_MAC));
+    for i in 0..3u16 {
+        let port = FIRST_PEER_PORT + i;
+        client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+        let t =
+            sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
+        client.tcp.queue_connect(t, ENGINE_MAC, 0);
+    }
+    let mut now = now0;
+    while now < now0 + S / 4 {
+        client.pass(now);
+        for f in client.kernel.take_sent(true) {
+            assert!(server.kernel.deliver(&f), "server rx full");
+        }
+        server.pass(now);
+        for f in server.kernel.take_sent(true) {
+            assert!(client.kernel.deliver(&f), "client rx full");
+        }
+        now += 50;
+    }
+    let ok = sink.ok.load(Ordering::Relaxed);
+    assert!(ok > 100, "answers: {ok}");
+    assert_eq!(sink.mismatched.load(Ordering::Relaxed), 0);
+    assert_eq!(sink.failed.load(Ordering::Relaxed), 0);
+    assert_eq!((client.tcp.connections(), server.tcp.connections()), (3, 3), "keep-alive: no connection ends");
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every published benchmark (release build) and regenerates
+# BENCHMARKS.md from their results: each run writes
+# bench/reports/NAME/{results.json,report.md,report.html}, and
+# `sluice-bench report` puts bench/reports/preamble.md and every run's
+# Markdown together. About 20 minutes on a 2-core VM; run it on a quiet
+# machine.
+#
+#   bash scripts/bench.sh            # every run, then BENCHMARKS.md
+#   bash scripts/bench.sh --render   # only BENCHMARKS.md, from the JSON there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr http http-close)
+OUT=bench/reports
+
+args_of() {
+    case "$1" in
+        udp-echo) echo "run udp-echo --rounds 3 --duration 5" ;;
+        tcp-rr) echo "run tcp-rr --rounds 3 --duration 5" ;;
+        tcp-rr-sweep) echo "run tcp-rr --rounds 1 --duration 3 --rate sweep --targets sluice,kernel" ;;
+        tcp-crr) echo "run tcp-crr --conns 16 --rounds 3 --duration 5" ;;
+        http) echo "run http --rounds 3 --duration 5" ;;
+        http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
+    esac
+}
+
+require_cargo
+if [ "${1:-}" != "--render" ]; then
+    require_root "the benchmarks"
+    install_packages "${SLUICE_PACKAGES[@]}" nginx-light
+    echo "== building (release)"
+    cargo build --release --workspace --quiet
+    for r in "${RUNS[@]}"; do
+        echo "== $r: sluice-bench $(args_of "$r")"
+        # shellcheck disable=SC2046
+        target/release/sluice-bench $(args_of "$r") --report "$OUT/$r"
+    done
+else
+    cargo build --release -p sluice-bench --quiet
+fi
+files=()
+for r in "${RUNS[@]}"; do
+    [ -f "$OUT/$r/results.json" ] && files+=("$OUT/$r/results.json")
+done
+[ ${#files[@]} -gt 0 ] || die "no results under $OUT: run without --render first"
+target/release/sluice-bench report --preamble "$OUT/preamble.md" --markdown BENCHMARKS.md "${files[@]}"
