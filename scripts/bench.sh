@@ -32,11 +32,17 @@ if [ "${1:-}" != "--render" ]; then
     install_packages "${SLUICE_PACKAGES[@]}" nginx-light
     echo "== building (release)"
     cargo build --release --workspace --quiet
+    failed=()
     for r in "${RUNS[@]}"; do
         echo "== $r: sluice-bench $(args_of "$r")"
+        # Results of an earlier run are not mixed in: each run starts clean.
+        rm -rf "${OUT:?}/$r"
         # shellcheck disable=SC2046
-        target/release/sluice-bench $(args_of "$r") --report "$OUT/$r"
+        if ! target/release/sluice-bench $(args_of "$r") --label "$r" --report "$OUT/$r"; then
+            failed+=("$r")
+        fi
     done
+    [ ${#failed[@]} -eq 0 ] || echo "warning: these runs failed (their results, if any, are still rendered): ${failed[*]}" >&2
 else
     cargo build --release -p sluice-bench --quiet
 fi

@@ -352,6 +352,9 @@ pub struct TcpEchoArgs {
     /// Write results.json, report.md and report.html (with plots) into DIR.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// What reports call this run [default: the scenario's name].
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
 }
 
 impl TcpEchoArgs {
@@ -382,6 +385,10 @@ impl TcpEchoArgs {
             (_, _, TcpModeArg::Rr) => TcpGenerator::Afxdp,
             (_, _, TcpModeArg::Crr) => TcpGenerator::Kernel,
         });
+        if self.generator == TcpGenerator::Wrk && self.rate == OpenLoopRate::Auto {
+            // wrk runs closed loop only: no open loop unless asked (and refused then).
+            self.rate = OpenLoopRate::Skip;
+        }
         let baseline = if self.http { TcpTarget::Nginx } else { TcpTarget::Kernel };
         self.targets =
             self.targets_arg.clone().unwrap_or_else(|| vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, baseline]);
@@ -601,6 +608,9 @@ pub struct UdpEchoArgs {
     /// Write results.json, report.md and report.html (with plots) into DIR.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// What reports call this run [default: the scenario's name].
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
 }
 
 /// `--rate` of `run udp-echo`.
@@ -615,6 +625,17 @@ pub enum OpenLoopRate {
     /// Step the rate up (fractions of the fastest closed-loop median) until
     /// no target keeps up, one round per step.
     Sweep,
+}
+
+impl std::fmt::Display for OpenLoopRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenLoopRate::Auto => f.write_str("auto"),
+            OpenLoopRate::Skip => f.write_str("none"),
+            OpenLoopRate::Sweep => f.write_str("sweep"),
+            OpenLoopRate::Fixed(r) => write!(f, "{r}"),
+        }
+    }
 }
 
 impl std::str::FromStr for OpenLoopRate {
@@ -652,6 +673,9 @@ impl UdpEchoArgs {
         }
         if self.open_loop_only && !matches!(self.rate, OpenLoopRate::Fixed(_)) {
             return Err("--open-loop-only needs --rate N (auto is derived from the closed-loop rounds)".into());
+        }
+        if self.generator == Generator::Kernel && matches!(self.rate, OpenLoopRate::Fixed(_) | OpenLoopRate::Sweep) {
+            return Err("--rate N and --rate sweep need the afxdp generator (the kernel one runs closed loop)".into());
         }
         for (i, t) in self.targets.iter().enumerate() {
             if self.targets[..i].contains(t) {
@@ -874,6 +898,13 @@ mod tests {
         assert_eq!((h.generator, h.scenario().as_str()), (TcpGenerator::Wrk, "http-close"));
         h.validate().unwrap();
         let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--close"]).unwrap().command else { panic!() };
+        h.resolve(TcpScenario::Http).unwrap();
+        assert_eq!(h.rate, OpenLoopRate::Skip, "wrk: closed loop unless asked");
+        h.validate().unwrap();
+        let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--close", "--rate", "1000"]).unwrap().command
+        else {
+            panic!()
+        };
         h.resolve(TcpScenario::Http).unwrap();
         assert!(h.validate().unwrap_err().contains("closed loop"));
         let Cmd::Run(Scenario::Http(mut h)) = parse(&["run", "http", "--targets", "kernel"]).unwrap().command else {

@@ -20,12 +20,18 @@ pub struct Change {
     pub new: f64,
     /// new ÷ old − 1.
     pub change: f64,
-    /// The larger relative min–max range over rounds of the two runs;
-    /// `None` when either run had a single round (noise unknown).
+    /// The larger relative min–max range over rounds of the two runs, at
+    /// least [`NOISE_FLOOR`]; `None` when either run had a single round.
     pub noise: Option<f64>,
-    /// `better`, `worse`, `within noise`, or `noise unknown`.
+    /// `better`, `worse`, `within noise`, `noise unknown`, `rate differs`
+    /// (open-loop figures at different offered rates are not compared) or
+    /// `n/a` (the old value is zero).
     pub verdict: String,
 }
+
+/// The least noise assumed: rounds that agree exactly (an open loop that
+/// met its rate, a latency bucket) do not make every change significant.
+pub const NOISE_FLOOR: f64 = 0.02;
 
 /// Whether a larger value of the figure is better.
 fn higher_is_better(figure: &str) -> bool {
@@ -84,8 +90,13 @@ pub fn compare(old: &Results, new: &Results) -> Vec<Change> {
         // (figure, old median, new median, noise)
         let mut figures: Vec<(&str, f64, f64, Option<f64>)> = Vec::new();
         let noise2 = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.max(b)),
+            (Some(a), Some(b)) => Some(a.max(b).max(NOISE_FLOOR)),
             _ => None,
+        };
+        let same_rate = match (o.rate, n.rate) {
+            (Some(a), Some(b)) => (a - b).abs() <= 0.01 * a.abs().max(b.abs()),
+            (None, None) => true,
+            _ => false,
         };
         if let (Some(a), Some(b)) = (o.per_s, n.per_s) {
             let noise = noise2((a.n > 1).then(|| a.relative_range()), (b.n > 1).then(|| b.relative_range()));
@@ -102,6 +113,8 @@ pub fn compare(old: &Results, new: &Results) -> Vec<Change> {
         for (figure, a, b, noise) in figures {
             let change = if a != 0.0 { b / a - 1.0 } else { 0.0 };
             let verdict = match noise {
+                _ if a == 0.0 => "n/a".to_string(),
+                _ if !same_rate => "rate differs".to_string(),
                 None => "noise unknown".to_string(),
                 Some(x) if change.abs() <= x => "within noise".to_string(),
                 Some(_) => {
@@ -124,6 +137,29 @@ pub fn compare(old: &Results, new: &Results) -> Vec<Change> {
     out
 }
 
+/// Targets (per phase) one run measured and the other did not, or that
+/// failed every round in one of them.
+pub fn missing(old: &Results, new: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    let olds = keyed(old);
+    let news = keyed(new);
+    for (k, s) in &olds {
+        match news.iter().find(|(nk, _)| nk == k) {
+            None => out.push(format!("{} {}: measured in old, not in new", k.2, s.phase.as_str())),
+            Some((_, n)) if n.rounds_ok == 0 && s.rounds_ok > 0 => {
+                out.push(format!("{} {}: every round failed in new", k.2, s.phase.as_str()))
+            }
+            _ => {}
+        }
+    }
+    for (k, s) in &news {
+        if !olds.iter().any(|(ok, _)| ok == k) {
+            out.push(format!("{} {}: new, not in old", k.2, s.phase.as_str()));
+        }
+    }
+    out
+}
+
 /// What `compare` prints.
 pub fn render(old: &Results, new: &Results, changes: &[Change]) -> String {
     let mut o = String::new();
@@ -140,6 +176,15 @@ pub fn render(old: &Results, new: &Results, changes: &[Change]) -> String {
             "warning: different machines ({} CPUs, {} and {} CPUs, {})",
             old.machine.cpus, old.machine.kernel, new.machine.cpus, new.machine.kernel
         );
+    }
+    if old.generator != new.generator {
+        let _ = writeln!(o, "warning: different generators ({} and {})", old.generator, new.generator);
+    }
+    if old.options != new.options {
+        let _ = writeln!(o, "warning: different options (see the files' \"options\")");
+    }
+    for m in missing(old, new) {
+        let _ = writeln!(o, "warning: {m}");
     }
     if changes.is_empty() {
         let _ = writeln!(o, "no figures in common");
@@ -201,6 +246,11 @@ mod tests {
     fn beyond_noise_is_better_or_worse_within_is_not() {
         let old = run(&[100.0, 104.0, 102.0], &[5.0, 5.2, 5.1]);
         let new = run(&[150.0, 152.0, 151.0], &[5.05, 5.1, 5.15]);
+        // Identical rounds: the noise floor still applies.
+        let flat = run(&[100.0, 100.0], &[5.0, 5.0]);
+        let flat2 = run(&[101.0, 101.0], &[5.0, 5.0]);
+        let c = compare(&flat, &flat2);
+        assert_eq!(c.iter().find(|c| c.figure == "per_s").unwrap().verdict, "within noise", "1 % < the 2 % floor");
         let c = compare(&old, &new);
         let per_s = c.iter().find(|c| c.figure == "per_s").unwrap();
         assert_eq!(per_s.verdict, "better");
@@ -211,6 +261,28 @@ mod tests {
         assert_eq!(worse.iter().find(|c| c.figure == "per_s").unwrap().verdict, "worse");
         let text = render(&old, &new, &c);
         assert!(text.contains("better") && text.contains("1 of 3 figures"), "{text}");
+    }
+
+    #[test]
+    fn open_loops_at_different_rates_get_no_verdict_and_missing_targets_are_named() {
+        let mut a = run(&[100.0, 101.0], &[5.0, 5.1]);
+        let mut b = run(&[150.0, 151.0], &[5.0, 5.1]);
+        for (r, rate) in [(&mut a, 100.0), (&mut b, 150.0)] {
+            for m in &mut r.measurements {
+                m.phase = Phase::Open;
+                m.rate = Some(rate);
+            }
+            r.summary = crate::results::summarize(&r.measurements, &[]);
+        }
+        assert!(compare(&a, &b).iter().all(|c| c.verdict == "rate differs"));
+        let mut gone = b.clone();
+        gone.measurements.clear();
+        gone.summary.clear();
+        let text = render(&a, &gone, &compare(&a, &gone));
+        assert!(text.contains("measured in old, not in new"), "{text}");
+        let mut zero = a.clone();
+        zero.summary[0].per_s.as_mut().unwrap().median = 0.0;
+        assert!(compare(&zero, &a).iter().any(|c| c.verdict == "n/a"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod kernel_gen;
 pub mod kernel_tcp_echo;
 pub mod netinfo;
 pub mod nginx;
+pub mod progress;
 pub mod publish;
 pub mod reflect;
 pub mod report;

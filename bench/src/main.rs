@@ -94,10 +94,14 @@ fn run_tcp(mut a: TcpEchoArgs, fixed: TcpScenario, stop: &StopFlag, command_line
 /// Writes the results where asked: JSON to `json`, the full report to `dir`.
 fn publish(r: &results::Results, json: Option<&Path>, dir: Option<&Path>) -> anyhow::Result<()> {
     if let Some(d) = dir {
-        sluice_bench::publish::write_report(d, r)?;
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
+    // The JSON first: whatever goes wrong with the rest, the figures are kept.
     if let Some(p) = json {
         write_json(p, r)?;
+    }
+    if let Some(d) = dir {
+        sluice_bench::publish::write_report(d, r)?;
     }
     Ok(())
 }
@@ -126,7 +130,13 @@ fn render_reports(a: &ReportArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for r in &all {
             let page = sluice_bench::publish::html(r).map_err(|e| anyhow!(e))?;
-            let p = dir.join(format!("{}.html", r.scenario));
+            let name: String = r
+                .label
+                .chars()
+                .chain(if r.label.is_empty() { r.scenario.chars() } else { "".chars() })
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                .collect();
+            let p = dir.join(format!("{name}.html"));
             std::fs::write(&p, page).with_context(|| format!("writing {}", p.display()))?;
             eprintln!("wrote {}", p.display());
         }
@@ -135,8 +145,8 @@ fn render_reports(a: &ReportArgs) -> anyhow::Result<()> {
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    sluice_bench::publish::write_atomic(path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

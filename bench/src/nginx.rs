@@ -140,10 +140,14 @@ impl Nginx {
     }
 
     fn shutdown(&mut self) -> Vec<String> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
         let mut problems = Vec::new();
+        // The workers are the master's children, not ours: their PIDs are
+        // taken now, while the master still has them.
+        let workers = self.workers();
         if let Some(mut c) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 match c.try_wait() {
@@ -156,6 +160,19 @@ impl Nginx {
                         break;
                     }
                 }
+            }
+        }
+        // A worker still alive (its master was killed, or it hung) is killed
+        // by its PID, if it still is an nginx.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for w in workers {
+            let is_nginx = || std::fs::read_to_string(format!("/proc/{w}/comm")).is_ok_and(|c| c.trim() == "nginx");
+            while is_nginx() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if is_nginx() {
+                let _ = kill(Pid::from_raw(w as i32), Signal::SIGKILL);
+                problems.push(format!("nginx worker {w} outlived its master (killed)"));
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);

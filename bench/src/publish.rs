@@ -90,28 +90,30 @@ fn header_lines(r: &Results) -> Vec<String> {
             r.started_unix_s
         ),
         format!("Generator: {}", r.generator),
-        format!("Command: `{}`", r.command_line.join(" ")),
+        format!("Command: `{}`", r.command_line.join(" ").replace('`', "'")),
     ]
 }
 
 /// The Markdown document of one run (a `##` section).
 pub fn markdown(r: &Results) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "## {}\n", r.scenario);
+    let _ = writeln!(o, "## {}\n", title(r));
     for l in header_lines(r) {
         let _ = writeln!(o, "- {l}");
     }
     let _ = writeln!(
         o,
         "\nCPU is the busy time of all cores (/proc/stat: generator, server and softirqs), \
-         in µs per {}, split user / system / softirq. Ratios are throughput / CPU against each \
-         baseline (CPU below 1× is cheaper). Medians over rounds, min–max in parentheses.",
+         in µs per {}, split user / system / softirq; \"server CPU\" is the server's own process \
+         or threads alone. Ratios are throughput / CPU against each baseline (CPU below 1× is \
+         cheaper). Medians over rounds, min–max in parentheses.",
         r.unit
     );
     for (phase, rate) in groups(r) {
         let _ = writeln!(o, "\n### {}\n", phase_title(r, phase, rate));
         let mut head =
             vec!["target".to_string(), "rounds".into(), format!("{}/s", plural(&r.unit)), format!("CPU µs/{}", r.unit)];
+        head.push(format!("server CPU µs/{}", r.unit));
         head.extend(r.baselines.iter().map(|b| format!("÷ {b} (rate / CPU)")));
         head.extend(["p50 / p99 / p99.9 µs".into(), "RSS MiB".into(), "limited by".into()]);
         let _ = writeln!(o, "| {} |", head.join(" | "));
@@ -122,11 +124,12 @@ pub fn markdown(r: &Results) -> String {
                 format!("{}/{}", s.rounds_ok, s.rounds_ok + s.rounds_failed),
                 per_s_cell(s),
                 cpu_cell(s),
+                opt(s.server_cpu_us, |c| format!("{:.2}", c.median)),
             ];
             row.extend(ratio_cells(s, &r.baselines));
             row.push(opt(s.latency, |l| format!("{} / {} / {}", l.p50_us, l.p99_us, l.p999_us)));
             row.push(opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0)));
-            row.push(s.limit.clone());
+            row.push(cell(&s.limit));
             let _ = writeln!(o, "| {} |", row.join(" | "));
         }
     }
@@ -145,7 +148,7 @@ pub fn markdown(r: &Results) -> String {
                 per_s_cell(s),
                 cpu_cell(s),
                 opt(s.latency, |l| format!("{} / {}", l.p50_us, l.p99_us)),
-                s.limit
+                cell(&s.limit)
             );
         }
         let _ = writeln!(o);
@@ -161,10 +164,24 @@ pub fn markdown(r: &Results) -> String {
     if !failures.is_empty() {
         let _ = writeln!(o, "\nFailed measurements:\n");
         for f in failures {
-            let _ = writeln!(o, "- {f}");
+            let _ = writeln!(o, "- {}", cell(&f));
         }
     }
     o
+}
+
+/// The run's name in reports: its label, with the scenario when they differ.
+pub fn title(r: &Results) -> String {
+    if r.label.is_empty() || r.label == r.scenario {
+        r.scenario.clone()
+    } else {
+        format!("{} ({})", r.label, r.scenario)
+    }
+}
+
+/// A Markdown table cell: one line, no column breaks.
+fn cell(s: &str) -> String {
+    s.replace(['\n', '\r'], " ").replace('|', "\\|")
 }
 
 fn knee_line(k: &Knee, unit: &str) -> String {
@@ -502,16 +519,16 @@ pub fn html(r: &Results) -> Result<String, String> {
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}\
          td:first-child,th:first-child{{text-align:left}}figure{{display:inline-block;margin:0.5em}}\
          code{{background:#f3f3f3}}</style></head>\n<body data-plots=\"{}\">\n<h1>sluice-bench: {}</h1>\n<ul>\n",
-        esc(&r.scenario),
+        esc(&title(r)),
         plots.len(),
-        esc(&r.scenario)
+        esc(&title(r))
     );
     for l in header_lines(r) {
         let _ = writeln!(o, "<li>{}</li>", esc(&l));
     }
     let _ = writeln!(o, "</ul>");
     for (phase, rate) in groups(r) {
-        let _ = writeln!(o, "<h2>{}</h2>\n<table><tr><th>target</th><th>rounds</th><th>{}/s</th><th>CPU µs/{} (user / sys / softirq)</th>", esc(&phase_title(r, phase, rate)), esc(&plural(&r.unit)), esc(&r.unit));
+        let _ = writeln!(o, "<h2>{}</h2>\n<table><tr><th>target</th><th>rounds</th><th>{}/s</th><th>CPU µs/{} (user / sys / softirq)</th><th>server CPU µs</th>", esc(&phase_title(r, phase, rate)), esc(&plural(&r.unit)), esc(&r.unit));
         for b in &r.baselines {
             let _ = write!(o, "<th>÷ {} (rate / CPU)</th>", esc(b));
         }
@@ -526,6 +543,7 @@ pub fn html(r: &Results) -> Result<String, String> {
                 esc(&per_s_cell(s)),
                 esc(&cpu_cell(s))
             );
+            let _ = write!(o, "<td>{}</td>", esc(&opt(s.server_cpu_us, |c| format!("{:.2}", c.median))));
             for c in ratio_cells(s, &r.baselines) {
                 let _ = write!(o, "<td>{}</td>", esc(&c));
             }
@@ -568,27 +586,64 @@ pub fn html(r: &Results) -> Result<String, String> {
         }
         let _ = writeln!(o, "</ul>");
     }
+    let failures: Vec<String> = r
+        .summary
+        .iter()
+        .flat_map(|s| s.failures.iter().map(move |f| format!("{} {}: {f}", s.target, s.phase.as_str())))
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(o, "<h2>Failed measurements</h2><ul>");
+        for f in failures {
+            let _ = writeln!(o, "<li>{}</li>", esc(&f));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
     let _ = writeln!(o, "<h2>Plots</h2>");
     for (caption, svg) in &plots {
         let _ = writeln!(o, "<figure class=\"plot\">{svg}<figcaption>{}</figcaption></figure>", esc(caption));
     }
     // A plot counts as rendered when the browser gives its drawing a
-    // non-empty box and it holds shapes.
-    let _ = writeln!(
-        o,
-        "<script>\nwindow.addEventListener('load', function () {{\n  var n = 0;\n  document.querySelectorAll('figure.plot svg').forEach(function (s) {{\n    var b = s.getBBox();\n    if (b.width > 0 && b.height > 0 && s.querySelectorAll('rect,path,polyline,circle,line').length > 3) n++;\n  }});\n  document.body.setAttribute('data-plots-rendered', String(n));\n}});\n</script>\n</body></html>"
-    );
+    // non-empty box and it holds shapes in a series colour (the palette),
+    // not only the frame and the grid.
+    o.push_str(PLOT_CHECK);
     Ok(o)
+}
+
+/// The report's own check, run by the browser: how many plots laid out
+/// with series drawn (`data-plots-rendered`).
+const PLOT_CHECK: &str = r#"<script>
+window.addEventListener('load', function () {
+  var n = 0;
+  document.querySelectorAll('figure.plot svg').forEach(function (s) {
+    var b = s.getBBox();
+    var series = 0;
+    s.querySelectorAll('rect,circle,polyline,path').forEach(function (e) {
+      var c = (e.getAttribute('fill') || '') + (e.getAttribute('stroke') || '');
+      if (/#(1F77B4|FF7F0E|2CA02C|D62728|9467BD|8C564B)/i.test(c)) series++;
+    });
+    if (b.width > 0 && b.height > 0 && series > 0) n++;
+  });
+  document.body.setAttribute('data-plots-rendered', String(n));
+});
+</script>
+</body></html>
+"#;
+
+/// Writes `bytes` to `path` whole or not at all (a temporary file renamed).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Writes results.json, report.md and report.html into `dir`.
 pub fn write_report(dir: &Path, r: &Results) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = serde_json::to_string_pretty(r)? + "\n";
-    std::fs::write(dir.join("results.json"), json).context("writing results.json")?;
-    std::fs::write(dir.join("report.md"), markdown(r)).context("writing report.md")?;
+    write_atomic(&dir.join("results.json"), json.as_bytes())?;
+    write_atomic(&dir.join("report.md"), markdown(r).as_bytes())?;
     let page = html(r).map_err(|e| anyhow::anyhow!(e))?;
-    std::fs::write(dir.join("report.html"), page).context("writing report.html")?;
+    write_atomic(&dir.join("report.html"), page.as_bytes())?;
     eprintln!("wrote {}/{{results.json,report.md,report.html}}", dir.display());
     Ok(())
 }
@@ -628,6 +683,8 @@ pub(crate) mod tests {
                             generator_cores: Some(0.5),
                             server_cores: Some(0.8),
                             steal_cores: 0.0,
+                            server_us: Some(cpu * 0.4),
+                            generator_us: Some(cpu * 0.3),
                         }),
                         latency: Some(Latency { p50_us: 50, p90_us: 80, p99_us: 200, p999_us: 900, max_us: 3000 }),
                         server_rss_kib: (t == "sluice").then_some(20480),
@@ -643,6 +700,7 @@ pub(crate) mod tests {
         Results {
             schema: SCHEMA.into(),
             scenario: "tcp-rr".into(),
+            label: "tcp-rr".into(),
             unit: "echo".into(),
             generator: "test <generator>".into(),
             started_unix_s: 1,

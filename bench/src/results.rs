@@ -14,16 +14,20 @@ use crate::summary::median;
 use serde::{Deserialize, Serialize};
 
 /// The schema of [`Results`]. Bump it when a field changes meaning or
-/// goes away; adding a field keeps it.
+/// goes away; adding a field keeps it (every struct here reads a missing
+/// field as its default, so older v1 files still load).
 pub const SCHEMA: &str = "sluice-bench/results/v1";
 
 /// Everything one `run` measured.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     /// [`SCHEMA`].
     pub schema: String,
     /// `udp-echo`, `tcp-rr`, `tcp-crr`, …
     pub scenario: String,
+    /// What reports call this run (`--label`; the scenario when not given).
+    pub label: String,
     /// What one transaction is ("reply", "echo", "connection").
     pub unit: String,
     /// Which generator drove the load, in words.
@@ -51,7 +55,8 @@ pub struct Results {
 }
 
 /// The machine the numbers come from.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct MachineInfo {
     /// Online CPUs.
     pub cpus: usize,
@@ -100,10 +105,11 @@ pub fn unix_now() -> u64 {
 }
 
 /// Closed loop, open loop at one rate, or one step of a rate sweep.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// As fast as the window allows.
+    #[default]
     Closed,
     /// A fixed rate, the same for every target.
     Open,
@@ -125,6 +131,7 @@ impl Phase {
 /// CPU over a measured interval, all cores, in seconds per million
 /// transactions, split by kind (/proc/stat) and by who spent it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct CpuFigures {
     /// Busy seconds per million transactions (the headline figure).
     pub busy_s_per_m: f64,
@@ -142,6 +149,11 @@ pub struct CpuFigures {
     pub server_cores: Option<f64>,
     /// Cores stolen by the hypervisor.
     pub steal_cores: f64,
+    /// The server's own CPU µs per transaction (its process or threads, user
+    /// + system; softirq work done in its context included).
+    pub server_us: Option<f64>,
+    /// The generator's own CPU µs per transaction.
+    pub generator_us: Option<f64>,
 }
 
 impl CpuFigures {
@@ -160,6 +172,8 @@ impl CpuFigures {
             generator_cores: u.generator_s.map(|s| u.cores(s)),
             server_cores: u.server_s.map(|s| u.cores(s)),
             steal_cores: u.cores(u.steal_s),
+            server_us: u.server_s.map(per_m),
+            generator_us: u.generator_s.map(per_m),
         })
     }
 
@@ -170,7 +184,8 @@ impl CpuFigures {
 }
 
 /// One target, one round, one phase.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Measurement {
     /// Closed, open or sweep.
     pub phase: Phase,
@@ -205,7 +220,8 @@ pub struct Measurement {
 }
 
 /// Median and spread of one figure over rounds.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Spread {
     /// Median.
     pub median: f64,
@@ -220,7 +236,8 @@ pub struct Spread {
 impl Spread {
     /// Of the values, `None` when there are none.
     pub fn of(xs: &[f64]) -> Option<Spread> {
-        let m = median(xs)?;
+        let xs: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+        let m = median(&xs)?;
         let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
         let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Some(Spread { median: m, min, max, n: xs.len() })
@@ -237,7 +254,8 @@ impl Spread {
 }
 
 /// A target's ratios to one baseline.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Ratio {
     /// The baseline target.
     pub baseline: String,
@@ -248,7 +266,8 @@ pub struct Ratio {
 }
 
 /// One target in one phase (and rate), over its rounds.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Summary {
     /// The phase.
     pub phase: Phase,
@@ -266,6 +285,8 @@ pub struct Summary {
     pub cpu_us: Option<Spread>,
     /// Medians of the CPU split, µs per transaction: user, system, softirq.
     pub cpu_split_us: Option<[f64; 3]>,
+    /// The server's own CPU µs per transaction.
+    pub server_cpu_us: Option<Spread>,
     /// Median latency percentiles, µs.
     pub latency: Option<Latency>,
     /// Median RSS of the daemon, KiB.
@@ -281,7 +302,8 @@ pub struct Summary {
 }
 
 /// Where a target stopped keeping up in a rate sweep.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Knee {
     /// The target.
     pub target: String,
@@ -341,11 +363,12 @@ pub fn summarize(measurements: &[Measurement], baselines: &[String]) -> Vec<Summ
                 per_s: Spread::of(&v(&|m| m.per_s)),
                 cpu_us: Spread::of(&v(&|m| m.cpu.map(|c| c.us_per()))),
                 cpu_split_us: split,
+                server_cpu_us: Spread::of(&v(&|m| m.cpu.and_then(|c| c.server_us))),
                 latency,
                 server_rss_kib: med(&|m| m.server_rss_kib.map(|k| k as f64)).map(|k| k as u64),
                 lost: ok.iter().map(|m| m.lost).sum(),
                 ratios: Vec::new(),
-                limit: most_common(ok.iter().map(|m| m.limit.as_str())).unwrap_or("-").to_string(),
+                limit: summary_limit(&ok),
                 failures: all
                     .iter()
                     .filter(|m| !m.ok)
@@ -367,6 +390,18 @@ pub fn summarize(measurements: &[Measurement], baselines: &[String]) -> Vec<Summ
         }
     }
     out
+}
+
+/// The limit most rounds name, by its kind (the text before its figures:
+/// "generator (1.93 of 2 cores)" and "generator (1.95 …)" are one kind),
+/// shown with the first round's figures of that kind.
+fn summary_limit(ok: &[&Measurement]) -> String {
+    let kind = |l: &str| l.split(" (").next().unwrap_or(l).to_string();
+    let kinds: Vec<String> = ok.iter().map(|m| kind(&m.limit)).collect();
+    match most_common(kinds.iter().map(String::as_str)) {
+        Some(k) => ok.iter().find(|m| kind(&m.limit) == k).map_or_else(|| "-".into(), |m| m.limit.clone()),
+        None => "-".into(),
+    }
 }
 
 fn most_common<'a>(it: impl Iterator<Item = &'a str>) -> Option<&'a str> {
@@ -482,6 +517,13 @@ pub fn limit(i: &LimitInputs) -> String {
         }
     }
     let machine_full = c.cores_busy >= 0.95 * i.cpus.max(1) as f64;
+    if i.server_spins && hit.is_empty() {
+        // Its cores are at 100 % by construction: CPU cannot tell.
+        return format!(
+            "{}unknown (the server polls without sleeping)",
+            if i.offered.is_some() { "short of the offered rate: " } else { "" }
+        );
+    }
     let short = if i.offered.is_some() { "short of the offered rate: " } else { "" };
     if !hit.is_empty() {
         return format!("{short}{}", hit.join(" and "));
@@ -542,6 +584,8 @@ mod tests {
                 generator_cores: Some(0.5),
                 server_cores: Some(0.5),
                 steal_cores: 0.0,
+                server_us: Some(cpu_us / 2.0),
+                generator_us: None,
             }),
             latency: Some(Latency { p50_us: 10, p90_us: 20, p99_us: 30, p999_us: 40, max_us: 50 }),
             server_rss_kib: None,
@@ -575,6 +619,31 @@ mod tests {
         let open = s.iter().find(|x| x.phase == Phase::Open && x.target == "sluice").unwrap();
         assert_eq!(open.ratios[0].cpu, Some(0.25), "open loop compares with the open-loop baseline");
         assert_eq!(sl.cpu_split_us, Some([1.25, 0.625, 0.625]));
+    }
+
+    #[test]
+    fn the_summary_names_the_limit_most_rounds_name_by_kind() {
+        let mut a = m(Phase::Closed, None, 1, "sluice", 100.0, 2.0);
+        a.limit = "all 2 cores busy (generator 0.9, server 1.0)".into();
+        let mut b = a.clone();
+        b.round = 2;
+        b.limit = "generator (1.93 of 2 cores)".into();
+        let mut c = a.clone();
+        c.round = 3;
+        c.limit = "generator (1.95 of 2 cores)".into();
+        let s = summarize(&[a, b, c], &[]);
+        assert_eq!(s[0].limit, "generator (1.93 of 2 cores)");
+    }
+
+    #[test]
+    fn older_files_and_odd_numbers_still_read() {
+        let v: Results = serde_json::from_str(r#"{"schema": "sluice-bench/results/v1", "scenario": "x"}"#).unwrap();
+        assert_eq!((v.scenario.as_str(), v.measurements.len()), ("x", 0));
+        let one: Measurement = serde_json::from_str(r#"{"target": "t", "cpu": {"busy_s_per_m": 1.0}}"#).unwrap();
+        assert_eq!(one.cpu.unwrap().server_us, None);
+        let s = Spread::of(&[f64::NAN, 2.0, f64::INFINITY, 4.0]).unwrap();
+        assert_eq!((s.min, s.max, s.n), (2.0, 4.0, 2));
+        assert!(Spread::of(&[f64::NAN]).is_none());
     }
 
     #[test]
@@ -629,10 +698,9 @@ mod tests {
         assert_eq!(limit(&base), "no core saturated (latency-bound)");
         assert!(limit(&LimitInputs { cpu: cpu(0.95, 0.3, 1.4), ..base }).starts_with("generator (0.95 of 1"));
         assert!(limit(&LimitInputs { cpu: cpu(0.2, 0.97, 1.4), ..base }).starts_with("server (0.97 of 1"));
-        assert_eq!(
-            limit(&LimitInputs { cpu: cpu(0.2, 0.97, 1.4), server_spins: true, ..base }),
-            "no core saturated (latency-bound)",
-            "a spinning server is always at 100 %"
+        assert!(
+            limit(&LimitInputs { cpu: cpu(0.2, 0.97, 1.4), server_spins: true, ..base }).starts_with("unknown"),
+            "a spinning server is always at 100 %: no claim"
         );
         assert!(limit(&LimitInputs { cpu: cpu(0.6, 0.6, 1.98), ..base }).starts_with("all 2 cores busy"));
         let open = LimitInputs { offered: Some(100.0), achieved: Some(98.0), ..base };
@@ -648,6 +716,7 @@ mod tests {
         let r = Results {
             schema: SCHEMA.into(),
             scenario: "tcp-rr".into(),
+            label: "tcp-rr".into(),
             unit: "echo".into(),
             generator: "g".into(),
             started_unix_s: 1,

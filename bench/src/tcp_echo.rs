@@ -48,8 +48,9 @@ pub struct TcpRound {
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// Good echoes in the measured interval.
-    #[serde(default)]
     pub transactions: u64,
+    /// Length of the measured interval, seconds (wrk: its own -d).
+    pub elapsed_s: f64,
     /// CPU per echo, split by kind and by who spent it.
     pub cpu: Option<crate::results::CpuFigures>,
     /// sluiced's resident memory at the end, KiB.
@@ -85,7 +86,6 @@ pub struct TcpEchoReport {
     /// rr or crr.
     pub mode: String,
     /// tcp-rr, tcp-crr, http or http-close.
-    #[serde(default)]
     pub scenario: String,
     /// The load generator.
     pub generator: TcpGenerator,
@@ -166,15 +166,20 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     };
     let rounds = |rate: Option<f64>, nrounds: u32| -> anyhow::Result<Vec<TcpRound>> {
         let mut out = Vec::new();
+        let phase = match rate {
+            Some(r) => format!("{}/s", thousands(r)),
+            None => "closed loop".to_string(),
+        };
+        let progress = crate::progress::Progress::new(u64::from(nrounds) * args.targets.len() as u64, &phase);
         for round in 1..=nrounds {
             for t in args.order(round) {
                 stop.check()?;
-                eprintln!(
-                    "{}round {round}/{}: {} ...",
+                progress.start(format!(
+                    "{}round {round}/{}: {}",
                     if rate.is_some() { "open loop " } else { "" },
                     nrounds,
                     t.as_str()
-                );
+                ));
                 let r = match measure(args, &lab, &sluiced, t, gen(rate), round, stop) {
                     Ok(r) => r,
                     Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
@@ -191,22 +196,25 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
                         deferred: 0,
                         error: Some(format!("{e:#}")),
                         transactions: 0,
+                        elapsed_s: 0.0,
                         cpu: None,
                         server_rss_kib: None,
                         limit: "-".into(),
                     },
                 };
                 match (&r.error, r.per_s) {
-                    (Some(e), _) => eprintln!("  FAILED: {e}"),
-                    (None, Some(x)) => eprintln!(
-                        "  {} {}/s, {} CPU µs each, p99 {} µs",
+                    (Some(e), _) => progress.line(format!("  {} round {round} FAILED: {e}", t.as_str())),
+                    (None, Some(x)) => progress.line(format!(
+                        "  {} round {round}: {} {}/s, {} CPU µs each, p99 {} µs",
+                        t.as_str(),
                         thousands(x),
                         if args.http { "requests" } else { "echoes" },
                         r.cpu_us.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
                         r.latency.map(|l| l.p99_us.to_string()).unwrap_or_else(|| "-".into())
-                    ),
+                    )),
                     _ => {}
                 }
+                progress.step();
                 out.push(r);
             }
         }
@@ -303,6 +311,9 @@ fn measure(
     let sample = || CpuSample::now_with_daemons(&daemons);
     // What the generator reports: (echoes, mismatched, failed connections,
     // deferred, latency, seconds).
+    // wrk measures its own rate over its own -d seconds (whole seconds); the
+    // CPU interval around it also holds its start and teardown.
+    let mut wrk_rate: Option<(f64, f64)> = None;
     let (ok, mismatched, errors, deferred, latency, c0, c1) = match args.generator {
         TcpGenerator::Wrk => {
             let threads = args.threads.min(args.conns);
@@ -314,6 +325,7 @@ fn measure(
             let c0 = sample()?;
             let w = crate::wrk::run(&lab.client_ns, service, threads, args.conns, args.duration, args.close)?;
             let c1 = sample()?;
+            wrk_rate = Some((w.per_s, crate::wrk::seconds(args.duration) as f64));
             let errors: u64 = w.errors.iter().sum();
             (w.requests, w.non_2xx, errors, 0, None, c0, c1)
         }
@@ -362,9 +374,11 @@ fn measure(
                     t.ended
                 );
             }
+            gen.take_max_us();
             let (t0, c0) = (gen.totals(), sample()?);
             stop.sleep(args.duration)?;
             let (t1, c1) = (gen.totals(), sample()?);
+            let max_us = gen.take_max_us();
             gen.stop();
             let d = t1.since(&t0);
             let lat = d.quantile_us(0.5).map(|p50| Latency {
@@ -372,7 +386,7 @@ fn measure(
                 p90_us: d.quantile_us(0.9).unwrap_or(p50),
                 p99_us: d.quantile_us(0.99).unwrap_or(p50),
                 p999_us: d.quantile_us(0.999).unwrap_or(p50),
-                max_us: d.hist.last().map_or(p50, |h| h.0),
+                max_us: max_us.max(d.hist.last().map_or(p50, |h| h.0)),
             });
             (d.ok, d.mismatched, d.ended + d.failed, 0, lat, c0, c1)
         }
@@ -400,7 +414,10 @@ fn measure(
     } else {
         None
     };
-    let per_s = (ok > 0).then_some(ok as f64 / secs);
+    let (per_s, elapsed_s) = match wrk_rate {
+        Some((r, d)) => ((ok > 0).then_some(r), d),
+        None => ((ok > 0).then_some(ok as f64 / secs), secs),
+    };
     let figures = crate::results::CpuFigures::of(&cpu, ok);
     let generator_threads = match args.generator {
         TcpGenerator::Afxdp => args.queues as usize,
@@ -428,6 +445,7 @@ fn measure(
         deferred,
         error,
         transactions: ok,
+        elapsed_s,
         cpu: figures,
         server_rss_kib: rss_kib,
         limit,
@@ -472,7 +490,7 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
         error: x.error.clone(),
         transactions: x.transactions,
         per_s: x.per_s,
-        elapsed_s: args.duration.as_secs_f64(),
+        elapsed_s: x.elapsed_s,
         cpu: x.cpu,
         latency: x.latency,
         server_rss_kib: x.server_rss_kib,
@@ -501,10 +519,11 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
         "size": args.size,
         "threads": args.threads,
         "targets": args.targets,
-        "rate": format!("{:?}", args.rate),
+        "rate": args.rate.to_string(),
         "open_loop_only": args.open_loop_only,
         "http": args.http,
         "close": args.close,
+        "server_veth_tx_checksum_offload": args.generator != TcpGenerator::Afxdp,
         "sluiced": args.sluiced.as_ref().map(|p| p.display().to_string()),
     });
     let generator = match args.generator {
@@ -529,6 +548,7 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
     Results {
         schema: crate::results::SCHEMA.into(),
         scenario: args.scenario(),
+        label: args.label.clone().unwrap_or_else(|| args.scenario()),
         unit: match (args.http, args.mode) {
             (true, _) => "request".into(),
             (false, crate::cli::TcpModeArg::Rr) => "echo".into(),

@@ -282,6 +282,11 @@ impl TcpXdpGen {
         t
     }
 
+    /// The largest latency of any core since the last call, µs (0: none).
+    pub fn take_max_us(&self) -> u64 {
+        self.sinks.iter().map(|s| s.take_max_us()).max().unwrap_or(0)
+    }
+
     /// Active opens refused (summed over cores; published every 100 ms).
     pub fn connect_failures(&self) -> u64 {
         (0..self.shared.stats.len())

@@ -90,9 +90,6 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     let summary = summarize(&args.targets, &rounds);
     let mut sweep = Vec::new();
     if args.rate == OpenLoopRate::Sweep {
-        if args.generator == Generator::Kernel {
-            bail!("--rate sweep needs the afxdp generator");
-        }
         let fastest = summary.iter().filter_map(|t| t.replies_per_s).fold(0.0, f64::max);
         if fastest <= 0.0 {
             bail!("the rate sweep needs a closed-loop rate, and no target produced one");
@@ -180,25 +177,35 @@ fn run_rounds(ctx: &Ctx<'_>, rate: Option<f64>, nrounds: u32) -> anyhow::Result<
     let (args, stop) = (ctx.args, ctx.stop);
     let mut rounds = Vec::new();
     let kind = if rate.is_some() { "open loop " } else { "" };
+    let phase = match rate {
+        Some(r) => format!("{}/s", thousands(r)),
+        None => "closed loop".to_string(),
+    };
+    let progress = crate::progress::Progress::new(u64::from(nrounds) * args.targets.len() as u64, &phase);
     for round in 0..nrounds {
         for (i, t) in args.order(round).into_iter().enumerate() {
             stop.check()?;
-            eprintln!("{kind}round {}/{}: {} ...", round + 1, nrounds, t.as_str());
+            progress.start(format!("{kind}round {}/{}: {}", round + 1, nrounds, t.as_str()));
             let r = match measure(ctx, t, round + 1, i + 1, rate) {
                 Ok(r) => r,
                 Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
-                Err(e) => RoundResult::failed(round + 1, i + 1, t, format!("{e:#}")),
+                Err(e) => {
+                    RoundResult { offered_per_s: rate, ..RoundResult::failed(round + 1, i + 1, t, format!("{e:#}")) }
+                }
             };
             match (&r.error, r.replies_per_s) {
-                (Some(e), _) => eprintln!("  {} FAILED: {e}", t.as_str()),
-                (None, Some(rate)) => eprintln!(
-                    "  {:.0} replies/s, {} CPU µs/reply, {:.2} cores busy",
+                (Some(e), _) => progress.line(format!("  {} round {} FAILED: {e}", t.as_str(), round + 1)),
+                (None, Some(rate)) => progress.line(format!(
+                    "  {} round {}: {:.0} replies/s, {} CPU µs/reply, {:.2} cores busy",
+                    t.as_str(),
+                    round + 1,
                     rate,
                     r.cpu_us_per_reply.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into()),
                     r.cores_busy
-                ),
+                )),
                 _ => {}
             }
+            progress.step();
             rounds.push(r);
         }
     }
@@ -601,7 +608,7 @@ pub fn to_results(r: &EchoReport, args: &UdpEchoArgs, started_unix_s: u64) -> cr
         .collect();
     let mut options = serde_json::to_value(&r.settings).unwrap_or_default();
     if let Some(o) = options.as_object_mut() {
-        o.insert("rate".into(), serde_json::Value::String(format!("{:?}", args.rate)));
+        o.insert("rate".into(), serde_json::Value::String(args.rate.to_string()));
         o.insert("open_loop_only".into(), serde_json::Value::Bool(args.open_loop_only));
     }
     let generator = match args.generator {
@@ -613,6 +620,7 @@ pub fn to_results(r: &EchoReport, args: &UdpEchoArgs, started_unix_s: u64) -> cr
     Results {
         schema: crate::results::SCHEMA.into(),
         scenario: "udp-echo".into(),
+        label: args.label.clone().unwrap_or_else(|| "udp-echo".into()),
         unit: "reply".into(),
         generator,
         started_unix_s,

@@ -79,6 +79,11 @@ pub fn parse(text: &str) -> anyhow::Result<WrkResult> {
     Ok(r)
 }
 
+/// The whole seconds wrk runs for `duration` (at least 1).
+pub fn seconds(duration: Duration) -> u64 {
+    duration.as_secs_f64().round().max(1.0) as u64
+}
+
 /// Runs wrk from namespace `ns` at `target` for `duration` (whole seconds,
 /// at least 1): `threads` threads, `conns` connections; `close`: a
 /// connection per request.
@@ -90,7 +95,7 @@ pub fn run(
     duration: Duration,
     close: bool,
 ) -> anyhow::Result<WrkResult> {
-    let secs = duration.as_secs_f64().round().max(1.0) as u64;
+    let secs = seconds(duration);
     let mut c = std::process::Command::new("ip");
     c.args(["netns", "exec", ns, "wrk", "--latency"]);
     c.arg(format!("-t{}", threads.clamp(1, conns.max(1))));

@@ -76,8 +76,7 @@ fn run_scenario(args: &[&str], dir: &Path, sluiced: Option<&Path>) -> Results {
         assert_eq!(m.mismatched, 0, "{m:?}");
         let cpu = m.cpu.expect("CPU figures");
         assert!(cpu.busy_s_per_m > 0.0, "{m:?}");
-        let split = cpu.user_s_per_m + cpu.system_s_per_m + cpu.softirq_s_per_m;
-        assert!((split - cpu.busy_s_per_m).abs() <= 1e-6 * cpu.busy_s_per_m.max(1.0), "the split adds up: {cpu:?}");
+        assert!(cpu.server_us.is_some() && cpu.generator_us.is_some(), "{m:?}");
         assert!(cpu.generator_cores.is_some() && cpu.server_cores.is_some(), "{m:?}");
         // wrk prints no p99.9: its rows carry no latency rather than a made-up one.
         assert!(m.latency.is_some() || r.generator.starts_with("wrk"), "{m:?}");

@@ -150,6 +150,9 @@ pub struct RrSink {
     pub failed: AtomicU64,
     /// Open-loop schedules begun (each new one takes the next phase).
     starts: AtomicU64,
+    /// The largest latency since the bench last took it, µs (exact: the
+    /// histogram only knows each bucket's floor).
+    max_us: AtomicU64,
     hist: Vec<AtomicU64>,
 }
 
@@ -161,6 +164,7 @@ impl Default for RrSink {
             ended: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             starts: AtomicU64::new(0),
+            max_us: AtomicU64::new(0),
             hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -191,6 +195,15 @@ impl RrSink {
     fn record(&self, us: u64) {
         bump(&self.ok);
         bump(&self.hist[bucket_of(us)]);
+        if us > self.max_us.load(Ordering::Relaxed) {
+            self.max_us.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// The largest latency recorded since the last call, µs (0: none), and
+    /// a fresh start for the next interval.
+    pub fn take_max_us(&self) -> u64 {
+        self.max_us.swap(0, Ordering::Relaxed)
     }
 
     /// The latency histogram so far: (bucket floor µs, count), in order.
