@@ -1377,3 +1377,12 @@ fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
     assert_eq!(sink.failed.load(Ordering::Relaxed), 0);
     assert_eq!((client.tcp.connections(), server.tcp.connections()), (3, 3), "keep-alive: no connection ends");
 }
+
+#[test]
+fn memory_per_connection_does_not_grow_unnoticed() {
+    // The goal is 512 B per idle established connection; today's figures
+    // are the ceiling until it is met, so growth shows up here.
+    let (conn, tw) = (TcpCore::BYTES_PER_CONNECTION, TcpCore::BYTES_PER_TIME_WAIT);
+    assert!(conn <= 680, "{conn} B per connection (block {} B)", std::mem::size_of::<sluice_tcp::Conn>());
+    assert!(tw <= 84, "{tw} B per TIME-WAIT entry");
+}
