@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr http http-close)
+RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr tcp-crr-kernel http http-close)
 OUT=bench/reports
 
 args_of() {
@@ -21,6 +21,7 @@ args_of() {
         tcp-rr) echo "run tcp-rr --rounds 3 --duration 5" ;;
         tcp-rr-sweep) echo "run tcp-rr --rounds 1 --duration 3 --rate sweep --targets sluice,kernel" ;;
         tcp-crr) echo "run tcp-crr --conns 16 --rounds 3 --duration 5" ;;
+        tcp-crr-kernel) echo "run tcp-crr --generator kernel --conns 16 --rounds 3 --duration 5" ;;
         http) echo "run http --rounds 3 --duration 5" ;;
         http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
     esac

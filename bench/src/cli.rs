@@ -181,7 +181,7 @@ pub enum Scenario {
     TcpEcho(TcpEchoArgs),
     /// tcp-echo with persistent connections (request/response), AF_XDP generator by default.
     TcpRr(TcpEchoArgs),
-    /// tcp-echo with a connection per request (connect, request, echo, close), kernel generator.
+    /// tcp-echo with a connection per request (connect, request, echo, close).
     TcpCrr(TcpEchoArgs),
     /// HTTP/1.1: sluice's HTTP service vs nginx, keep-alive (AF_XDP generator or wrk) or a
     /// connection per request (`--close`, wrk).
@@ -380,13 +380,13 @@ impl TcpEchoArgs {
         if self.close && !self.http {
             return Err("--close is for run http (tcp-crr makes a connection per echo)".into());
         }
-        self.generator = self.generator_arg.unwrap_or(match (self.http, self.close, self.mode) {
-            (true, true, _) => TcpGenerator::Wrk,
-            (_, _, TcpModeArg::Rr) => TcpGenerator::Afxdp,
-            (_, _, TcpModeArg::Crr) => TcpGenerator::Kernel,
-        });
-        if self.generator == TcpGenerator::Wrk && self.rate == OpenLoopRate::Auto {
-            // wrk runs closed loop only: no open loop unless asked (and refused then).
+        self.generator =
+            self.generator_arg.unwrap_or(if self.http && self.close { TcpGenerator::Wrk } else { TcpGenerator::Afxdp });
+        let closed_only = self.generator == TcpGenerator::Wrk
+            || (self.generator == TcpGenerator::Afxdp && self.mode == TcpModeArg::Crr);
+        if closed_only && self.rate == OpenLoopRate::Auto {
+            // wrk, and the afxdp generator's crr, run closed loop only: no
+            // open loop unless asked (and refused then).
             self.rate = OpenLoopRate::Skip;
         }
         let baseline = if self.http { TcpTarget::Nginx } else { TcpTarget::Kernel };
@@ -449,8 +449,10 @@ impl TcpEchoArgs {
             }
         }
         if self.generator == TcpGenerator::Afxdp {
-            if self.mode != TcpModeArg::Rr {
-                return Err("--mode crr needs --generator kernel".into());
+            if self.mode == TcpModeArg::Crr && !matches!(self.rate, OpenLoopRate::Skip) {
+                return Err(
+                    "the afxdp generator's crr runs closed loop only: --rate none (or --generator kernel)".into()
+                );
             }
             if self.conns > 4000 || self.window > crate::tcp_xdp_gen_max_window() {
                 return Err(format!(
@@ -879,7 +881,8 @@ mod tests {
             panic!()
         };
         c.resolve(TcpScenario::Crr).unwrap();
-        assert_eq!((c.mode, c.generator, c.conns), (TcpModeArg::Crr, TcpGenerator::Kernel, 8));
+        assert_eq!((c.mode, c.generator, c.conns), (TcpModeArg::Crr, TcpGenerator::Afxdp, 8));
+        assert_eq!(c.rate, OpenLoopRate::Skip, "afxdp crr: closed loop unless asked");
         c.validate().unwrap();
         let Cmd::Run(Scenario::TcpRr(mut r)) = parse(&["run", "tcp-rr", "--mode", "crr"]).unwrap().command else {
             panic!()
@@ -917,12 +920,19 @@ mod tests {
         };
         r.resolve(TcpScenario::Rr).unwrap();
         assert!(r.validate().is_err());
-        let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--generator", "afxdp"]).unwrap().command
+        let Cmd::Run(Scenario::TcpCrr(mut c)) =
+            parse(&["run", "tcp-crr", "--generator", "afxdp", "--rate", "1000"]).unwrap().command
         else {
             panic!()
         };
         c.resolve(TcpScenario::Crr).unwrap();
-        assert!(c.validate().unwrap_err().contains("crr"), "the afxdp generator does not do crr yet");
+        assert!(c.validate().unwrap_err().contains("closed loop"), "the afxdp generator's crr is closed loop");
+        let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--generator", "kernel"]).unwrap().command
+        else {
+            panic!()
+        };
+        c.resolve(TcpScenario::Crr).unwrap();
+        assert_eq!(c.rate, OpenLoopRate::Auto, "the kernel generator's crr has an open loop");
         assert_eq!(a.targets, vec![TcpTarget::Sluice, TcpTarget::SluiceInterrupt, TcpTarget::Kernel]);
         assert_eq!(a.order(1), vec![TcpTarget::SluiceInterrupt, TcpTarget::Kernel, TcpTarget::Sluice]);
         a.validate().unwrap();

@@ -26,7 +26,7 @@ use sluice_engine::port::Port;
 use sluice_engine::services::rr_client::{RrSettings, RrSink, MAX_WINDOW};
 use sluice_engine::stats::EngineStats;
 use sluice_engine::steering::Steering;
-use sluice_engine::tcp::{ServiceSetup, TcpCore, TcpSetup};
+use sluice_engine::tcp::{Reopen, ServiceSetup, TcpCore, TcpSetup};
 use sluice_engine::wire::{ip_proto, EthernetAddress};
 use sluice_engine::worker::{Shared, Worker, WorkerConfig};
 use sluice_tcp::{Secrets, Tuple};
@@ -70,6 +70,9 @@ pub struct TcpXdpGenConfig {
     pub rate: Option<f64>,
     /// HTTP GETs (keep-alive) instead of echo requests.
     pub http: bool,
+    /// A connection per request (connect, request, echo, close; closed
+    /// loop): `conns` connections at a time, each replaced when it ends.
+    pub crr: bool,
 }
 
 impl TcpXdpGenConfig {
@@ -93,6 +96,9 @@ impl TcpXdpGenConfig {
         }
         if !(1..=65536).contains(&self.size) {
             return Err(format!("size {}: 1..=65536", self.size));
+        }
+        if self.crr && u32::from(self.base_port) + u32::from(self.conns) + 4096 > 65536 {
+            return Err("crr needs at least 4096 source ports after the first connections'".into());
         }
         if self.base_port == 0 || u32::from(self.base_port) + u32::from(self.conns) > 65536 {
             return Err(format!(
@@ -181,11 +187,10 @@ impl TcpXdpGen {
         let (mut steering, _counters) = Steering::load()?;
         let mut services = ServiceTable::default();
         services.set_mac(EthernetAddress(cfg.client_mac));
-        for i in 0..cfg.conns {
-            let port = cfg.base_port + i;
-            steering.add_service(ServiceKey::new(ip_proto::TCP, IpAddr::V4(cfg.client_ip), port), 0)?;
-            services.add(Proto::Tcp, cfg.client_ip, port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
-        }
+        // Every TCP port of the client's address is the generator's (one
+        // port-0 key): connections may come from any source port.
+        steering.add_service(ServiceKey::new(ip_proto::TCP, IpAddr::V4(cfg.client_ip), 0), 0)?;
+        services.add(Proto::Tcp, cfg.client_ip, 0, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
         let n = cfg.queues as usize;
         let table = FrameTable::create(2 * RING * cfg.queues.max(2), FRAME_SIZE).context("the generator's UMEM")?;
         let sockets = open_queues(&table, ifindex, cfg.queues, RING, BindMode::Auto)?;
@@ -195,7 +200,9 @@ impl TcpXdpGen {
         let socket_mode = sockets[0].mode().as_str();
         let shared = Arc::new(Shared {
             services,
-            owners: OwnerDirectory::new(1 << 16, 30, seed()),
+            // Roomy: a crr generator pins every connection and TIME-WAIT
+            // entry of the last second.
+            owners: OwnerDirectory::new(1 << 20, 30, seed()),
             handoff: Handoff::new(n, 1024).context("handoff eventfds")?.with_table(table.clone()),
             stats: Arc::new(EngineStats::new(n)),
             stop: Default::default(),
@@ -204,14 +211,24 @@ impl TcpXdpGen {
             service_names: vec!["rr-client".into()],
         });
         let sinks: Vec<Arc<RrSink>> = (0..n).map(|_| Arc::new(RrSink::default())).collect();
+        // crr: room for a second's TIME-WAIT entries at any rate the ports allow.
+        let capacity = if cfg.crr { 32_768 } else { u32::from(cfg.conns) + 64 };
         let mut settings = TcpSettings {
-            max_connections: u32::from(cfg.conns) + 64,
+            max_connections: capacity,
             syn_backlog: 16,
             syncookies: false,
             conn: sluice_tcp::TcpConfig::default(),
         };
         // A client does not delay its ACKs behind the next request.
         settings.conn.delayed_ack = 0;
+        if cfg.crr {
+            // We close first, so TIME-WAIT is ours. At tens of thousands
+            // of connections a second a core's share of the source ports
+            // comes round in well under a second: 100 ms of TIME-WAIT on
+            // veth (no old duplicates can be in flight) keeps them coming,
+            // as tcp_tw_reuse does for the kernel-socket client.
+            settings.conn.time_wait = 100_000;
+        }
         let setup = TcpSetup {
             settings,
             services: vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }],
@@ -224,10 +241,11 @@ impl TcpXdpGen {
                     window: cfg.window,
                     rate_per_conn: cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)),
                     http: cfg.http,
+                    crr: cfg.crr,
                 },
                 sinks.clone(),
             )),
-            connections: u32::from(cfg.conns) + 64,
+            connections: capacity,
             chunks: 2 * RING - RING / 2,
         };
         let wcfg = WorkerConfig { batch: 64, poll: cfg.poll, spin: 200, spin_us: 3, max_tx_backlog: 2 * RING as usize };
@@ -249,6 +267,20 @@ impl TcpXdpGen {
                 if slot % n == q {
                     tcp.queue_connect(t, cfg.server_mac, 0);
                 }
+            }
+            if cfg.crr {
+                // Each connection that ends is replaced from the ports after
+                // the first ones, this core taking every n-th.
+                tcp.set_reopen(Reopen {
+                    tuple: cfg.tuple(0),
+                    remote_mac: cfg.server_mac,
+                    service: 0,
+                    first: cfg.base_port + cfg.conns,
+                    last: u16::MAX,
+                    stride: n as u16,
+                    offset: q as u16,
+                    next: 0,
+                });
             }
             let w = Worker::new(q as u16, port, shared.clone(), wcfg, (seed() >> 16) as u16, tcp);
             let cpu = q % ncpu;

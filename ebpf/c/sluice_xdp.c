@@ -196,8 +196,18 @@ int sluice_steer(struct xdp_md *ctx)
 	}
 
 	if (!bpf_map_lookup_elem(&services, &key)) {
-		c->passed++;
-		return XDP_PASS;
+		/* A TCP or UDP key with port 0 takes every port of its address
+		 * (sluice-bench's generator, whose connections come from any
+		 * source port); a configured service always names its port. */
+		if (key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP) {
+			c->passed++;
+			return XDP_PASS;
+		}
+		key.port = 0;
+		if (!bpf_map_lookup_elem(&services, &key)) {
+			c->passed++;
+			return XDP_PASS;
+		}
 	}
 	/* Counted by what the redirect did: a socket removed between a lookup
 	 * and the redirect cannot make a passed frame count as redirected. */

@@ -22,6 +22,8 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 /// An address with no key at all.
 const OTHER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
+/// An address whose every TCP port is steered (a port-0 key).
+const WILD: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
 const UDP_PORT: u16 = 7;
 const TCP_PORT: u16 = 80;
 
@@ -296,6 +298,8 @@ fn load_with_services() -> (Steering, XdpCounterReader) {
     steering.add_service(ServiceKey::new(TCP, IpAddr::V4(SERVER), TCP_PORT), 1).unwrap();
     steering.add_service(ServiceKey::icmp_echo(SERVER), u32::MAX).unwrap();
     steering.add_service(ServiceKey::arp(VIP), u32::MAX).unwrap();
+    // Every TCP port of WILD (the bench generator's kind of key).
+    steering.add_service(ServiceKey::new(TCP, IpAddr::V4(WILD), 0), 2).unwrap();
     (steering, counters)
 }
 
@@ -442,6 +446,25 @@ fn table() -> Vec<Case> {
             eth(BROADCAST, ETH_ARP, &arp(1, VIP)),
             XDP_PASS,
             "no_socket",
+        ),
+        // --- a port-0 key takes every port of its address, for its protocol only
+        case(
+            "TCP to any port of an address with a port-0 key",
+            eth(SERVER_MAC, ETH_IPV4, &ipv4(TCP, WILD, &tcp_syn(WILD, 4242))),
+            XDP_PASS,
+            "no_socket",
+        ),
+        case(
+            "UDP to an address with a TCP port-0 key",
+            eth(SERVER_MAC, ETH_IPV4, &ipv4(UDP, WILD, &udp(WILD, 4242, b"x"))),
+            XDP_PASS,
+            "passed",
+        ),
+        case(
+            "TCP to an unlisted port of a service address",
+            eth(SERVER_MAC, ETH_IPV4, &ipv4(TCP, SERVER, &tcp_syn(SERVER, 4242))),
+            XDP_PASS,
+            "passed",
         ),
     ]
 }

@@ -46,6 +46,9 @@ pub struct ServiceTable {
     addrs: Vec<Ipv4Addr>,
     arp_addrs: Vec<Ipv4Addr>,
     mac: EthernetAddress,
+    /// Some entry has port 0 (every port of its address): lookups that miss
+    /// try it.
+    any_port: bool,
 }
 
 impl ServiceTable {
@@ -66,14 +69,23 @@ impl ServiceTable {
 
     /// Adds a service by hand (sluice-bench's generator: its own source
     /// ports, so the replies to them reach its TCP).
+    /// Port 0 takes every port of `addr` for `proto`.
     pub fn add(&mut self, proto: Proto, addr: Ipv4Addr, port: u16, entry: ServiceEntry) {
+        self.any_port |= port == 0;
         self.by_key.insert(service_key(proto.number(), addr, port), entry);
     }
 
     /// The service on `addr:port` for `proto`.
     #[inline]
     pub fn lookup(&self, proto: Proto, addr: Ipv4Addr, port: u16) -> Option<ServiceEntry> {
-        self.by_key.get(&service_key(proto.number(), addr, port)).copied()
+        let p = proto.number();
+        match self.by_key.get(&service_key(p, addr, port)) {
+            Some(e) => Some(*e),
+            // Port 0: every port of the address (as the XDP program does;
+            // only sluice-bench's generator adds such an entry).
+            None if self.any_port => self.by_key.get(&service_key(p, addr, 0)).copied(),
+            None => None,
+        }
     }
 
     /// Makes sluice answer ARP requests for `addrs` (service addresses no

@@ -35,6 +35,8 @@ pub struct AppCx<'a> {
     pub rr: Option<(&'a rr_client::RrSettings, &'a rr_client::RrSink)>,
     /// Now, engine µs.
     pub now: u64,
+    /// When the connection was made (its SYN), engine µs.
+    pub opened_at: u64,
     /// Set by the service when it could not go on for want of a frame or
     /// an arena node (not for want of send space): the connection is
     /// served again on the next pass, since no ACK may come to wake it.

@@ -30,6 +30,9 @@ pub struct RrSettings {
     pub rate_per_conn: f64,
     /// Speak HTTP/1.1 (GET, keep-alive) instead of echo.
     pub http: bool,
+    /// A connection per request: connect, one request, its echo, close
+    /// (the core then opens the next; latency counts from the connect).
+    pub crr: bool,
 }
 
 /// The request of HTTP mode.
@@ -351,7 +354,14 @@ impl RrClient {
             let at = self.start + (f64::from(sent) * 1e6 / set.rate_per_conn) as u64;
             (at <= cx.now).then_some(at)
         };
-        while !self.closed && (self.sent - self.done) < u32::from(set.window) {
+        if set.crr && self.done >= 1 && !self.closed {
+            // Its one echo came back: close (we close first, as the
+            // kernel-socket client does), and the core opens the next.
+            self.closed = true;
+            conn.close(cx.arena, cx.release);
+            return;
+        }
+        while !self.closed && (self.sent - self.done) < u32::from(set.window) && !(set.crr && self.sent >= 1) {
             let Some(origin) = due(self.sent) else { break };
             let room = (conn.send_mss() as usize).min(cx.chunk_room).max(1) as u32;
             let n = (set.request_len() - self.out_off).min(room);
@@ -383,7 +393,8 @@ impl RrClient {
                 break;
             }
             if self.out_off == 0 {
-                self.sent_at[self.sent as usize % MAX_WINDOW] = origin;
+                // crr: the transaction began with the connect.
+                self.sent_at[self.sent as usize % MAX_WINDOW] = if set.crr { cx.opened_at } else { origin };
             }
             self.out_off += len;
             if self.out_off == set.request_len() {

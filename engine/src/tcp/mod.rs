@@ -94,6 +94,42 @@ pub struct TcpSetup {
     pub chunks: u32,
 }
 
+/// Where a connection-per-request generator opens its next connection:
+/// the same peer and service, the next free local port of this core's share
+/// (`first + offset + k * stride`).
+#[derive(Clone, Copy, Debug)]
+pub struct Reopen {
+    /// The connections' tuple with any local port.
+    pub tuple: Tuple,
+    /// The peer's MAC.
+    pub remote_mac: [u8; 6],
+    /// The service (an rr-client one).
+    pub service: u32,
+    /// The local ports: `first..=last`, this core's every `stride`-th from
+    /// `first + offset`.
+    pub first: u16,
+    /// Last port.
+    pub last: u16,
+    /// Cores sharing the range.
+    pub stride: u16,
+    /// This core's place among them.
+    pub offset: u16,
+    /// The next port to try.
+    pub next: u16,
+}
+
+impl Reopen {
+    fn advance(&mut self) -> u16 {
+        let p = self.next;
+        let n = u32::from(self.next) + u32::from(self.stride.max(1));
+        self.next = if n > u32::from(self.last) { self.first + self.offset } else { n as u16 };
+        p
+    }
+}
+
+/// Ports a reopen tries before it counts a refused open.
+const REOPEN_TRIES: usize = 64;
+
 /// One listening service on a core.
 struct Listening {
     listener: Listener,
@@ -136,6 +172,12 @@ pub struct TcpCore {
     rr: Option<(RrSettings, Arc<RrSink>)>,
     /// Active opens asked for before the loop ran (done on the next tick).
     connect_queue: Vec<(Tuple, [u8; 6], u32)>,
+    /// The generator's connection-per-request mode: where the next
+    /// connection comes from when one ends.
+    reopen: Option<Reopen>,
+    /// Connections a reopen found no free port for yet (every port of the
+    /// share in use or in TIME-WAIT): tried again on every tick.
+    reopen_owed: u32,
     /// Open-loop generator: when its connections next look at their schedule.
     next_pace: u64,
     local_mac: EthernetAddress,
@@ -214,6 +256,8 @@ impl TcpCore {
             secrets: setup.secrets,
             rr: setup.rr.as_ref().map(|(set, sinks)| (*set, sinks[core as usize % sinks.len().max(1)].clone())),
             connect_queue: Vec::new(),
+            reopen: None,
+            reopen_owed: 0,
             next_pace: 0,
             local_mac: setup.local_mac,
             frames,
@@ -514,6 +558,39 @@ impl TcpCore {
         }
     }
 
+    /// The generator's connection-per-request mode: whenever one of this
+    /// core's connections ends, `r` says where the next comes from.
+    pub fn set_reopen(&mut self, mut r: Reopen) {
+        r.next = r.first + r.offset;
+        self.reopen = Some(r);
+    }
+
+    /// Opens the next connection of a connection-per-request generator on a
+    /// free port of this core's share.
+    fn open_next(&mut self, io: &mut Io<'_>, now: u64) -> bool {
+        let Some(mut r) = self.reopen else { return false };
+        let mut opened = false;
+        for _ in 0..REOPEN_TRIES {
+            let t = Tuple { local_port: r.advance(), ..r.tuple };
+            if self.try_connect(io, t, r.remote_mac, r.service, now) {
+                opened = true;
+                break;
+            }
+        }
+        self.reopen = Some(r);
+        opened
+    }
+
+    /// A generator connection ended: the next one opens now, or (every port
+    /// of the share in use or in TIME-WAIT) is owed and tried on the next
+    /// ticks, as TIME-WAIT entries end; counted as a refused open.
+    fn reopen(&mut self, io: &mut Io<'_>, now: u64) {
+        if !self.open_next(io, now) {
+            self.reopen_owed += 1;
+            self.stats.add(TcpCounter::ConnectFailed, 1);
+        }
+    }
+
     /// Asks for an active open of `tuple` (to a peer at `remote_mac`) for
     /// service `service`, made on the next tick (when the loop runs).
     pub fn queue_connect(&mut self, tuple: Tuple, remote_mac: [u8; 6], service: u32) {
@@ -558,6 +635,9 @@ impl TcpCore {
 
     /// Runs the timers due at `now`; returns how many fired.
     pub fn tick(&mut self, io: &mut Io<'_>, now: u64) -> usize {
+        while self.reopen_owed > 0 && self.open_next(io, now) {
+            self.reopen_owed -= 1;
+        }
         if !self.connect_queue.is_empty() {
             for (t, mac, service) in std::mem::take(&mut self.connect_queue) {
                 self.connect(io, t, mac, service, now);
@@ -714,6 +794,7 @@ impl TcpCore {
                     http,
                     rr: rr.as_ref().map(|(set, sink)| (set, &**sink)),
                     now,
+                    opened_at: slot.since,
                     starved: false,
                 };
                 slot.app.run(&mut slot.conn, &mut cx);
@@ -745,6 +826,7 @@ impl TcpCore {
             }
         }
         self.give_back_released(io.port, gone_lent);
+        let ended = entering_tw.is_some() || closed;
         if let Some((tuple, mac, service, tw)) = entering_tw {
             self.free_block(io, id, now, false);
             let expires = now + self.cfg.time_wait;
@@ -754,6 +836,9 @@ impl TcpCore {
             }
         } else if closed {
             self.free(io, id, now);
+        }
+        if ended && self.reopen.is_some() && !self.draining {
+            self.reopen(io, now);
         }
     }
 

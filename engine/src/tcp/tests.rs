@@ -1241,7 +1241,8 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false }, vec![sink.clone()]));
+    cs.rr =
+        Some((RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false }, vec![sink.clone()]));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1292,7 +1293,7 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false }, vec![sink.clone()]));
+    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false, crr: false }, vec![sink.clone()]));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1348,7 +1349,7 @@ fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true }, vec![sink.clone()]));
+    cs.rr = Some((RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false }, vec![sink.clone()]));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1385,4 +1386,66 @@ fn memory_per_connection_does_not_grow_unnoticed() {
     let (conn, tw) = (TcpCore::BYTES_PER_CONNECTION, TcpCore::BYTES_PER_TIME_WAIT);
     assert!(conn <= 680, "{conn} B per connection (block {} B)", std::mem::size_of::<sluice_tcp::Conn>());
     assert!(tw <= 84, "{tw} B per TIME-WAIT entry");
+}
+
+#[test]
+fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_whole() {
+    use crate::config::ServiceKind;
+    use crate::datapath::ServiceEntry;
+    use crate::services::rr_client::{RrSettings, RrSink};
+    use crate::tcp::{Reopen, ServiceSetup};
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let mut server = Engine::new(&setup(1024), now0);
+    let sink = Arc::new(RrSink::default());
+    let mut cs = setup(1024);
+    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
+    cs.local_mac = EthernetAddress(PEER_MAC);
+    cs.rr = Some((RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true }, vec![sink.clone()]));
+    let mut client = Engine::new(&cs, now0);
+    client.services = ServiceTable::default();
+    client.services.set_mac(EthernetAddress(PEER_MAC));
+    // One entry for every port of the client's address.
+    client.services.add(Proto::Tcp, PEER_IP.into(), 0, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+    let base = sluice_tcp::Tuple { local_addr: PEER_IP, local_port: 0, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
+    client.tcp.set_reopen(Reopen {
+        tuple: base,
+        remote_mac: ENGINE_MAC,
+        service: 0,
+        first: 41_000,
+        last: u16::MAX,
+        stride: 2,
+        offset: 0,
+        next: 0,
+    });
+    for i in 0..4 {
+        client.tcp.queue_connect(sluice_tcp::Tuple { local_port: 40_000 + i, ..base }, ENGINE_MAC, 0);
+    }
+    let mut now = now0;
+    // A second: several laps of the port share (TIME-WAIT entries end
+    // early when the small table overflows, freeing their ports).
+    while now < now0 + S {
+        client.pass(now);
+        for f in client.kernel.take_sent(true) {
+            assert!(server.kernel.deliver(&f), "server rx full");
+        }
+        server.pass(now);
+        for f in server.kernel.take_sent(true) {
+            assert!(client.kernel.deliver(&f), "client rx full");
+        }
+        now += 50;
+    }
+    let ok = sink.ok.load(Ordering::Relaxed);
+    let opens = client.tcp.stats().counter(TcpCounter::ActiveOpens);
+    assert!(ok > 20, "echoes: {ok}");
+    assert!(opens >= ok && opens <= ok + 4, "a connection per echo: {opens} opens, {ok} echoes");
+    assert_eq!(sink.mismatched.load(Ordering::Relaxed), 0);
+    assert_eq!(sink.failed.load(Ordering::Relaxed), 0);
+    assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 0);
+    assert!(client.tcp.connections() <= 4, "never more than the 4 asked for");
+    assert_eq!(
+        server.tcp.stats().counter(TcpCounter::PassiveOpens),
+        opens.min(server.tcp.stats().counter(TcpCounter::PassiveOpens))
+    );
+    assert!(server.tcp.connections() <= 4, "the server keeps no closed connection");
 }
