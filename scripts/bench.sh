@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr tcp-crr-kernel http http-close)
+RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr tcp-crr-kernel http http-close conn-scale)
 OUT=bench/reports
 
 args_of() {
@@ -24,6 +24,7 @@ args_of() {
         tcp-crr-kernel) echo "run tcp-crr --generator kernel --conns 16 --rounds 3 --duration 5" ;;
         http) echo "run http --rounds 3 --duration 5" ;;
         http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
+        conn-scale) echo "run conn-scale --conns 1000,10000,25000" ;;
     esac
 }
 

@@ -186,6 +186,50 @@ pub enum Scenario {
     /// HTTP/1.1: sluice's HTTP service vs nginx, keep-alive (AF_XDP generator or wrk) or a
     /// connection per request (`--close`, wrk).
     Http(TcpEchoArgs),
+    /// Memory per idle connection: sluice and the kernel holding N connections.
+    ConnScale(ConnScaleArgs),
+}
+
+/// `run conn-scale`.
+#[derive(Args, Debug, Clone)]
+pub struct ConnScaleArgs {
+    /// rx/tx queues of the lab veth (= sluice cores and kernel server threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub queues: u32,
+    /// Connection counts, comma-separated (each 1..=25000).
+    #[arg(long, alias = "connections", value_delimiter = ',', default_value = "1000,10000,25000")]
+    pub conns: Vec<u16>,
+    /// Targets, comma-separated (sluice, sluice-interrupt, sluice-busy, kernel).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel")]
+    pub targets: Vec<TcpTarget>,
+    /// Seconds the server settles before each memory reading.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub settle: Duration,
+    /// The sluiced binary (default: the sluiced next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub sluiced: Option<PathBuf>,
+    /// Write the results (schema sluice-bench/results/v1) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write results.json, report.md and report.html (with plots) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// What reports call this run [default: conn-scale].
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+}
+
+impl ConnScaleArgs {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.conns.is_empty() || self.conns.iter().any(|&n| n == 0 || n > crate::tcp_xdp_gen::MAX_CONNS) {
+            return Err(format!("--conns: counts of 1..={}", crate::tcp_xdp_gen::MAX_CONNS));
+        }
+        if self.targets.is_empty() || self.targets.contains(&TcpTarget::Nginx) {
+            return Err("--targets: sluice, sluice-interrupt, sluice-busy or kernel".into());
+        }
+        Ok(())
+    }
 }
 
 /// Which request/response scenario a [`TcpEchoArgs`] runs.

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod conn_scale;
 pub mod cpu;
 pub mod frame;
 pub mod interrupt;

@@ -48,6 +48,16 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
         Cmd::Run(Scenario::TcpRr(a)) => run_tcp(a, TcpScenario::Rr, stop, command_line),
         Cmd::Run(Scenario::TcpCrr(a)) => run_tcp(a, TcpScenario::Crr, stop, command_line),
         Cmd::Run(Scenario::Http(a)) => run_tcp(a, TcpScenario::Http, stop, command_line),
+        Cmd::Run(Scenario::ConnScale(a)) => {
+            let r = sluice_bench::conn_scale::run(&a, stop, command_line)?;
+            print!("{}", sluice_bench::publish::markdown(&r));
+            publish(&r, a.json.as_deref(), a.report.as_deref())?;
+            let failed = r.measurements.iter().filter(|m| !m.ok).count();
+            if failed > 0 {
+                return Err(anyhow!("{failed} measurement(s) failed (see above)"));
+            }
+            Ok(())
+        }
         Cmd::Run(Scenario::UdpEcho(a)) => {
             let started = results::unix_now();
             let r = sluice_bench::udp_echo::run(&a, stop, command_line)?;

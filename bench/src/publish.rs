@@ -58,13 +58,14 @@ fn phase_title(r: &Results, phase: Phase, rate: Option<f64>) -> String {
             format!("Open loop at {} {}/s (latency from the intended send time)", opt(rate, thousands), plural(&r.unit))
         }
         Phase::Sweep => "Rate sweep".into(),
+        Phase::Scale => "Idle connections held".into(),
     }
 }
 
 /// The (phase, rate) groups of the summary, in order.
 fn groups(r: &Results) -> Vec<(Phase, Option<f64>)> {
     let mut g: Vec<(Phase, Option<f64>)> = Vec::new();
-    for s in r.summary.iter().filter(|s| s.phase != Phase::Sweep) {
+    for s in r.summary.iter().filter(|s| s.phase != Phase::Sweep && s.phase != Phase::Scale) {
         if !g.iter().any(|x| x.0 == s.phase && x.1 == s.rate) {
             g.push((s.phase, s.rate));
         }
@@ -154,6 +155,24 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(o);
         for k in &r.knees {
             let _ = writeln!(o, "- {}", knee_line(k, &r.unit));
+        }
+    }
+    if r.summary.iter().any(|s| s.phase == Phase::Scale) {
+        let _ = writeln!(o, "\n### Idle connections held\n");
+        let _ = writeln!(o, "| connections | target | held | memory per connection | server RSS MiB | how |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|");
+        for s in r.summary.iter().filter(|s| s.phase == Phase::Scale) {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {}/{} | {} | {} | {} |",
+                opt(s.connections, |n| thousands(n as f64)),
+                s.target,
+                s.rounds_ok,
+                s.rounds_ok + s.rounds_failed,
+                opt(s.memory_per_conn_b, |b| format!("{b:.0} B")),
+                opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0)),
+                cell(&s.limit)
+            );
         }
     }
     let failures: Vec<String> = r
@@ -457,6 +476,31 @@ pub fn plots(r: &Results) -> Result<Vec<(String, String)>, String> {
             ));
         }
     }
+    let mut scale_targets: Vec<&str> = Vec::new();
+    for s in r.summary.iter().filter(|s| s.phase == Phase::Scale) {
+        if !scale_targets.contains(&s.target.as_str()) {
+            scale_targets.push(&s.target);
+        }
+    }
+    if !scale_targets.is_empty() {
+        let lines: Vec<(String, Vec<(f64, f64)>)> = scale_targets
+            .iter()
+            .map(|t| {
+                let mut pts: Vec<(f64, f64)> = r
+                    .summary
+                    .iter()
+                    .filter(|s| s.phase == Phase::Scale && s.target == *t)
+                    .filter_map(|s| Some((s.connections? as f64, s.memory_per_conn_b?)))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (t.to_string(), pts)
+            })
+            .collect();
+        out.push((
+            "Memory per idle connection".into(),
+            line_plot("memory per idle connection", "connections", "bytes per connection", None, false, &lines)?,
+        ));
+    }
     let mut sweep_targets: Vec<&str> = Vec::new();
     for s in r.summary.iter().filter(|s| s.phase == Phase::Sweep) {
         if !sweep_targets.contains(&s.target.as_str()) {
@@ -586,6 +630,26 @@ pub fn html(r: &Results) -> Result<String, String> {
         }
         let _ = writeln!(o, "</ul>");
     }
+    if r.summary.iter().any(|s| s.phase == Phase::Scale) {
+        let _ = writeln!(
+            o,
+            "<h2>Idle connections held</h2>\n<table><tr><th>connections</th><th>target</th><th>held</th><th>memory per connection</th><th>server RSS MiB</th><th>how</th></tr>"
+        );
+        for s in r.summary.iter().filter(|s| s.phase == Phase::Scale) {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&opt(s.connections, |n| thousands(n as f64))),
+                esc(&s.target),
+                s.rounds_ok,
+                s.rounds_ok + s.rounds_failed,
+                esc(&opt(s.memory_per_conn_b, |b| format!("{b:.0} B"))),
+                esc(&opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0))),
+                esc(&s.limit)
+            );
+        }
+        let _ = writeln!(o, "</table>");
+    }
     let failures: Vec<String> = r
         .summary
         .iter()
@@ -691,6 +755,8 @@ pub(crate) mod tests {
                         lost: 0,
                         mismatched: 0,
                         limit: "all 2 cores busy".into(),
+                        connections: None,
+                        memory_per_conn_b: None,
                     });
                 }
             }

@@ -115,6 +115,8 @@ pub enum Phase {
     Open,
     /// One rate of a sweep.
     Sweep,
+    /// conn-scale: `connections` idle connections held.
+    Scale,
 }
 
 impl Phase {
@@ -124,6 +126,7 @@ impl Phase {
             Phase::Closed => "closed",
             Phase::Open => "open",
             Phase::Sweep => "sweep",
+            Phase::Scale => "scale",
         }
     }
 }
@@ -217,6 +220,11 @@ pub struct Measurement {
     pub mismatched: u64,
     /// What limited the figure.
     pub limit: String,
+    /// conn-scale: connections asked for.
+    pub connections: Option<u64>,
+    /// conn-scale: the server's memory per open connection, bytes (sluiced:
+    /// its RSS growth; the kernel: slab and socket-buffer growth).
+    pub memory_per_conn_b: Option<f64>,
 }
 
 /// Median and spread of one figure over rounds.
@@ -299,6 +307,10 @@ pub struct Summary {
     pub limit: String,
     /// Why rounds failed.
     pub failures: Vec<String>,
+    /// conn-scale: connections asked for.
+    pub connections: Option<u64>,
+    /// conn-scale: median memory per connection, bytes.
+    pub memory_per_conn_b: Option<f64>,
 }
 
 /// Where a target stopped keeping up in a rate sweep.
@@ -316,19 +328,24 @@ pub struct Knee {
 /// Summaries of every (phase, rate, target), in the order first measured,
 /// with ratios to each baseline of the same phase and rate.
 pub fn summarize(measurements: &[Measurement], baselines: &[String]) -> Vec<Summary> {
-    let mut keys: Vec<(Phase, Option<u64>, String)> = Vec::new();
+    let mut keys: Vec<(Phase, Option<u64>, String, Option<u64>)> = Vec::new();
     for m in measurements {
-        let k = (m.phase, m.rate.map(f64::to_bits), m.target.clone());
+        let k = (m.phase, m.rate.map(f64::to_bits), m.target.clone(), m.connections);
         if !keys.contains(&k) {
             keys.push(k);
         }
     }
     let mut out: Vec<Summary> = keys
         .iter()
-        .map(|(phase, rate, target)| {
+        .map(|(phase, rate, target, connections)| {
             let all: Vec<&Measurement> = measurements
                 .iter()
-                .filter(|m| m.phase == *phase && m.rate.map(f64::to_bits) == *rate && &m.target == target)
+                .filter(|m| {
+                    m.phase == *phase
+                        && m.rate.map(f64::to_bits) == *rate
+                        && &m.target == target
+                        && m.connections == *connections
+                })
                 .collect();
             let ok: Vec<&Measurement> = all.iter().copied().filter(|m| m.ok).collect();
             let v = |f: &dyn Fn(&Measurement) -> Option<f64>| ok.iter().filter_map(|m| f(m)).collect::<Vec<f64>>();
@@ -374,13 +391,18 @@ pub fn summarize(measurements: &[Measurement], baselines: &[String]) -> Vec<Summ
                     .filter(|m| !m.ok)
                     .map(|m| format!("round {}: {}", m.round, m.error.as_deref().unwrap_or("failed")))
                     .collect(),
+                connections: *connections,
+                memory_per_conn_b: med(&|m| m.memory_per_conn_b),
             }
         })
         .collect();
     let snapshot = out.clone();
     for s in &mut out {
         for b in baselines {
-            if let Some(base) = snapshot.iter().find(|x| x.phase == s.phase && x.rate == s.rate && &x.target == b) {
+            if let Some(base) = snapshot
+                .iter()
+                .find(|x| x.phase == s.phase && x.rate == s.rate && x.connections == s.connections && &x.target == b)
+            {
                 s.ratios.push(Ratio {
                     baseline: b.clone(),
                     per_s: crate::summary::ratio_of(s.per_s.map(|x| x.median), base.per_s.map(|x| x.median)),
@@ -592,6 +614,8 @@ mod tests {
             lost: 0,
             mismatched: 0,
             limit: "x".into(),
+            connections: None,
+            memory_per_conn_b: None,
         }
     }
 

@@ -499,6 +499,8 @@ pub fn to_results(r: &TcpEchoReport, args: &TcpEchoArgs, started_unix_s: u64) ->
         lost: x.errors,
         mismatched: x.mismatched,
         limit: x.limit.clone(),
+        connections: None,
+        memory_per_conn_b: None,
     };
     let mut measurements: Vec<Measurement> = r.closed.iter().map(|x| row(Phase::Closed, x)).collect();
     measurements.extend(r.open.iter().map(|x| row(Phase::Open, x)));

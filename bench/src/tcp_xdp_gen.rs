@@ -75,6 +75,10 @@ pub struct TcpXdpGenConfig {
     pub crr: bool,
 }
 
+/// The most connections the generator opens at once (its source ports
+/// run from `base_port` up to 65535).
+pub const MAX_CONNS: u16 = 25_000;
+
 impl TcpXdpGenConfig {
     /// Connection `i`'s tuple (from the client's side).
     pub fn tuple(&self, i: u16) -> Tuple {
@@ -88,11 +92,11 @@ impl TcpXdpGenConfig {
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
-        if !(1..=4000).contains(&self.conns) {
-            return Err(format!("{} connections: 1..=4000 (one XDP key each)", self.conns));
+        if !(1..=MAX_CONNS).contains(&self.conns) {
+            return Err(format!("{} connections: 1..={MAX_CONNS}", self.conns));
         }
-        if !(1..=MAX_WINDOW as u8).contains(&self.window) {
-            return Err(format!("window {}: 1..={MAX_WINDOW}", self.window));
+        if !(0..=MAX_WINDOW as u8).contains(&self.window) {
+            return Err(format!("window {}: 0 (idle connections)..={MAX_WINDOW}", self.window));
         }
         if !(1..=65536).contains(&self.size) {
             return Err(format!("size {}: 1..=65536", self.size));

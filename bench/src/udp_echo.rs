@@ -595,6 +595,8 @@ pub fn to_results(r: &EchoReport, args: &UdpEchoArgs, started_unix_s: u64) -> cr
         lost: x.lost,
         mismatched: x.mismatched,
         limit: x.limit.clone(),
+        connections: None,
+        memory_per_conn_b: None,
     };
     let mut measurements: Vec<Measurement> = r.rounds.iter().map(|x| row(Phase::Closed, x)).collect();
     if let Some(ol) = &r.open_loop {

@@ -211,8 +211,36 @@ fn every_scenario_reports() {
     assert_eq!(hc.scenario, "http-close");
     assert!(hc.generator.contains("Connection: close"), "{}", hc.generator);
 
-    // compare: the two tcp-rr runs share their closed-loop figures.
+    // conn-scale: a few hundred idle connections to each server.
+    let scale = scratch("scale");
+    let targets = with("kernel");
     let bench = env!("CARGO_BIN_EXE_sluice-bench");
+    let mut cmd = Command::new(bench);
+    cmd.args(["run", "conn-scale", "--conns", "300", "--settle", "0.3", "--targets", &targets]);
+    cmd.arg("--report").arg(&scale);
+    if let Some(p) = &sluiced {
+        cmd.arg("--sluiced").arg(p);
+    }
+    let out = cmd.output().expect("conn-scale");
+    assert!(
+        out.status.success(),
+        "conn-scale: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cs = Results::read(&scale.join("results.json")).expect("conn-scale results");
+    assert_eq!(cs.scenario, "conn-scale");
+    for m in &cs.measurements {
+        assert!(m.ok && m.transactions == 300, "every connection held: {m:?}");
+        assert!(m.memory_per_conn_b.is_some(), "{m:?}");
+    }
+    if let Some(c) = chromium() {
+        let html = std::fs::read_to_string(scale.join("report.html")).unwrap();
+        assert!(html.contains("Idle connections held"));
+        assert_eq!(rendered_plots(&c, &scale.join("report.html")), 1, "the memory plot rendered");
+    }
+
+    // compare: the two tcp-rr runs share their closed-loop figures.
     let changes = rr_kernel.join("changes.json");
     let out = Command::new(bench)
         .arg("compare")
@@ -257,7 +285,7 @@ fn every_scenario_reports() {
     assert!(all.contains("## tcp-crr"));
     assert!(pages.join("udp-echo.html").is_file() && pages.join("tcp-crr.html").is_file());
 
-    for d in [udp, rr_afxdp, rr_kernel, crr, http, http_close] {
+    for d in [udp, rr_afxdp, rr_kernel, crr, http, http_close, scale] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -1,0 +1,242 @@
+//! `run conn-scale`: how much memory a server spends per idle connection.
+//! For each count N and target, the generator on sluice's own TCP (so the
+//! client side holds no kernel sockets) opens N connections that send
+//! nothing, and the server's memory is read before and once all are open:
+//! sluiced's RSS growth, or the kernel's slab and TCP socket-buffer growth
+//! (/proc/meminfo `Slab`, /proc/net/sockstat `TCP mem`) for the kernel's
+//! epoll server, which holds every accepted socket. sluiced allocates its
+//! connection table for `max_connections` at start, so its RSS grows by
+//! what connections add beyond that (maps, timers, queues); the table's
+//! own cost per connection is stated beside it.
+use crate::cli::{ConnScaleArgs, TcpTarget};
+use crate::interrupt::{Interrupted, StopFlag};
+use crate::kernel_tcp_echo::KernelTcpEcho;
+use crate::results::{Measurement, Phase, Results};
+use crate::sluiced::{Sluiced, Tuning};
+use crate::tcp_xdp_gen::{TcpXdpGen, TcpXdpGenConfig};
+use anyhow::{anyhow, bail, Context};
+use sluice_lab::{Lab, LabConfig, Side};
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+/// The echo port the connections go to.
+const PORT: u16 = 7;
+
+/// Kernel memory that grows with sockets: slab plus TCP socket buffers, bytes.
+pub fn kernel_socket_bytes() -> anyhow::Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
+    let slab_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("/proc/meminfo has no Slab line"))?;
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    Ok(slab_kib * 1024 + tcp_mem_pages(&sockstat) * 4096)
+}
+
+/// The `mem` pages of the `TCP:` line of /proc/net/sockstat (0 if absent).
+pub fn tcp_mem_pages(sockstat: &str) -> u64 {
+    let Some(line) = sockstat.lines().find(|l| l.starts_with("TCP:")) else { return 0 };
+    let f: Vec<&str> = line.split_whitespace().collect();
+    f.iter().position(|w| *w == "mem").and_then(|i| f.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+enum Server {
+    Sluice(Sluiced),
+    Kernel(KernelTcpEcho),
+}
+
+impl Server {
+    /// The memory that grows with connections, bytes.
+    fn memory(&self) -> anyhow::Result<u64> {
+        match self {
+            Server::Sluice(d) => {
+                let pid = d.pid().ok_or_else(|| anyhow!("sluiced is not running"))?;
+                crate::results::rss_kib(pid).map(|k| k * 1024).ok_or_else(|| anyhow!("no RSS for sluiced"))
+            }
+            Server::Kernel(_) => kernel_socket_bytes(),
+        }
+    }
+
+    fn stop(self) -> Vec<String> {
+        match self {
+            Server::Sluice(d) => match d.stop() {
+                Ok(st) if st.success() => Vec::new(),
+                Ok(st) => vec![format!("sluiced exited with {st}")],
+                Err(e) => vec![format!("{e:#}")],
+            },
+            Server::Kernel(k) => k.stop(),
+        }
+    }
+}
+
+/// Runs the scenario.
+pub fn run(args: &ConnScaleArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<Results> {
+    args.validate().map_err(|e| anyhow!(e))?;
+    let started = crate::results::unix_now();
+    let sluiced = match &args.sluiced {
+        Some(p) => p.clone(),
+        None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
+    };
+    if args.targets.iter().any(|t| t.poll().is_some()) && !sluiced.is_file() {
+        bail!("no sluiced at {}: build it (cargo build --release), or pass --sluiced PATH", sluiced.display());
+    }
+    sluice_lab::require_root()?;
+    let lab = Lab::up(LabConfig::unique("scalebench").with_queues(args.queues)).context("building the lab")?;
+    // The generator reads the kernel server's frames as they are on the wire.
+    let out = lab.command_in(Side::Server, "ethtool").args(["-K", lab.interface(Side::Server), "tx", "off"]).output();
+    if !out.is_ok_and(|o| o.status.success()) {
+        bail!("ethtool -K {} tx off failed", lab.interface(Side::Server));
+    }
+    let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
+    let mut measurements = Vec::new();
+    for (round, &n) in args.conns.iter().enumerate() {
+        for &t in &args.targets {
+            stop.check()?;
+            eprintln!("conn-scale: {n} connections to {} ...", t.as_str());
+            let m = match measure(args, &lab, &sluiced, t, service, n, stop) {
+                Ok(m) => m,
+                Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
+                Err(e) => Measurement {
+                    phase: Phase::Scale,
+                    round: round as u32 + 1,
+                    target: t.as_str().into(),
+                    error: Some(format!("{e:#}")),
+                    connections: Some(u64::from(n)),
+                    limit: "-".into(),
+                    ..Measurement::default()
+                },
+            };
+            match (&m.error, m.memory_per_conn_b) {
+                (Some(e), _) => eprintln!("  FAILED: {e}"),
+                (None, Some(b)) => eprintln!("  {b:.0} B per connection ({})", m.limit),
+                _ => {}
+            }
+            measurements.push(Measurement { round: round as u32 + 1, ..m });
+        }
+    }
+    lab.down().context("removing the lab")?;
+    let summary = crate::results::summarize(&measurements, &[]);
+    Ok(Results {
+        schema: crate::results::SCHEMA.into(),
+        scenario: "conn-scale".into(),
+        label: args.label.clone().unwrap_or_else(|| "conn-scale".into()),
+        unit: "connection".into(),
+        generator: format!("sluice's own TCP over AF_XDP on the client veth, {} cores, idle connections", args.queues),
+        started_unix_s: started,
+        machine: crate::results::MachineInfo::here(None),
+        commit: crate::results::commit(),
+        command_line,
+        options: serde_json::json!({
+            "queues": args.queues,
+            "connections": args.conns,
+            "targets": args.targets,
+            "settle_s": args.settle.as_secs_f64(),
+            "sluiced": args.sluiced.as_ref().map(|p| p.display().to_string()),
+        }),
+        baselines: Vec::new(),
+        summary,
+        measurements,
+        knees: Vec::new(),
+        detail: serde_json::Value::Null,
+    })
+}
+
+fn measure(
+    args: &ConnScaleArgs,
+    lab: &Lab,
+    sluiced: &std::path::Path,
+    t: TcpTarget,
+    service: SocketAddrV4,
+    n: u16,
+    stop: &StopFlag,
+) -> anyhow::Result<Measurement> {
+    let server = match t.poll() {
+        Some(poll) => {
+            let tuning = Tuning { poll: Some(poll), tcp: true, ..Tuning::default() };
+            Server::Sluice(Sluiced::start(lab, sluiced, service, tuning, stop)?)
+        }
+        None => Server::Kernel(
+            Lab::run_in(&lab.server_ns, || KernelTcpEcho::start(service, args.queues as usize))?
+                .context("starting the kernel TCP echo server")?,
+        ),
+    };
+    let rss_pid = match &server {
+        Server::Sluice(d) => d.pid(),
+        Server::Kernel(_) => None,
+    };
+    stop.sleep(args.settle)?;
+    let before = server.memory()?;
+    let t0 = Instant::now();
+    let gcfg = TcpXdpGenConfig {
+        interface: lab.interface(Side::Client).to_string(),
+        queues: args.queues,
+        client_ip: lab.addr(Side::Client),
+        server: service,
+        server_mac: crate::netinfo::interface_mac(&lab.server_ns, lab.interface(Side::Server))?,
+        client_mac: crate::netinfo::interface_mac(&lab.client_ns, lab.interface(Side::Client))?,
+        conns: n,
+        base_port: 40000,
+        size: 64,
+        window: 0,
+        poll: sluice_engine::config::PollMode::Adaptive,
+        rate: None,
+        http: false,
+        crr: false,
+    };
+    let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
+    let deadline = Instant::now() + Duration::from_secs(10 + u64::from(n) / 1000);
+    while gen.connections() < u64::from(n) && Instant::now() < deadline {
+        stop.sleep(Duration::from_millis(100))?;
+    }
+    let open = gen.connections();
+    stop.sleep(args.settle)?;
+    let after = server.memory()?;
+    let rss_kib = rss_pid.and_then(crate::results::rss_kib);
+    let failed = gen.connect_failures() + gen.totals().failed;
+    gen.stop();
+    let problems = server.stop();
+    let per_conn = (open > 0).then(|| after.saturating_sub(before) as f64 / open as f64);
+    let error = if !problems.is_empty() {
+        Some(problems.join("; "))
+    } else if open < u64::from(n) {
+        Some(format!("{open} of {n} connections open ({failed} refused or failed)"))
+    } else {
+        None
+    };
+    let how = match t.poll() {
+        Some(_) => format!(
+            "sluiced's RSS growth; its connection table ({} B a connection) is allocated at start",
+            sluice_engine::tcp::TcpCore::BYTES_PER_CONNECTION
+        ),
+        None => "kernel slab + TCP buffer growth".to_string(),
+    };
+    Ok(Measurement {
+        phase: Phase::Scale,
+        target: t.as_str().into(),
+        ok: error.is_none(),
+        error,
+        transactions: open,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        server_rss_kib: rss_kib,
+        connections: Some(u64::from(n)),
+        memory_per_conn_b: per_conn,
+        limit: format!("{how}, {open} open"),
+        ..Measurement::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockstat_tcp_mem_is_read() {
+        let s = "sockets: used 300\nTCP: inuse 5 orphan 0 tw 2 alloc 9 mem 17\nUDP: inuse 1 mem 2\n";
+        assert_eq!(tcp_mem_pages(s), 17);
+        assert_eq!(tcp_mem_pages("TCP: inuse 5\n"), 0);
+        assert_eq!(tcp_mem_pages(""), 0);
+        assert!(kernel_socket_bytes().unwrap() > 0);
+    }
+}
