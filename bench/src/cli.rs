@@ -197,7 +197,7 @@ pub struct ConnScaleArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub queues: u32,
     /// Connection counts, comma-separated (each 1..=25000).
-    #[arg(long, alias = "connections", value_delimiter = ',', default_value = "1000,10000,25000")]
+    #[arg(long, alias = "connections", value_delimiter = ',', default_value = "1000,5000,10000")]
     pub conns: Vec<u16>,
     /// Targets, comma-separated (sluice, sluice-interrupt, sluice-busy, kernel).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel")]

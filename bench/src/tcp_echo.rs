@@ -355,6 +355,7 @@ fn measure(
                 rate: cfg.rate,
                 http: args.http,
                 crr: args.mode == crate::cli::TcpModeArg::Crr,
+                once: false,
             };
             let conns = u64::from(gcfg.conns);
             let crr = gcfg.crr;

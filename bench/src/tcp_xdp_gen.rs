@@ -73,6 +73,8 @@ pub struct TcpXdpGenConfig {
     /// A connection per request (connect, request, echo, close; closed
     /// loop): `conns` connections at a time, each replaced when it ends.
     pub crr: bool,
+    /// One request per connection, then idle.
+    pub once: bool,
 }
 
 /// The most connections the generator opens at once (its source ports
@@ -246,6 +248,7 @@ impl TcpXdpGen {
                     rate_per_conn: cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)),
                     http: cfg.http,
                     crr: cfg.crr,
+                    once: cfg.once,
                 },
                 sinks.clone(),
             )),

@@ -33,6 +33,10 @@ pub struct RrSettings {
     /// A connection per request: connect, one request, its echo, close
     /// (the core then opens the next; latency counts from the connect).
     pub crr: bool,
+    /// One request per connection, then idle (conn-scale: the echo proves
+    /// the server holds the connection; a lost handshake ACK is recovered
+    /// by the request).
+    pub once: bool,
 }
 
 /// The request of HTTP mode.
@@ -361,7 +365,10 @@ impl RrClient {
             conn.close(cx.arena, cx.release);
             return;
         }
-        while !self.closed && (self.sent - self.done) < u32::from(set.window) && !(set.crr && self.sent >= 1) {
+        while !self.closed
+            && (self.sent - self.done) < u32::from(set.window)
+            && !((set.crr || set.once) && self.sent >= 1)
+        {
             let Some(origin) = due(self.sent) else { break };
             let room = (conn.send_mss() as usize).min(cx.chunk_room).max(1) as u32;
             let n = (set.request_len() - self.out_off).min(room);

@@ -1241,8 +1241,10 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr =
-        Some((RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false }, vec![sink.clone()]));
+    cs.rr = Some((
+        RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false, once: false },
+        vec![sink.clone()],
+    ));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1293,7 +1295,10 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false, crr: false }, vec![sink.clone()]));
+    cs.rr = Some((
+        RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false, crr: false, once: false },
+        vec![sink.clone()],
+    ));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1349,7 +1354,10 @@ fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false }, vec![sink.clone()]));
+    cs.rr = Some((
+        RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false, once: false },
+        vec![sink.clone()],
+    ));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
@@ -1401,7 +1409,10 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true }, vec![sink.clone()]));
+    cs.rr = Some((
+        RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true, once: false },
+        vec![sink.clone()],
+    ));
     let mut client = Engine::new(&cs, now0);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
