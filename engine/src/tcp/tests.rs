@@ -1227,37 +1227,45 @@ fn a_request_that_does_not_arrive_whole_in_time_gets_408() {
     assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n") && got.contains("Connection: close"), "{got}");
 }
 
-#[test]
-fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
+/// A client engine running sluice-bench's rr-client with `set` (one core,
+/// the peer's MAC and address), and its core's tallies. Its service table
+/// has no entries yet: the test adds the client's ports.
+fn generator(
+    set: crate::services::rr_client::RrSettings,
+    now: u64,
+) -> (Engine, Arc<crate::services::rr_client::RrSink>) {
     use crate::config::ServiceKind;
-    use crate::datapath::ServiceEntry;
-    use crate::services::rr_client::{RrSettings, RrSink};
     use crate::tcp::ServiceSetup;
-    let _g = crate::afxdp::frames::leak_check();
-    let leaked = frames_leaked();
-    let now0 = 1_000_000;
-    let mut server = Engine::new(&setup(1024), now0);
-    let sink = Arc::new(RrSink::default());
+    let sink = Arc::new(crate::services::rr_client::RrSink::default());
     let mut cs = setup(1024);
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((
-        RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false, once: false },
-        vec![sink.clone()],
-    ));
-    let mut client = Engine::new(&cs, now0);
+    cs.rr = Some((set, vec![sink.clone()]));
+    let mut client = Engine::new(&cs, now);
     client.services = ServiceTable::default();
     client.services.set_mac(EthernetAddress(PEER_MAC));
-    const CONNS: u16 = 4;
-    for i in 0..CONNS {
-        let port = FIRST_PEER_PORT + i;
-        client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
-        let t =
-            sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
-        client.tcp.queue_connect(t, ENGINE_MAC, 0);
-    }
-    let mut now = now0;
-    while now < now0 + S / 2 {
+    (client, sink)
+}
+
+/// The generator's client tuple from `port` to the engine's echo port.
+fn client_tuple(port: u16) -> sluice_tcp::Tuple {
+    sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT }
+}
+
+/// The client's port `port` (0: every port) is the rr-client service's.
+fn serve_port(client: &mut Engine, port: u16) {
+    use crate::config::ServiceKind;
+    use crate::datapath::ServiceEntry;
+    client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+}
+
+/// Client and server passes 50 µs apart from `from` until `until`, every
+/// frame each sends delivered to the other; `before` runs ahead of each
+/// step (it may replace the server).
+fn run_pair(client: &mut Engine, server: &mut Engine, from: u64, until: u64, mut before: impl FnMut(u64, &mut Engine)) {
+    let mut now = from;
+    while now < until {
+        before(now, server);
         client.pass(now);
         for f in client.kernel.take_sent(true) {
             assert!(server.kernel.deliver(&f), "server rx full");
@@ -1268,6 +1276,23 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
         }
         now += 50;
     }
+}
+
+#[test]
+fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
+    use crate::services::rr_client::RrSettings;
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let now0 = 1_000_000;
+    let mut server = Engine::new(&setup(1024), now0);
+    let set = RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false, once: false };
+    let (mut client, sink) = generator(set, now0);
+    const CONNS: u16 = 4;
+    for i in 0..CONNS {
+        serve_port(&mut client, FIRST_PEER_PORT + i);
+        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
+    }
+    run_pair(&mut client, &mut server, now0, now0 + S / 2, |_, _| {});
     use std::sync::atomic::Ordering;
     let ok = sink.ok.load(Ordering::Relaxed);
     assert!(ok > 200, "echoes: {ok}; client {}", client.tcp.connections());
@@ -1284,48 +1309,25 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
 
 #[test]
 fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
-    use crate::config::ServiceKind;
-    use crate::datapath::ServiceEntry;
-    use crate::services::rr_client::{RrSettings, RrSink};
-    use crate::tcp::ServiceSetup;
+    use crate::services::rr_client::RrSettings;
     use std::sync::atomic::Ordering;
     let now0 = 1_000_000;
     let mut server = Engine::new(&setup(1024), now0);
-    let sink = Arc::new(RrSink::default());
-    let mut cs = setup(1024);
-    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
-    cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((
-        RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false, crr: false, once: false },
-        vec![sink.clone()],
-    ));
-    let mut client = Engine::new(&cs, now0);
-    client.services = ServiceTable::default();
-    client.services.set_mac(EthernetAddress(PEER_MAC));
-    let port = FIRST_PEER_PORT;
-    client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
-    let t = sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
+    let set = RrSettings { size: 64, window: 1, rate_per_conn: 0.0, http: false, crr: false, once: false };
+    let (mut client, sink) = generator(set, now0);
+    serve_port(&mut client, FIRST_PEER_PORT);
+    let t = client_tuple(FIRST_PEER_PORT);
     client.tcp.queue_connect(t, ENGINE_MAC, 0);
     // The same tuple twice: the second open is refused.
     client.tcp.queue_connect(t, ENGINE_MAC, 0);
-    let mut now = now0;
-    while now < now0 + S / 10 {
+    run_pair(&mut client, &mut server, now0, now0 + S / 10, |now, server| {
         if now == now0 + S / 20 {
             // The server restarts: the client's next request finds no
             // connection and gets a reset.
             assert!(sink.ok.load(Ordering::Relaxed) > 0, "echoes before the restart");
-            server = Engine::new(&setup(1024), now);
+            *server = Engine::new(&setup(1024), now);
         }
-        client.pass(now);
-        for f in client.kernel.take_sent(true) {
-            assert!(server.kernel.deliver(&f), "server rx full");
-        }
-        server.pass(now);
-        for f in server.kernel.take_sent(true) {
-            assert!(client.kernel.deliver(&f), "client rx full");
-        }
-        now += 50;
-    }
+    });
     assert_eq!(client.tcp.stats().counter(TcpCounter::ActiveOpens), 1);
     assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 1, "the duplicate open");
     assert_eq!(sink.failed.load(Ordering::Relaxed), 1, "the reset connection");
@@ -1335,10 +1337,7 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
 
 #[test]
 fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
-    use crate::config::ServiceKind;
-    use crate::datapath::ServiceEntry;
-    use crate::services::rr_client::{RrSettings, RrSink};
-    use crate::tcp::ServiceSetup;
+    use crate::services::rr_client::RrSettings;
     use std::sync::atomic::Ordering;
     let now0 = 1_000_000;
     let server_setup = setup_with(
@@ -1350,36 +1349,13 @@ fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
         1024,
     );
     let mut server = Engine::new(&server_setup, now0);
-    let sink = Arc::new(RrSink::default());
-    let mut cs = setup(1024);
-    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
-    cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((
-        RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false, once: false },
-        vec![sink.clone()],
-    ));
-    let mut client = Engine::new(&cs, now0);
-    client.services = ServiceTable::default();
-    client.services.set_mac(EthernetAddress(PEER_MAC));
+    let set = RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false, once: false };
+    let (mut client, sink) = generator(set, now0);
     for i in 0..3u16 {
-        let port = FIRST_PEER_PORT + i;
-        client.services.add(Proto::Tcp, PEER_IP.into(), port, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
-        let t =
-            sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
-        client.tcp.queue_connect(t, ENGINE_MAC, 0);
+        serve_port(&mut client, FIRST_PEER_PORT + i);
+        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
     }
-    let mut now = now0;
-    while now < now0 + S / 4 {
-        client.pass(now);
-        for f in client.kernel.take_sent(true) {
-            assert!(server.kernel.deliver(&f), "server rx full");
-        }
-        server.pass(now);
-        for f in server.kernel.take_sent(true) {
-            assert!(client.kernel.deliver(&f), "client rx full");
-        }
-        now += 50;
-    }
+    run_pair(&mut client, &mut server, now0, now0 + S / 4, |_, _| {});
     let ok = sink.ok.load(Ordering::Relaxed);
     assert!(ok > 100, "answers: {ok}");
     assert_eq!(sink.mismatched.load(Ordering::Relaxed), 0);
@@ -1398,27 +1374,16 @@ fn memory_per_connection_does_not_grow_unnoticed() {
 
 #[test]
 fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_whole() {
-    use crate::config::ServiceKind;
-    use crate::datapath::ServiceEntry;
-    use crate::services::rr_client::{RrSettings, RrSink};
-    use crate::tcp::{Reopen, ServiceSetup};
+    use crate::services::rr_client::RrSettings;
+    use crate::tcp::Reopen;
     use std::sync::atomic::Ordering;
     let now0 = 1_000_000;
     let mut server = Engine::new(&setup(1024), now0);
-    let sink = Arc::new(RrSink::default());
-    let mut cs = setup(1024);
-    cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
-    cs.local_mac = EthernetAddress(PEER_MAC);
-    cs.rr = Some((
-        RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true, once: false },
-        vec![sink.clone()],
-    ));
-    let mut client = Engine::new(&cs, now0);
-    client.services = ServiceTable::default();
-    client.services.set_mac(EthernetAddress(PEER_MAC));
+    let set = RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true, once: false };
+    let (mut client, sink) = generator(set, now0);
     // One entry for every port of the client's address.
-    client.services.add(Proto::Tcp, PEER_IP.into(), 0, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
-    let base = sluice_tcp::Tuple { local_addr: PEER_IP, local_port: 0, remote_addr: ENGINE_IP, remote_port: ECHO_PORT };
+    serve_port(&mut client, 0);
+    let base = client_tuple(0);
     client.tcp.set_reopen(Reopen {
         tuple: base,
         remote_mac: ENGINE_MAC,
@@ -1430,22 +1395,11 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
         next: 0,
     });
     for i in 0..4 {
-        client.tcp.queue_connect(sluice_tcp::Tuple { local_port: 40_000 + i, ..base }, ENGINE_MAC, 0);
+        client.tcp.queue_connect(client_tuple(40_000 + i), ENGINE_MAC, 0);
     }
-    let mut now = now0;
     // A second: several laps of the port share (TIME-WAIT entries end
     // early when the small table overflows, freeing their ports).
-    while now < now0 + S {
-        client.pass(now);
-        for f in client.kernel.take_sent(true) {
-            assert!(server.kernel.deliver(&f), "server rx full");
-        }
-        server.pass(now);
-        for f in server.kernel.take_sent(true) {
-            assert!(client.kernel.deliver(&f), "client rx full");
-        }
-        now += 50;
-    }
+    run_pair(&mut client, &mut server, now0, now0 + S, |_, _| {});
     let ok = sink.ok.load(Ordering::Relaxed);
     let opens = client.tcp.stats().counter(TcpCounter::ActiveOpens);
     assert!(ok > 20, "echoes: {ok}");
@@ -1454,9 +1408,6 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
     assert_eq!(sink.failed.load(Ordering::Relaxed), 0);
     assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 0);
     assert!(client.tcp.connections() <= 4, "never more than the 4 asked for");
-    assert_eq!(
-        server.tcp.stats().counter(TcpCounter::PassiveOpens),
-        opens.min(server.tcp.stats().counter(TcpCounter::PassiveOpens))
-    );
+    assert!(server.tcp.stats().counter(TcpCounter::PassiveOpens) <= opens);
     assert!(server.tcp.connections() <= 4, "the server keeps no closed connection");
 }
