@@ -97,13 +97,7 @@ impl Server {
 pub fn run(args: &ConnScaleArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<Results> {
     args.validate().map_err(|e| anyhow!(e))?;
     let started = crate::results::unix_now();
-    let sluiced = match &args.sluiced {
-        Some(p) => p.clone(),
-        None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
-    };
-    if args.targets.iter().any(|t| t.poll().is_some()) && !sluiced.is_file() {
-        bail!("no sluiced at {}: build it (cargo build --release), or pass --sluiced PATH", sluiced.display());
-    }
+    let sluiced = crate::sluiced::locate(args.sluiced.as_deref(), args.targets.iter().any(|t| t.poll().is_some()))?;
     sluice_lab::require_root()?;
     // The kernel's epoll server runs in this process and holds a descriptor
     // per connection.

@@ -161,25 +161,11 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(o, "\n### Idle connections held\n");
         let _ = writeln!(o, "| connections | target | held | memory per connection | server RSS MiB | how |");
         let _ = writeln!(o, "|---|---|---|---|---|---|");
-        for s in r.summary.iter().filter(|s| s.phase == Phase::Scale) {
-            let _ = writeln!(
-                o,
-                "| {} | `{}` | {}/{} | {} | {} | {} |",
-                opt(s.connections, |n| thousands(n as f64)),
-                s.target,
-                s.rounds_ok,
-                s.rounds_ok + s.rounds_failed,
-                opt(s.memory_per_conn_b, |b| format!("{b:.0} B")),
-                opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0)),
-                cell(&s.limit)
-            );
+        for [n, target, held, mem, rss, how] in scale_rows(r) {
+            let _ = writeln!(o, "| {n} | `{target}` | {held} | {mem} | {rss} | {} |", cell(&how));
         }
     }
-    let failures: Vec<String> = r
-        .summary
-        .iter()
-        .flat_map(|s| s.failures.iter().map(move |f| format!("{} {}: {f}", s.target, s.phase.as_str())))
-        .collect();
+    let failures = failure_lines(r);
     if !failures.is_empty() {
         let _ = writeln!(o, "\nFailed measurements:\n");
         for f in failures {
@@ -201,6 +187,33 @@ pub fn title(r: &Results) -> String {
 /// A Markdown table cell: one line, no column breaks.
 fn cell(s: &str) -> String {
     s.replace(['\n', '\r'], " ").replace('|', "\\|")
+}
+
+/// Every failed measurement, a line each ("target phase: round N: why").
+fn failure_lines(r: &Results) -> Vec<String> {
+    r.summary
+        .iter()
+        .flat_map(|s| s.failures.iter().map(move |f| format!("{} {}: {f}", s.target, s.phase.as_str())))
+        .collect()
+}
+
+/// The conn-scale table's rows: connections, target, held, memory per
+/// connection, RSS MiB, how it was measured.
+fn scale_rows(r: &Results) -> Vec<[String; 6]> {
+    r.summary
+        .iter()
+        .filter(|s| s.phase == Phase::Scale)
+        .map(|s| {
+            [
+                opt(s.connections, |n| thousands(n as f64)),
+                s.target.clone(),
+                format!("{}/{}", s.rounds_ok, s.rounds_ok + s.rounds_failed),
+                opt(s.memory_per_conn_b, |b| format!("{b:.0} B")),
+                opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0)),
+                s.limit.clone(),
+            ]
+        })
+        .collect()
 }
 
 fn knee_line(k: &Knee, unit: &str) -> String {
@@ -235,6 +248,17 @@ fn color(i: usize) -> RGBColor {
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The label of an x key point on a category axis (categories at 0, 1, …):
+/// the category's name at a whole number, nothing between.
+fn category_label(x: f64, names: &[impl AsRef<str>]) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+        names[i as usize].as_ref().to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Bars of one figure per target (median), with each round as a dot.
 fn bar_plot(title: &str, y_desc: &str, bars: &[(String, f64, Vec<f64>)]) -> Result<String, String> {
     let mut svg = String::new();
@@ -255,14 +279,7 @@ fn bar_plot(title: &str, y_desc: &str, bars: &[(String, f64, Vec<f64>)]) -> Resu
             .max_light_lines(1)
             .disable_x_mesh()
             .x_labels(2 * n + 2)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                    names[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, &names))
             .y_desc(y_desc)
             .y_label_formatter(&|y: &f64| thousands(*y))
             .draw()?;
@@ -301,14 +318,7 @@ fn stacked_cpu_plot(title: &str, unit: &str, bars: &[(String, [f64; 3])]) -> Res
             .max_light_lines(1)
             .disable_x_mesh()
             .x_labels(2 * n + 2)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                    names[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, &names))
             .y_desc(format!("CPU µs per {unit}"))
             .y_label_formatter(&|y: &f64| format!("{y:.1}"))
             .draw()?;
@@ -394,13 +404,9 @@ where
     let mut mesh = chart.configure_mesh();
     mesh.max_light_lines(1);
     mesh.x_desc(x_desc).y_desc(y_desc).y_label_formatter(&|y: &f64| thousands(*y));
-    let fmt_names = |x: &f64| {
-        let i = x.round();
-        match x_names {
-            Some(n) if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n.len() => n[i as usize].to_string(),
-            Some(_) => String::new(),
-            None => thousands(*x),
-        }
+    let fmt_names = |x: &f64| match x_names {
+        Some(n) => category_label(*x, n),
+        None => thousands(*x),
     };
     if let Some(n) = x_names {
         mesh.x_labels(2 * n.len() + 2);
@@ -635,26 +641,13 @@ pub fn html(r: &Results) -> Result<String, String> {
             o,
             "<h2>Idle connections held</h2>\n<table><tr><th>connections</th><th>target</th><th>held</th><th>memory per connection</th><th>server RSS MiB</th><th>how</th></tr>"
         );
-        for s in r.summary.iter().filter(|s| s.phase == Phase::Scale) {
-            let _ = writeln!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&opt(s.connections, |n| thousands(n as f64))),
-                esc(&s.target),
-                s.rounds_ok,
-                s.rounds_ok + s.rounds_failed,
-                esc(&opt(s.memory_per_conn_b, |b| format!("{b:.0} B"))),
-                esc(&opt(s.server_rss_kib, |k| format!("{:.1}", k as f64 / 1024.0))),
-                esc(&s.limit)
-            );
+        for row in scale_rows(r) {
+            let cells: Vec<String> = row.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+            let _ = writeln!(o, "<tr>{}</tr>", cells.concat());
         }
         let _ = writeln!(o, "</table>");
     }
-    let failures: Vec<String> = r
-        .summary
-        .iter()
-        .flat_map(|s| s.failures.iter().map(move |f| format!("{} {}: {f}", s.target, s.phase.as_str())))
-        .collect();
+    let failures = failure_lines(r);
     if !failures.is_empty() {
         let _ = writeln!(o, "<h2>Failed measurements</h2><ul>");
         for f in failures {

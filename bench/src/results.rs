@@ -490,6 +490,31 @@ pub fn sweep_rates(peak: f64) -> Vec<f64> {
         .collect()
 }
 
+/// Runs a rate sweep: `step(rate)` measures every target once at each of
+/// [`sweep_rates`]`(fastest)`, rising until a step where no target kept up
+/// (`per_s` of each measurement); returns every measurement.
+pub fn sweep<R>(
+    fastest: f64,
+    unit: &str,
+    mut step: impl FnMut(f64) -> anyhow::Result<Vec<R>>,
+    per_s: impl Fn(&R) -> Option<f64>,
+) -> anyhow::Result<Vec<R>> {
+    if fastest <= 0.0 {
+        anyhow::bail!("the rate sweep needs a closed-loop rate, and no target produced one");
+    }
+    let mut out = Vec::new();
+    for rate in sweep_rates(fastest) {
+        eprintln!("sweep: {} {unit}/s offered", crate::summary::thousands(rate));
+        let got = step(rate)?;
+        let any = got.iter().any(|r| kept_up(rate, per_s(r)));
+        out.extend(got);
+        if !any {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a sweep step was served: at least 97 % of the rate.
 pub fn kept_up(rate: f64, per_s: Option<f64>) -> bool {
     per_s.is_some_and(|p| p >= 0.97 * rate)
@@ -776,6 +801,15 @@ mod tests {
         assert!(r.windows(2).all(|w| w[0] < w[1]));
         assert!(sweep_rates(3.0).iter().all(|&x| x >= 1.0));
         assert!(kept_up(100.0, Some(97.0)) && !kept_up(100.0, Some(96.0)) && !kept_up(1.0, None));
+    }
+
+    #[test]
+    fn a_sweep_rises_until_no_target_keeps_up() {
+        // Targets serve at most 50: the steps at 10 and 25 are served, 50
+        // is served by one (97 % rule), 70 by none, and nothing after.
+        let got = sweep(100.0, "x", |rate| Ok(vec![rate.min(50.0), rate.min(40.0)]), |&p| Some(p)).unwrap();
+        assert_eq!(got, vec![10.0, 10.0, 25.0, 25.0, 50.0, 40.0, 50.0, 40.0]);
+        assert!(sweep(0.0, "x", |_| Ok(vec![1.0]), |&p| Some(p)).is_err(), "no closed-loop rate");
     }
 
     #[test]

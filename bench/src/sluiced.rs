@@ -92,6 +92,24 @@ pub fn default_path() -> Option<PathBuf> {
     Some(exe.parent()?.join("sluiced"))
 }
 
+/// The sluiced a scenario runs: `given` (`--sluiced`), else the one next
+/// to this executable; when `needed` (a sluice target is listed) it must
+/// be there.
+pub fn locate(given: Option<&Path>, needed: bool) -> anyhow::Result<PathBuf> {
+    let p = match given {
+        Some(p) => p.to_path_buf(),
+        None => default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
+    };
+    if needed && !p.is_file() {
+        bail!(
+            "no sluiced at {}: build it (cargo build --release -p sluice-engine), pass --sluiced PATH, \
+             or leave sluice out of --targets",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 /// A running sluiced. Dropping it stops it (SIGTERM, then SIGKILL) and
 /// removes its temporary directory.
 pub struct Sluiced {

@@ -126,13 +126,7 @@ enum Server {
 /// Runs the scenario.
 pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<TcpEchoReport> {
     args.validate().map_err(|e| anyhow!(e))?;
-    let sluiced = match &args.sluiced {
-        Some(p) => p.clone(),
-        None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
-    };
-    if args.targets.iter().any(|t| t.poll().is_some()) && !sluiced.is_file() {
-        bail!("no sluiced at {}: build it (cargo build --release), or pass --sluiced PATH", sluiced.display());
-    }
+    let sluiced = crate::sluiced::locate(args.sluiced.as_deref(), args.targets.iter().any(|t| t.poll().is_some()))?;
     sluice_lab::require_root()?;
     let lab = Lab::up(LabConfig::unique("tcpbench").with_queues(args.queues)).context("building the lab")?;
     eprintln!("lab {} ({} / {}), {} queues", lab.name(), lab.server_ns, lab.client_ns, args.queues);
@@ -222,22 +216,13 @@ pub fn run(args: &TcpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     };
     let closed = if args.open_loop_only { Vec::new() } else { rounds(None, args.rounds)? };
     let closed_summary = summarize(&args.targets, &closed);
-    let mut sweep = Vec::new();
-    if args.rate == OpenLoopRate::Sweep {
+    let sweep = if args.rate == OpenLoopRate::Sweep {
         let fastest = closed_summary.iter().filter_map(|s| s.per_s).fold(0.0, f64::max);
-        if fastest <= 0.0 {
-            bail!("the rate sweep needs a closed-loop rate, and no target produced one");
-        }
-        for rate in crate::results::sweep_rates(fastest) {
-            eprintln!("sweep: {} echoes/s offered", thousands(rate));
-            let step = rounds(Some(rate), 1)?;
-            let any = step.iter().any(|r| crate::results::kept_up(rate, r.per_s));
-            sweep.extend(step);
-            if !any {
-                break;
-            }
-        }
-    }
+        let unit = if args.http { "requests" } else { "echoes" };
+        crate::results::sweep(fastest, unit, |rate| rounds(Some(rate), 1), |r| r.per_s)?
+    } else {
+        Vec::new()
+    };
     let open_rate = match args.rate {
         OpenLoopRate::Skip | OpenLoopRate::Sweep => None,
         OpenLoopRate::Fixed(r) => Some((r, "--rate".to_string())),

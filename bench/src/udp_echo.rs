@@ -51,18 +51,7 @@ impl Ctx<'_> {
 pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<EchoReport> {
     args.validate().map_err(|e| anyhow!(e))?;
     let sluiced = if args.targets.iter().any(|t| t.sluice_poll().is_some()) {
-        let p = match &args.sluiced {
-            Some(p) => p.clone(),
-            None => crate::sluiced::default_path().ok_or_else(|| anyhow!("cannot locate this executable"))?,
-        };
-        if !p.is_file() {
-            bail!(
-                "no sluiced at {}: build it (cargo build --release -p sluice-engine), pass --sluiced PATH, \
-                 or leave sluice out of --targets",
-                p.display()
-            );
-        }
-        Some(p)
+        Some(crate::sluiced::locate(args.sluiced.as_deref(), true)?)
     } else {
         None
     };
@@ -88,22 +77,12 @@ pub fn run(args: &UdpEchoArgs, stop: &StopFlag, command_line: Vec<String>) -> an
     let ctx = Ctx { args, lab: &lab, stop, hz, addrs, sluiced: sluiced.clone() };
     let rounds = if args.open_loop_only { Vec::new() } else { run_rounds(&ctx, None, args.rounds)? };
     let summary = summarize(&args.targets, &rounds);
-    let mut sweep = Vec::new();
-    if args.rate == OpenLoopRate::Sweep {
+    let sweep = if args.rate == OpenLoopRate::Sweep {
         let fastest = summary.iter().filter_map(|t| t.replies_per_s).fold(0.0, f64::max);
-        if fastest <= 0.0 {
-            bail!("the rate sweep needs a closed-loop rate, and no target produced one");
-        }
-        for rate in crate::results::sweep_rates(fastest) {
-            eprintln!("sweep: {} requests/s offered", thousands(rate));
-            let step = run_rounds(&ctx, Some(rate), 1)?;
-            let any = step.iter().any(|r| crate::results::kept_up(rate, r.replies_per_s));
-            sweep.extend(step);
-            if !any {
-                break;
-            }
-        }
-    }
+        crate::results::sweep(fastest, "requests", |rate| run_rounds(&ctx, Some(rate), 1), |r| r.replies_per_s)?
+    } else {
+        Vec::new()
+    };
     let open_loop = match (args.rate, args.generator) {
         (OpenLoopRate::Skip | OpenLoopRate::Sweep, _) => None,
         (OpenLoopRate::Fixed(_), Generator::Kernel) => bail!("--rate N needs the afxdp generator (--rate none)"),
