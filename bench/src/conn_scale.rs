@@ -231,6 +231,15 @@ fn measure(
         held = server.held(&lab.server_ns)?.saturating_sub(held_before);
     }
     let after = server.memory()?;
+    // For a row that fails: where the handshakes went, from both stacks'
+    // own counters.
+    let mut clues = gen.clues().into_iter().map(|(k, v)| format!("client {k}={v}")).collect::<Vec<_>>();
+    if let Server::Sluice(d) = &server {
+        if let Ok(s) = d.stats() {
+            let all = s.total.drops.iter().chain(&s.total.counters).chain(&s.total.gauges);
+            clues.extend(all.filter(|(k, v)| **v > 0 && is_clue(k)).map(|(k, v)| format!("server {k}={v}")));
+        }
+    }
     let rss_kib = rss_pid.and_then(crate::results::rss_kib);
     let failed = gen.connect_failures() + gen.totals().failed;
     gen.stop();
@@ -243,9 +252,9 @@ fn measure(
     let error = if !problems.is_empty() {
         Some(problems.join("; "))
     } else if !enough(open) {
-        Some(format!("{open} of {n} connections open ({failed} refused or failed)"))
+        Some(format!("{open} of {n} connections open ({failed} refused or failed; {})", clues.join(", ")))
     } else if !enough(held) {
-        Some(format!("the server holds {held} of the {n} connections the client opened"))
+        Some(format!("the server holds {held} of the {n} connections the client opened ({})", clues.join(", ")))
     } else {
         None
     };
@@ -269,6 +278,22 @@ fn measure(
         limit: format!("{how}; the server holds {held} of {n}, the client {open} ({failed} refused or failed)"),
         ..Measurement::default()
     })
+}
+
+/// Whether a counter says something about lost handshakes.
+pub fn is_clue(name: &str) -> bool {
+    const CLUES: [&str; 9] = [
+        "tcp_resets",
+        "tcp_syncookies_failed",
+        "tcp_listen_overflows",
+        "tcp_connect_failed",
+        "tcp_arena_full",
+        "tcp_retrans_syn",
+        "tcp_half_open",
+        "xsk_rx_dropped",
+        "tcp_syn_in_sync",
+    ];
+    CLUES.iter().any(|c| name.starts_with(c))
 }
 
 #[cfg(test)]

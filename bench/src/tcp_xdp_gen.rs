@@ -333,6 +333,34 @@ impl TcpXdpGen {
             .sum()
     }
 
+    /// The generator's nonzero counters, drops and gauges that say where
+    /// handshakes went (summed over cores; see [`crate::conn_scale::is_clue`]).
+    pub fn clues(&self) -> Vec<(String, u64)> {
+        use sluice_engine::stats::{Counter, DropReason, Gauge};
+        use sluice_tcp::{TcpCounter, TcpDrop};
+        let st = &self.shared.stats;
+        let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+        for i in 0..st.len() {
+            let c = st.core(i);
+            for k in Counter::ALL {
+                *out.entry(k.name().into()).or_default() += c.counter(*k);
+            }
+            for k in DropReason::ALL {
+                *out.entry(k.name().into()).or_default() += c.drops(*k);
+            }
+            for k in Gauge::ALL {
+                *out.entry(k.name().into()).or_default() += c.gauge(*k);
+            }
+            for k in TcpCounter::ALL {
+                *out.entry(k.name().into()).or_default() += c.tcp_counter(*k);
+            }
+            for k in TcpDrop::ALL {
+                *out.entry(k.name().into()).or_default() += c.tcp_drops(*k);
+            }
+        }
+        out.into_iter().filter(|(k, v)| *v > 0 && crate::conn_scale::is_clue(k)).collect()
+    }
+
     /// Connections open now (in the generator's own table).
     pub fn connections(&self) -> u64 {
         (0..self.shared.stats.len())

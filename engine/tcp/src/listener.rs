@@ -265,12 +265,17 @@ impl Listener {
     }
 
     /// The SYN-ACK of `h`, at `now`.
+    /// The window a SYN-ACK offers (never scaled, RFC 7323 2.2).
+    fn syn_ack_window(&self) -> u32 {
+        self.cfg.rcv_buf.min(u32::from(u16::MAX))
+    }
+
     fn syn_ack(&self, h: &HalfOpen, now: u64, tsval: Option<u32>) -> OutSegment {
         let mut seg = OutSegment {
             seq: h.iss,
             ack: h.irs + 1,
             flags: Flags::SYN | Flags::ACK,
-            wnd: self.cfg.rcv_buf.min(u16::MAX as u32) as u16,
+            wnd: self.syn_ack_window() as u16,
             ..OutSegment::default()
         };
         seg.opts.mss = Some(self.cfg.mss);
@@ -319,28 +324,55 @@ impl Listener {
         // An ACK: the end of a handshake?
         if let Some(i) = self.find(t) {
             let e = self.table[i];
-            if seg.ack == e.half.iss + 1 && seg.seq == e.half.irs + 1 {
+            // RFC 9293 3.10.7.4: acceptable if it acknowledges our SYN and
+            // starts in the window the SYN-ACK offered. Its sequence number
+            // is past irs + 1 when the handshake's ACK (with data) was lost
+            // and this is the peer's next segment (say, its challenge ACK
+            // to our retransmitted SYN-ACK); the connection then waits
+            // for the missing bytes.
+            let rcv_nxt = e.half.irs + 1;
+            if seg.ack == e.half.iss + 1 && seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window().max(1)) {
                 self.remove(i);
                 stats.add(TcpCounter::PassiveOpens, 1);
                 let mut half = e.half;
                 half.synack_at = if e.xmits == 1 { e.sent_at } else { 0 };
                 return Listen::Accept(half);
             }
+            // The peer may be answering a cookie SYN-ACK sent to an earlier
+            // copy of its SYN while the queue was full (this entry came
+            // from a retransmission after room was made): the cookie's
+            // handshake stands, and the entry goes.
+            if let Some(h) = self.cookie_handshake(t, seg, now, stats) {
+                self.remove(i);
+                return Listen::Accept(h);
+            }
             // RFC 9293 3.10.7.4 SYN-RECEIVED, step 5: an unacceptable ACK
             // gets a RST and the entry stays.
             return crate::conn::reset_for(seg).map_or(Listen::Drop, Listen::Reset);
         }
-        if self.cookies && now.saturating_sub(self.last_cookie) < 2 * COOKIE_TICK_US && self.last_cookie != 0 {
-            if let Some(h) = self.check_cookie(t, seg, now) {
-                stats.add(TcpCounter::SynCookiesValid, 1);
-                stats.add(TcpCounter::PassiveOpens, 1);
-                return Listen::Accept(h);
-            }
-            stats.add(TcpCounter::SynCookiesFailed, 1);
+        if let Some(h) = self.cookie_handshake(t, seg, now, stats) {
+            return Listen::Accept(h);
         }
         // No connection and no handshake: RST (RFC 9293 3.10.7.2, LISTEN:
         // "any acknowledgment is bad").
         crate::conn::reset_for(seg).map_or(Listen::Drop, Listen::Reset)
+    }
+
+    /// The handshake an ACK completes by its cookie, when cookies were sent
+    /// lately (counted valid or failed).
+    fn cookie_handshake(&self, t: &Tuple, seg: &Segment, now: u64, stats: &mut TcpStats) -> Option<HalfOpen> {
+        if !self.cookies || self.last_cookie == 0 || now.saturating_sub(self.last_cookie) >= 2 * COOKIE_TICK_US {
+            return None;
+        }
+        let h = self.check_cookie(t, seg, now);
+        match h {
+            Some(_) => {
+                stats.add(TcpCounter::SynCookiesValid, 1);
+                stats.add(TcpCounter::PassiveOpens, 1);
+            }
+            None => stats.add(TcpCounter::SynCookiesFailed, 1),
+        }
+        h
     }
 
     fn on_syn(&mut self, t: &Tuple, seg: &Segment, now: u64, stats: &mut TcpStats, ctx: u64) -> Listen {
@@ -593,6 +625,44 @@ mod tests {
             Listen::Reset(_)
         ));
         assert!(st.counter(TcpCounter::SynCookiesFailed) >= 2);
+    }
+
+    #[test]
+    fn a_cookie_handshake_stands_over_an_entry_from_a_retransmitted_syn() {
+        let mut l = listener(2); // one usable entry
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: first, kept: true } = l.on_segment(&tuple(1), &syn(1, true), 0, &mut st, 0) else {
+            panic!()
+        };
+        // The queue is full: tuple 9's first SYN gets a cookie.
+        let Listen::SynAck { seg: cookie, kept: false } = l.on_segment(&tuple(9), &syn(900, true), 0, &mut st, 0)
+        else {
+            panic!()
+        };
+        // Tuple 1 completes, making room; tuple 9's retransmitted SYN is
+        // queued (a SYN-ACK with another ISN).
+        assert!(matches!(l.on_segment(&tuple(1), &ack_of(&first, 1, true), 10, &mut st, 0), Listen::Accept(_)));
+        let Listen::SynAck { seg: queued, kept: true } =
+            l.on_segment(&tuple(9), &syn(900, true), 1_000_000, &mut st, 0)
+        else {
+            panic!()
+        };
+        assert_ne!(queued.seq, cookie.seq);
+        // The peer took the cookie SYN-ACK: its ACK (or its challenge ACK to
+        // the second SYN-ACK) completes the handshake the cookie encodes.
+        let Listen::Accept(h) = l.on_segment(&tuple(9), &ack_of(&cookie, 900, true), 1_000_100, &mut st, 0) else {
+            panic!("a valid cookie was reset")
+        };
+        assert_eq!((h.irs, h.iss), (Seq(900), cookie.seq));
+        assert_eq!(l.half_open(), 0, "the queued entry went");
+        // An ACK for neither is still reset, and a third party's entry stays.
+        let Listen::SynAck { seg: other, .. } = l.on_segment(&tuple(5), &syn(50, true), 2_000_000, &mut st, 0) else {
+            panic!()
+        };
+        let mut bad = ack_of(&other, 50, true);
+        bad.ack += 7;
+        assert!(matches!(l.on_segment(&tuple(5), &bad, 2_000_100, &mut st, 0), Listen::Reset(_)));
+        assert_eq!(l.half_open(), 1);
     }
 
     #[test]

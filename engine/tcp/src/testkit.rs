@@ -302,7 +302,7 @@ impl Link {
         }
     }
 
-    fn push(&mut self, now: u64, w: Wired, rng: &mut Rng) {
+    pub fn push(&mut self, now: u64, w: Wired, rng: &mut Rng) {
         if self.down || rng.chance(self.loss_pct) || self.drop_if.as_mut().is_some_and(|f| f(&w)) {
             self.dropped += 1;
             return;

@@ -93,6 +93,41 @@ mod handshake {
     }
 
     #[test]
+    fn a_handshake_whose_ack_and_data_were_lost_completes_on_the_next_ack() {
+        // The client is established and has sent data; its ACK and data are
+        // lost, and the listener's retransmitted SYN-ACK draws a challenge
+        // ACK whose sequence number is past irs + 1. That ACK completes
+        // the handshake (RFC 9293 3.10.7.4: in the window), not a RST.
+        let mut s = Sim::new(cfg(), cfg(), 500, 6);
+        let data = pattern(100, 7);
+        s.a.to_send.extend(&data);
+        let (mut syn_seq, mut blocking) = (None, true);
+        s.ab.drop_if = Some(Box::new(move |w: &Wired| {
+            if w.seg.flags.syn() {
+                syn_seq = Some(w.seg.seq);
+                return false;
+            }
+            let past = syn_seq.is_some_and(|q| w.seg.seq.diff(q + 1) > 0);
+            if w.payload.is_empty() && w.seg.flags == Flags::ACK && past {
+                blocking = false;
+            }
+            blocking
+        }));
+        s.connect();
+        assert!(s.run_until(100 * MS, |s| s.states().0 == Some(State::Established)));
+        assert_eq!(s.states().1, None, "the server has only its SYN queue entry");
+        let synack = s.b.stateless[0].clone();
+        assert_eq!(synack.seg.flags, Flags::SYN | Flags::ACK);
+        let now = s.now;
+        s.ba.push(now, synack, &mut s.rng);
+        assert!(s.run_until(5 * S, |s| s.b.received.len() >= data.len()));
+        same(&s.b.received, &data);
+        assert_eq!(s.states(), (Some(State::Established), Some(State::Established)));
+        assert!(s.b.stateless.iter().all(|w| !w.seg.flags.rst()), "no RST from the listener");
+        assert_eq!(s.b.stats.counter(TcpCounter::PassiveOpens), 1);
+    }
+
+    #[test]
     fn syn_to_a_closed_port_is_refused_with_a_reset() {
         let mut s = Sim::new(cfg(), cfg(), 500, 4);
         s.b.listener = None;
