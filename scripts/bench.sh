@@ -24,7 +24,7 @@ args_of() {
         tcp-crr-kernel) echo "run tcp-crr --generator kernel --conns 16 --rounds 3 --duration 5" ;;
         http) echo "run http --rounds 3 --duration 5" ;;
         http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
-        conn-scale) echo "run conn-scale --conns 1000,5000,10000" ;;
+        conn-scale) echo "run conn-scale --conns 1000,10000,100000" ;;
     esac
 }
 

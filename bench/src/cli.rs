@@ -196,9 +196,10 @@ pub struct ConnScaleArgs {
     /// rx/tx queues of the lab veth (= sluice cores and kernel server threads).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub queues: u32,
-    /// Connection counts, comma-separated (each 1..=25000).
-    #[arg(long, alias = "connections", value_delimiter = ',', default_value = "1000,5000,10000")]
-    pub conns: Vec<u16>,
+    /// Connection counts, comma-separated (each 1..=1048576; above 64,512
+    /// the client uses several addresses).
+    #[arg(long, alias = "connections", value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub conns: Vec<u32>,
     /// Targets, comma-separated (sluice, sluice-interrupt, sluice-busy, kernel).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sluice,kernel")]
     pub targets: Vec<TcpTarget>,

@@ -5,10 +5,14 @@
 //! read before and once all are held:
 //! sluiced's RSS growth, or the kernel's slab and TCP socket-buffer growth
 //! (/proc/meminfo `Slab`, /proc/net/sockstat `TCP mem`) for the kernel's
-//! epoll server, which holds every accepted socket. sluiced allocates its
-//! connection table for `max_connections` at start, so its RSS grows by
-//! what connections add beyond that (maps, timers, queues); the table's
-//! own cost per connection is stated beside it.
+//! epoll server, which holds every accepted socket. sluiced reserves its
+//! connection table for `max_connections` at start and touches it as
+//! connections come, so its RSS grows by what each connection costs; the
+//! table's own figure per connection is stated beside it.
+//!
+//! One client address has the source ports 1024..=65535: above 64,512
+//! connections the generator uses more addresses of the client subnet
+//! (198.18.0.10 and up), added to the client interface for the run.
 use crate::cli::{ConnScaleArgs, TcpTarget};
 use crate::interrupt::{Interrupted, StopFlag};
 use crate::kernel_tcp_echo::KernelTcpEcho;
@@ -22,6 +26,17 @@ use std::time::{Duration, Instant};
 
 /// The echo port the connections go to.
 const PORT: u16 = 7;
+/// Descriptors the bench needs besides the kernel server's connections.
+const FDS_BESIDES: u64 = 256;
+/// The generator's first source port (of each address).
+const BASE_PORT: u16 = 1024;
+
+/// The client's extra addresses for `n` connections: 198.18.0.10 and up,
+/// in the lab's /24.
+fn extra_addresses(n: u32) -> Vec<std::net::Ipv4Addr> {
+    let need = TcpXdpGenConfig::addresses_for(BASE_PORT, n).saturating_sub(1);
+    (0..need).map(|k| std::net::Ipv4Addr::new(198, 18, 0, 10 + k as u8)).collect()
+}
 
 /// Kernel memory that grows with sockets: slab plus TCP socket buffers, bytes.
 pub fn kernel_socket_bytes() -> anyhow::Result<u64> {
@@ -99,27 +114,47 @@ pub fn run(args: &ConnScaleArgs, stop: &StopFlag, command_line: Vec<String>) -> 
     let started = crate::results::unix_now();
     let sluiced = crate::sluiced::locate(args.sluiced.as_deref(), args.targets.iter().any(|t| t.poll().is_some()))?;
     sluice_lab::require_root()?;
+    let most = args.conns.iter().copied().max().unwrap_or(0);
     // The kernel's epoll server runs in this process and holds a descriptor
-    // per connection.
-    {
+    // per connection: raise the limit, the hard one too (root may, up to
+    // fs.nr_open).
+    let fd_limit = if args.targets.contains(&TcpTarget::Kernel) {
         use nix::sys::resource::{getrlimit, setrlimit, Resource};
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit")?;
-        let want = (u64::from(args.conns.iter().copied().max().unwrap_or(0)) + 1024).min(hard);
-        setrlimit(Resource::RLIMIT_NOFILE, want, hard).context("raising RLIMIT_NOFILE")?;
-    }
+        let want = u64::from(most) + FDS_BESIDES;
+        if want > hard && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+            want
+        } else {
+            // Without CAP_SYS_RESOURCE the hard limit stands; counts above
+            // it fail for the kernel with a row that says so.
+            setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).context("raising RLIMIT_NOFILE")?;
+            want.min(hard)
+        }
+    } else {
+        0
+    };
     let lab = Lab::up(LabConfig::unique("scalebench").with_queues(args.queues)).context("building the lab")?;
+    for a in extra_addresses(most) {
+        let out = lab
+            .command_in(Side::Client, "ip")
+            .args(["addr", "add", &format!("{a}/24"), "dev", lab.interface(Side::Client)])
+            .output()
+            .context("ip addr add")?;
+        if !out.status.success() {
+            bail!("adding {a} to the client interface: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
     // The generator reads the kernel server's frames as they are on the wire.
     let out = lab.command_in(Side::Server, "ethtool").args(["-K", lab.interface(Side::Server), "tx", "off"]).output();
     if !out.is_ok_and(|o| o.status.success()) {
         bail!("ethtool -K {} tx off failed", lab.interface(Side::Server));
     }
-    let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
     let mut measurements = Vec::new();
     for (round, &n) in args.conns.iter().enumerate() {
         for &t in &args.targets {
             stop.check()?;
             eprintln!("conn-scale: {n} connections to {} ...", t.as_str());
-            let m = match measure(args, &lab, &sluiced, t, service, n, stop) {
+            let m = match measure(args, &lab, &sluiced, t, n, fd_limit, stop) {
                 Ok(m) => m,
                 Err(e) if e.downcast_ref::<Interrupted>().is_some() => return Err(e),
                 Err(e) => Measurement {
@@ -172,13 +207,23 @@ fn measure(
     lab: &Lab,
     sluiced: &std::path::Path,
     t: TcpTarget,
-    service: SocketAddrV4,
-    n: u16,
+    n: u32,
+    fd_limit: u64,
     stop: &StopFlag,
 ) -> anyhow::Result<Measurement> {
+    let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
+    if t.poll().is_none() && u64::from(n) + FDS_BESIDES > fd_limit {
+        bail!(
+            "the kernel's epoll server needs {} descriptors; RLIMIT_NOFILE allows {fd_limit} here and raising \
+             the hard limit was refused (CAP_SYS_RESOURCE)",
+            u64::from(n) + FDS_BESIDES
+        );
+    }
     let server = match t.poll() {
         Some(poll) => {
-            let tuning = Tuning { poll: Some(poll), tcp: true, ..Tuning::default() };
+            // Room for every connection (and some), at most the config's limit.
+            let room = (n + n / 8 + 1024).clamp(65536, 1 << 24);
+            let tuning = Tuning { poll: Some(poll), tcp: true, max_connections: Some(room), ..Tuning::default() };
             Server::Sluice(Sluiced::start(lab, sluiced, service, tuning, stop)?)
         }
         None => Server::Kernel(
@@ -198,11 +243,12 @@ fn measure(
         interface: lab.interface(Side::Client).to_string(),
         queues: args.queues,
         client_ip: lab.addr(Side::Client),
+        more_ips: extra_addresses(n),
         server: service,
         server_mac: crate::netinfo::interface_mac(&lab.server_ns, lab.interface(Side::Server))?,
         client_mac: crate::netinfo::interface_mac(&lab.client_ns, lab.interface(Side::Client))?,
         conns: n,
-        base_port: 40000,
+        base_port: BASE_PORT,
         size: 64,
         // One echo per connection, then idle: the echo proves the server
         // holds it.
@@ -214,9 +260,27 @@ fn measure(
         once: true,
     };
     let gen = TcpXdpGen::start(&lab.client_ns, gcfg)?;
-    let deadline = Instant::now() + Duration::from_secs(10 + u64::from(n) / 1000);
+    let deadline = Instant::now() + Duration::from_secs(10 + u64::from(n) / 500);
+    let mut said = Instant::now();
+    // Until all are open and answered, or nothing moved for 30 s.
+    let (mut last, mut moved) = ((0, 0), Instant::now());
     while (gen.connections() < u64::from(n) || gen.totals().ok < u64::from(n)) && Instant::now() < deadline {
         stop.sleep(Duration::from_millis(100))?;
+        let now = (gen.connections(), gen.totals().ok);
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        } else if moved.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        if said.elapsed() >= Duration::from_secs(5) {
+            said = Instant::now();
+            eprintln!(
+                "  {} open, {} answered, {} refused or failed",
+                now.0,
+                now.1,
+                gen.connect_failures() + gen.totals().failed
+            );
+        }
     }
     // Open and answered once: the client's side of "held".
     let open = gen.connections().min(gen.totals().ok);

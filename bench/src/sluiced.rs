@@ -38,6 +38,8 @@ pub struct Tuning {
     pub tcp: bool,
     /// Serve HTTP (the default answer, keep-alive) instead of echo.
     pub http: bool,
+    /// `tcp.max_connections` (sluiced's default when `None`).
+    pub max_connections: Option<u32>,
 }
 
 impl Tuning {
@@ -72,7 +74,7 @@ interface = "{interface}"
 queues = {queues}
 control_socket = "{}"
 frames = 8192
-{extra}
+{extra}{tcp}
 [[service]]
 name = "{kind}"
 proto = "{proto}"
@@ -81,6 +83,7 @@ kind = "{kind}"
 "#,
         socket.display(),
         extra = tuning.engine_lines(),
+        tcp = tuning.max_connections.map(|n| format!("[tcp]\nmax_connections = {n}\n")).unwrap_or_default(),
         proto = if tuning.tcp || tuning.http { "tcp" } else { "udp" },
         kind = if tuning.http { "http" } else { "echo" },
     )
@@ -279,6 +282,7 @@ mod tests {
             hashed_owners: true,
             tcp: true,
             http: false,
+            max_connections: Some(1_100_000),
         };
         let http = config_text("sluice0", 2, Path::new("/tmp/x/ctl.sock"), listen, Tuning { http: true, ..tuning });
         let cfg = sluice_engine::config::Config::parse(&http, "bench").expect("valid config");
@@ -291,5 +295,6 @@ mod tests {
         assert_eq!(cfg.engine.poll, sluice_engine::config::PollMode::Interrupt);
         assert_eq!(cfg.services[0].proto, sluice_engine::config::Proto::Tcp);
         assert_eq!(cfg.engine.flow_owner, sluice_engine::config::FlowOwner::Hash);
+        assert_eq!(cfg.tcp.max_connections, 1_100_000);
     }
 }

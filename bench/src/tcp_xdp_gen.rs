@@ -39,6 +39,9 @@ use std::thread::JoinHandle;
 const FRAME_SIZE: u32 = 4096;
 /// Rings of each queue.
 const RING: u32 = 2048;
+/// UMEM frames per queue: a fill ring's worth for receiving, the rest for
+/// requests in flight (held until acknowledged).
+const FRAMES_PER_QUEUE: u32 = 4 * RING;
 
 /// What the generator runs on and sends.
 #[derive(Clone, Debug)]
@@ -49,14 +52,19 @@ pub struct TcpXdpGenConfig {
     pub queues: u32,
     /// Our address.
     pub client_ip: Ipv4Addr,
+    /// More addresses of ours (on the interface, so the kernel answers ARP
+    /// for them): connections past the source ports of one address use
+    /// the next. Not for crr.
+    pub more_ips: Vec<Ipv4Addr>,
     /// The echo server.
     pub server: SocketAddrV4,
     /// The next hop's MAC (the server's veth end).
     pub server_mac: [u8; 6],
     /// Our interface's MAC.
     pub client_mac: [u8; 6],
-    /// Connections (source ports `base_port..base_port + conns`).
-    pub conns: u16,
+    /// Connections (source ports `base_port..=65535` of each address in
+    /// turn).
+    pub conns: u32,
     /// First source port.
     pub base_port: u16,
     /// Bytes per request.
@@ -77,16 +85,31 @@ pub struct TcpXdpGenConfig {
     pub once: bool,
 }
 
-/// The most connections the generator opens at once (its source ports
-/// run from `base_port` up to 65535).
-pub const MAX_CONNS: u16 = 25_000;
+/// The most connections the generator opens at once (its addresses'
+/// source ports run from `base_port` up to 65535).
+pub const MAX_CONNS: u32 = 1 << 20;
 
 impl TcpXdpGenConfig {
+    /// Source ports of each address.
+    pub fn ports_per_address(&self) -> u32 {
+        65536 - u32::from(self.base_port.max(1))
+    }
+
+    /// Addresses `n` connections from `base_port` up need.
+    pub fn addresses_for(base_port: u16, n: u32) -> u32 {
+        n.div_ceil(65536 - u32::from(base_port.max(1)))
+    }
+
     /// Connection `i`'s tuple (from the client's side).
-    pub fn tuple(&self, i: u16) -> Tuple {
+    pub fn tuple(&self, i: u32) -> Tuple {
+        let per = self.ports_per_address();
+        let addr = match (i / per) as usize {
+            0 => self.client_ip,
+            k => self.more_ips[k - 1],
+        };
         Tuple {
-            local_addr: self.client_ip.octets(),
-            local_port: self.base_port + i,
+            local_addr: addr.octets(),
+            local_port: (u32::from(self.base_port) + i % per) as u16,
             remote_addr: self.server.ip().octets(),
             remote_port: self.server.port(),
         }
@@ -103,14 +126,19 @@ impl TcpXdpGenConfig {
         if !(1..=65536).contains(&self.size) {
             return Err(format!("size {}: 1..=65536", self.size));
         }
-        if self.crr && u32::from(self.base_port) + u32::from(self.conns) + 4096 > 65536 {
+        if self.crr && u32::from(self.base_port) + self.conns + 4096 > 65536 {
             return Err("crr needs at least 4096 source ports after the first connections'".into());
         }
-        if self.base_port == 0 || u32::from(self.base_port) + u32::from(self.conns) > 65536 {
+        if self.base_port == 0 {
+            return Err("source ports start at 1".into());
+        }
+        let need = Self::addresses_for(self.base_port, self.conns);
+        if need as usize > 1 + self.more_ips.len() {
             return Err(format!(
-                "source ports {}..{} must lie in 1..=65535",
+                "{} connections from port {} need {need} client addresses, not {}",
+                self.conns,
                 self.base_port,
-                u32::from(self.base_port) + u32::from(self.conns)
+                1 + self.more_ips.len()
             ));
         }
         Ok(())
@@ -195,10 +223,13 @@ impl TcpXdpGen {
         services.set_mac(EthernetAddress(cfg.client_mac));
         // Every TCP port of the client's address is the generator's (one
         // port-0 key): connections may come from any source port.
-        steering.add_service(ServiceKey::new(ip_proto::TCP, IpAddr::V4(cfg.client_ip), 0), 0)?;
-        services.add(Proto::Tcp, cfg.client_ip, 0, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+        for &ip in std::iter::once(&cfg.client_ip).chain(&cfg.more_ips) {
+            steering.add_service(ServiceKey::new(ip_proto::TCP, IpAddr::V4(ip), 0), 0)?;
+            services.add(Proto::Tcp, ip, 0, ServiceEntry { id: 0, kind: ServiceKind::RrClient });
+        }
         let n = cfg.queues as usize;
-        let table = FrameTable::create(2 * RING * cfg.queues.max(2), FRAME_SIZE).context("the generator's UMEM")?;
+        let table =
+            FrameTable::create(FRAMES_PER_QUEUE * cfg.queues.max(2), FRAME_SIZE).context("the generator's UMEM")?;
         let sockets = open_queues(&table, ifindex, cfg.queues, RING, BindMode::Auto)?;
         for (q, s) in sockets.iter().enumerate() {
             steering.set_socket(q as u32, s)?;
@@ -218,7 +249,16 @@ impl TcpXdpGen {
         });
         let sinks: Vec<Arc<RrSink>> = (0..n).map(|_| Arc::new(RrSink::default())).collect();
         // crr: room for a second's TIME-WAIT entries at any rate the ports allow.
-        let capacity = if cfg.crr { 32_768 } else { u32::from(cfg.conns) + 64 };
+        // Otherwise each core's share of the connections (by the owner
+        // directory's hash: binomial, a few per cent either way) and room
+        // for slack.
+        let capacity = if cfg.crr {
+            32_768
+        } else if n == 1 {
+            cfg.conns + 64
+        } else {
+            (cfg.conns / n as u32 + cfg.conns / 16 + 1024).min(cfg.conns + 64)
+        };
         let mut settings = TcpSettings {
             max_connections: capacity,
             syn_backlog: 16,
@@ -253,7 +293,7 @@ impl TcpXdpGen {
                 sinks.clone(),
             )),
             connections: capacity,
-            chunks: 2 * RING - RING / 2,
+            chunks: sluice_engine::tcp::chunk_budget(table.frame_count() / n as u32, RING),
         };
         let wcfg = WorkerConfig { batch: 64, poll: cfg.poll, spin: 200, spin_us: 3, max_tx_backlog: 2 * RING as usize };
         let pools = SharedFrames::new(table.clone()).split(n as u16);
@@ -261,7 +301,9 @@ impl TcpXdpGen {
         let mut threads = Vec::new();
         for (q, (xsk, mut pool)) in sockets.into_iter().zip(pools).enumerate() {
             let ring = RING as usize;
-            pool.set_marks(ring / 2, 2 * ring);
+            // As sluiced: a core lends what it holds for receiving beyond
+            // its share and half a ring.
+            pool.set_marks(ring / 2, table.frame_count() as usize / n + ring / 2);
             pool.set_reserve(ring / 8);
             let port = Port::new(xsk, pool, 64);
             let mut tcp = TcpCore::new(q as u16, &setup, port.table().clone(), shared.clock.now_us());
@@ -282,7 +324,7 @@ impl TcpXdpGen {
                     tuple: cfg.tuple(0),
                     remote_mac: cfg.server_mac,
                     service: 0,
-                    first: cfg.base_port + cfg.conns,
+                    first: cfg.base_port + cfg.conns as u16,
                     last: u16::MAX,
                     stride: n as u16,
                     offset: q as u16,
@@ -394,4 +436,54 @@ fn seed() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     u64::from_ne_bytes(b) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(conns: u32, more: usize) -> TcpXdpGenConfig {
+        TcpXdpGenConfig {
+            interface: "sluice1".into(),
+            queues: 2,
+            client_ip: Ipv4Addr::new(198, 18, 0, 1),
+            more_ips: (0..more).map(|k| Ipv4Addr::new(198, 18, 0, 10 + k as u8)).collect(),
+            server: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),
+            server_mac: [2; 6],
+            client_mac: [4; 6],
+            conns,
+            base_port: 1024,
+            size: 64,
+            window: 1,
+            poll: PollMode::Adaptive,
+            rate: None,
+            http: false,
+            crr: false,
+            once: true,
+        }
+    }
+
+    #[test]
+    fn connections_past_one_addresss_ports_use_the_next_address() {
+        let c = cfg(200_000, 3);
+        assert!(c.validate().is_ok());
+        assert_eq!(TcpXdpGenConfig::addresses_for(1024, 200_000), 4);
+        let first = c.tuple(0);
+        assert_eq!((first.local_addr, first.local_port), ([198, 18, 0, 1], 1024));
+        let last_of_first = c.tuple(64_511);
+        assert_eq!((last_of_first.local_addr, last_of_first.local_port), ([198, 18, 0, 1], 65535));
+        let next = c.tuple(64_512);
+        assert_eq!((next.local_addr, next.local_port), ([198, 18, 0, 10], 1024));
+        let last = c.tuple(199_999);
+        assert_eq!(last.local_addr, [198, 18, 0, 12]);
+        // Every tuple distinct.
+        let all: std::collections::HashSet<_> = (0..200_000).map(|i| c.tuple(i)).collect();
+        assert_eq!(all.len(), 200_000);
+        // Too few addresses, or too many connections: refused with the count.
+        let e = cfg(200_000, 2).validate().unwrap_err();
+        assert!(e.contains("need 4 client addresses, not 3"), "{e}");
+        assert!(cfg(MAX_CONNS + 1, 20).validate().is_err());
+        assert!(cfg(64_512, 0).validate().is_ok());
+        assert!(cfg(64_513, 0).validate().is_err());
+    }
 }

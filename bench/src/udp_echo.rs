@@ -232,6 +232,7 @@ impl Server {
                     hashed_owners: ctx.args.hashed_owners,
                     tcp: false,
                     http: false,
+                    max_connections: None,
                 };
                 Server::Sluice(Sluiced::start(ctx.lab, path, service, tuning, ctx.stop)?)
             }

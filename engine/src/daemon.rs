@@ -40,8 +40,19 @@ use std::time::{Duration, Instant};
 
 /// Frames each handoff queue between two cores holds.
 const HANDOFF_CAPACITY: usize = 1024;
-/// Slots of the flow owner directory.
+/// Slots of the flow owner directory, at least.
 const OWNER_SLOTS: usize = 1 << 16;
+
+/// Slots of the flow owner directory for `max_connections` (one per
+/// connection, a power of two). Flows sharing a slot share its owner, and a
+/// slot a connection pins stays with the core that claimed it first: with
+/// far more long-lived flows than slots, nearly every slot is pinned and
+/// new flows follow the early claims instead of their rx queue. That
+/// skewed 125,000 idle connections 9:1 onto one core, whose table (sized
+/// max_connections / cores) overflowed. 8 bytes a slot.
+pub fn owner_slots(max_connections: u32) -> usize {
+    (max_connections as usize).next_power_of_two().clamp(OWNER_SLOTS, 1 << 24)
+}
 /// How long a connection listing waits for the cores.
 const CONNS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -133,7 +144,11 @@ impl Engine {
         let shared = Arc::new(Shared {
             services,
             owners: match e.flow_owner {
-                FlowOwner::Learned => OwnerDirectory::new(OWNER_SLOTS, e.flow_idle_timeout_s, random_seed()),
+                FlowOwner::Learned => {
+                    let max =
+                        if cfg.services.iter().any(|s| s.proto == Proto::Tcp) { cfg.tcp.max_connections } else { 0 };
+                    OwnerDirectory::new(owner_slots(max), e.flow_idle_timeout_s, random_seed())
+                }
                 FlowOwner::Hash => OwnerDirectory::hashed(n as u16, random_seed()),
             },
             handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?.with_table(table.clone()),
@@ -211,7 +226,7 @@ impl Engine {
         let (connections, chunks) = if serves_tcp {
             // Connections may hold the core's share of frames but what
             // receiving needs (the fill ring, a batch in hand).
-            (cfg.tcp.max_connections.div_ceil(n.max(1) as u32), per_core.saturating_sub(ring + ring / 2).max(64) as u32)
+            (cfg.tcp.max_connections.div_ceil(n.max(1) as u32), crate::tcp::chunk_budget(per_core as u32, ring as u32))
         } else {
             (1, 16)
         };

@@ -127,6 +127,18 @@ impl Reopen {
     }
 }
 
+/// Arena chunks (frames connections may hold: received bytes not yet
+/// consumed, sent bytes not yet acknowledged) for a core with
+/// `frames_per_core` frames and rings of `ring`: all but what receiving
+/// needs (a full fill ring and half a ring in hand). Holding more could
+/// starve the fill ring, and then no ACK that would free a frame gets in.
+pub fn chunk_budget(frames_per_core: u32, ring: u32) -> u32 {
+    frames_per_core.saturating_sub(ring + ring / 2).max(64)
+}
+
+/// Active opens a core keeps in SYN-SENT at once (see `TcpCore::opening`).
+pub const MAX_OPENING: usize = 1024;
+
 /// Ports a reopen tries before it counts a refused open.
 const REOPEN_TRIES: usize = 64;
 
@@ -171,7 +183,13 @@ pub struct TcpCore {
     /// The load generator's settings and this core's tallies.
     rr: Option<(RrSettings, Arc<RrSink>)>,
     /// Active opens asked for before the loop ran (done on the next tick).
-    connect_queue: Vec<(Tuple, [u8; 6], u32)>,
+    connect_queue: std::collections::VecDeque<(Tuple, [u8; 6], u32)>,
+    /// Queued active opens not past SYN-SENT yet (id, tuple): more start
+    /// only while fewer than [`MAX_OPENING`] are, so a generator asked for
+    /// a million connections ramps up like a client with a bounded
+    /// connect pool instead of bursting every SYN at once (and
+    /// retransmitting them in lockstep).
+    opening: Vec<(u32, Tuple)>,
     /// The generator's connection-per-request mode: where the next
     /// connection comes from when one ends.
     reopen: Option<Reopen>,
@@ -255,7 +273,8 @@ impl TcpCore {
             kinds,
             secrets: setup.secrets,
             rr: setup.rr.as_ref().map(|(set, sinks)| (*set, sinks[core as usize % sinks.len().max(1)].clone())),
-            connect_queue: Vec::new(),
+            connect_queue: Default::default(),
+            opening: Vec::with_capacity(MAX_OPENING),
             reopen: None,
             reopen_owed: 0,
             next_pace: 0,
@@ -572,7 +591,7 @@ impl TcpCore {
         let mut opened = false;
         for _ in 0..REOPEN_TRIES {
             let t = Tuple { local_port: r.advance(), ..r.tuple };
-            if self.try_connect(io, t, r.remote_mac, r.service, now) {
+            if self.try_connect(io, t, r.remote_mac, r.service, now).is_some() {
                 opened = true;
                 break;
             }
@@ -594,29 +613,43 @@ impl TcpCore {
     /// Asks for an active open of `tuple` (to a peer at `remote_mac`) for
     /// service `service`, made on the next tick (when the loop runs).
     pub fn queue_connect(&mut self, tuple: Tuple, remote_mac: [u8; 6], service: u32) {
-        self.connect_queue.push((tuple, remote_mac, service));
+        self.connect_queue.push_back((tuple, remote_mac, service));
     }
 
     /// Opens a connection from `tuple`'s local end (an active open: our SYN
     /// goes with the next flush). Fails when the table is full, the tuple
     /// is in use, another core owns the flow, or the service is no TCP one.
-    pub fn connect(&mut self, io: &mut Io<'_>, tuple: Tuple, remote_mac: [u8; 6], service: u32, now: u64) -> bool {
-        let ok = self.try_connect(io, tuple, remote_mac, service, now);
-        if !ok {
+    pub fn connect(
+        &mut self,
+        io: &mut Io<'_>,
+        tuple: Tuple,
+        remote_mac: [u8; 6],
+        service: u32,
+        now: u64,
+    ) -> Option<u32> {
+        let id = self.try_connect(io, tuple, remote_mac, service, now);
+        if id.is_none() {
             self.stats.add(TcpCounter::ConnectFailed, 1);
         }
-        ok
+        id
     }
 
-    fn try_connect(&mut self, io: &mut Io<'_>, tuple: Tuple, remote_mac: [u8; 6], service: u32, now: u64) -> bool {
-        let Some(kind) = self.kinds.get(service as usize).copied().flatten() else { return false };
-        let Some(app) = App::new(kind) else { return false };
+    fn try_connect(
+        &mut self,
+        io: &mut Io<'_>,
+        tuple: Tuple,
+        remote_mac: [u8; 6],
+        service: u32,
+        now: u64,
+    ) -> Option<u32> {
+        let kind = self.kinds.get(service as usize).copied().flatten()?;
+        let app = App::new(kind)?;
         if !self.table.has_room() || self.table.find(&tuple).is_some() || self.tw.find(&tuple).is_some() {
-            return false;
+            return None;
         }
         let flow = crate::datapath::tcp::flow_of(&tuple);
         if io.owners.pin(&flow, self.core, now / 1_000_000).is_err() {
-            return false;
+            return None;
         }
         let iss = self.secrets.isn(&tuple, now);
         let conn = Conn::connect(self.cfg.clone(), iss, self.secrets.ts_offset(&tuple), now, &mut self.stats);
@@ -624,11 +657,11 @@ impl TcpCore {
         match self.table.insert(slot) {
             Some(id) => {
                 self.dirty.push(id);
-                true
+                Some(id)
             }
             None => {
                 io.owners.unpin(&flow, self.core, now / 1_000_000);
-                false
+                None
             }
         }
     }
@@ -639,8 +672,14 @@ impl TcpCore {
             self.reopen_owed -= 1;
         }
         if !self.connect_queue.is_empty() {
-            for (t, mac, service) in std::mem::take(&mut self.connect_queue) {
-                self.connect(io, t, mac, service, now);
+            let table = &self.table;
+            self.opening
+                .retain(|(id, t)| table.peek(*id).is_some_and(|s| s.tuple == *t && s.conn.state() == State::SynSent));
+            while self.opening.len() < MAX_OPENING {
+                let Some((t, mac, service)) = self.connect_queue.pop_front() else { break };
+                if let Some(id) = self.connect(io, t, mac, service, now) {
+                    self.opening.push((id, t));
+                }
             }
         }
         if self.paced() && now >= self.next_pace {
@@ -810,6 +849,7 @@ impl TcpCore {
             }
             let ev = slot.conn.take_events();
             closed = ev.has(Events::CLOSED) || slot.conn.state() == State::Closed;
+
             // TIME-WAIT once its last ACK is out: the block makes way for a
             // small entry (which keeps the flow's pin).
             entering_tw = if t.blocked {
