@@ -214,8 +214,8 @@ fn measure(
     let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
     if t.poll().is_none() && u64::from(n) + FDS_BESIDES > fd_limit {
         bail!(
-            "the kernel's epoll server needs {} descriptors; RLIMIT_NOFILE allows {fd_limit} here and raising \
-             the hard limit was refused (CAP_SYS_RESOURCE)",
+            "the kernel's epoll server needs {} descriptors; RLIMIT_NOFILE allows {fd_limit} here (raising \
+             the hard limit needs CAP_SYS_RESOURCE, and at most fs.nr_open)",
             u64::from(n) + FDS_BESIDES
         );
     }

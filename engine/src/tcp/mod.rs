@@ -672,9 +672,12 @@ impl TcpCore {
             self.reopen_owed -= 1;
         }
         if !self.connect_queue.is_empty() {
-            let table = &self.table;
-            self.opening
-                .retain(|(id, t)| table.peek(*id).is_some_and(|s| s.tuple == *t && s.conn.state() == State::SynSent));
+            if self.opening.len() >= MAX_OPENING {
+                let table = &self.table;
+                self.opening.retain(|(id, t)| {
+                    table.peek(*id).is_some_and(|s| s.tuple == *t && s.conn.state() == State::SynSent)
+                });
+            }
             while self.opening.len() < MAX_OPENING {
                 let Some((t, mac, service)) = self.connect_queue.pop_front() else { break };
                 if let Some(id) = self.connect(io, t, mac, service, now) {

@@ -1234,10 +1234,20 @@ fn generator(
     set: crate::services::rr_client::RrSettings,
     now: u64,
 ) -> (Engine, Arc<crate::services::rr_client::RrSink>) {
+    generator_sized(set, now, setup(1024).connections)
+}
+
+/// [`generator`] with room for `conns` connections.
+fn generator_sized(
+    set: crate::services::rr_client::RrSettings,
+    now: u64,
+    conns: u32,
+) -> (Engine, Arc<crate::services::rr_client::RrSink>) {
     use crate::config::ServiceKind;
     use crate::tcp::ServiceSetup;
     let sink = Arc::new(crate::services::rr_client::RrSink::default());
     let mut cs = setup(1024);
+    cs.connections = conns;
     cs.services = vec![ServiceSetup { id: 0, kind: ServiceKind::RrClient, tcp: true, http: None }];
     cs.local_mac = EthernetAddress(PEER_MAC);
     cs.rr = Some((set, vec![sink.clone()]));
@@ -1410,4 +1420,46 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
     assert!(client.tcp.connections() <= 4, "never more than the 4 asked for");
     assert!(server.tcp.stats().counter(TcpCounter::PassiveOpens) <= opens);
     assert!(server.tcp.connections() <= 4, "the server keeps no closed connection");
+}
+
+#[test]
+fn queued_opens_start_while_fewer_than_max_opening_are_in_syn_sent() {
+    use crate::services::rr_client::RrSettings;
+    use crate::tcp::MAX_OPENING;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    const CONNS: usize = MAX_OPENING + 76;
+    let set = RrSettings { size: 8, window: 1, rate_per_conn: 0.0, http: false, crr: false, once: true };
+    let (mut client, sink) = generator_sized(set, now0, 2 * CONNS as u32);
+    let mut cs = setup(1024);
+    cs.connections = 2 * CONNS as u32;
+    serve_port(&mut client, 0);
+    for i in 0..CONNS as u16 {
+        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
+    }
+    // Nobody answers yet: the first MAX_OPENING open, the rest wait.
+    for k in 0..3 {
+        client.pass(now0 + k * 50);
+        let _ = client.kernel.take_sent(true);
+    }
+    assert_eq!(client.tcp.connections(), MAX_OPENING);
+    // A server that answers (frames beyond its rx ring are lost, as a
+    // kernel's would be): as handshakes finish the rest open, and all end
+    // answered.
+    let mut server = Engine::new(&cs, now0);
+    let mut now = now0 + 200;
+    while now < now0 + 10 * S && (sink.ok.load(Ordering::Relaxed) as usize) < CONNS {
+        client.pass(now);
+        for f in client.kernel.take_sent(true) {
+            server.kernel.deliver(&f);
+        }
+        server.pass(now);
+        for f in server.kernel.take_sent(true) {
+            client.kernel.deliver(&f);
+        }
+        now += 50;
+    }
+    assert_eq!(sink.ok.load(Ordering::Relaxed) as usize, CONNS, "client {}", client.tcp.connections());
+    assert_eq!((client.tcp.connections(), server.tcp.connections()), (CONNS, CONNS));
+    assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 0);
 }

@@ -14,7 +14,7 @@ use crate::conn::{HalfOpen, Negotiated};
 use crate::segment::{Flags, OutSegment, Segment, Timestamp};
 use crate::seq::Seq;
 use crate::siphash::{siphash, SipKey};
-use crate::stats::{TcpCounter, TcpStats};
+use crate::stats::{TcpCounter, TcpDrop, TcpStats};
 
 /// The four-tuple of a connection, as seen from sluice (IPv4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -325,13 +325,23 @@ impl Listener {
         if let Some(i) = self.find(t) {
             let e = self.table[i];
             // RFC 9293 3.10.7.4: acceptable if it acknowledges our SYN and
-            // starts in the window the SYN-ACK offered. Its sequence number
-            // is past irs + 1 when the handshake's ACK (with data) was lost
-            // and this is the peer's next segment (say, its challenge ACK
-            // to our retransmitted SYN-ACK); the connection then waits
-            // for the missing bytes.
+            // lies in the window the SYN-ACK offered (Linux's tcp_in_window:
+            // a segment with no payload may sit on the right edge). Its
+            // sequence number is past irs + 1 when the handshake's ACK
+            // (with data) was lost and this is the peer's next segment
+            // (say, its challenge ACK to our retransmitted SYN-ACK); the
+            // connection then waits for the missing bytes.
             let rcv_nxt = e.half.irs + 1;
-            if seg.ack == e.half.iss + 1 && seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window().max(1)) {
+            let right = rcv_nxt + self.syn_ack_window();
+            let in_window = seg.seq.in_range(rcv_nxt, right) || (seg.seq == right && seg.len == 0);
+            if seg.ack == e.half.iss + 1 {
+                if !in_window {
+                    // "first" check: not acceptable, dropped (the peer
+                    // retransmits; our SYN-ACK timer runs). Not a RST: with
+                    // SEG.ACK right it would abort an established peer.
+                    stats.drop(TcpDrop::OutOfWindow);
+                    return Listen::Drop;
+                }
                 self.remove(i);
                 stats.add(TcpCounter::PassiveOpens, 1);
                 let mut half = e.half;
@@ -339,12 +349,16 @@ impl Listener {
                 return Listen::Accept(half);
             }
             // The peer may be answering a cookie SYN-ACK sent to an earlier
-            // copy of its SYN while the queue was full (this entry came
-            // from a retransmission after room was made): the cookie's
-            // handshake stands, and the entry goes.
-            if let Some(h) = self.cookie_handshake(t, seg, now, stats) {
-                self.remove(i);
-                return Listen::Accept(h);
+            // copy of this entry's SYN while the queue was full (the entry
+            // came from a retransmission after room was made): the cookie's
+            // handshake stands, and the entry goes. Only for the same SYN
+            // (the ACK's IRS is the entry's), so a stale ACK of an older
+            // connection cannot displace a live handshake.
+            if seg.seq == rcv_nxt {
+                if let Some(h) = self.cookie_handshake(t, seg, now, stats) {
+                    self.remove(i);
+                    return Listen::Accept(h);
+                }
             }
             // RFC 9293 3.10.7.4 SYN-RECEIVED, step 5: an unacceptable ACK
             // gets a RST and the entry stays.
@@ -662,6 +676,58 @@ mod tests {
         let mut bad = ack_of(&other, 50, true);
         bad.ack += 7;
         assert!(matches!(l.on_segment(&tuple(5), &bad, 2_000_100, &mut st, 0), Listen::Reset(_)));
+        assert_eq!(l.half_open(), 1);
+    }
+
+    #[test]
+    fn the_final_ack_is_checked_against_the_window_the_syn_ack_offered() {
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: sa, .. } = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0) else { panic!() };
+        let w = u32::from(sa.wnd);
+        // Past the right edge with the right ACK: dropped, no RST (its
+        // SEQ = SEG.ACK would abort an established peer), the entry stays.
+        let mut far = ack_of(&sa, 100, false);
+        far.seq = Seq(101) + w + 1;
+        assert!(matches!(l.on_segment(&tuple(1), &far, 10, &mut st, 0), Listen::Drop));
+        assert_eq!((l.half_open(), st.drops(TcpDrop::OutOfWindow)), (1, 1));
+        // Data that would end past the edge but starts inside: taken.
+        // A pure ACK exactly on the right edge: taken too (tcp_in_window).
+        let mut edge = ack_of(&sa, 100, false);
+        edge.seq = Seq(101) + w;
+        let Listen::Accept(h) = l.on_segment(&tuple(1), &edge, 20, &mut st, 0) else { panic!("edge refused") };
+        assert_eq!(h.irs, Seq(100));
+        // ... but not with payload there.
+        let Listen::SynAck { seg: sa2, .. } = l.on_segment(&tuple(2), &syn(200, false), 30, &mut st, 0) else {
+            panic!()
+        };
+        let mut edge_data = ack_of(&sa2, 200, false);
+        edge_data.seq = Seq(201) + u32::from(sa2.wnd);
+        edge_data.len = 10;
+        assert!(matches!(l.on_segment(&tuple(2), &edge_data, 40, &mut st, 0), Listen::Drop));
+        // A wrong ACK still gets its RST (step 5), the entry staying.
+        let mut wrong = ack_of(&sa2, 200, false);
+        wrong.ack += 5;
+        assert!(matches!(l.on_segment(&tuple(2), &wrong, 50, &mut st, 0), Listen::Reset(_)));
+        assert_eq!(l.half_open(), 1);
+    }
+
+    #[test]
+    fn a_stale_cookie_ack_of_another_syn_does_not_displace_an_entry() {
+        let mut l = listener(2); // one usable entry
+        let mut st = TcpStats::default();
+        assert!(matches!(l.on_segment(&tuple(1), &syn(1, true), 0, &mut st, 0), Listen::SynAck { kept: true, .. }));
+        // A cookie for tuple 9's SYN with ISN 900 ...
+        let Listen::SynAck { seg: cookie, kept: false } = l.on_segment(&tuple(9), &syn(900, true), 0, &mut st, 0)
+        else {
+            panic!()
+        };
+        let Listen::SynAck { seg: first, .. } = l.on_segment(&tuple(1), &syn(1, true), 1, &mut st, 0) else { panic!() };
+        assert!(matches!(l.on_segment(&tuple(1), &ack_of(&first, 1, true), 2, &mut st, 0), Listen::Accept(_)));
+        // ... then a new SYN from tuple 9 with another ISN gets the entry.
+        assert!(matches!(l.on_segment(&tuple(9), &syn(5000, true), 10, &mut st, 0), Listen::SynAck { kept: true, .. }));
+        // The old cookie's ACK (valid for ISN 900) is reset; the entry stays.
+        assert!(matches!(l.on_segment(&tuple(9), &ack_of(&cookie, 900, true), 20, &mut st, 0), Listen::Reset(_)));
         assert_eq!(l.half_open(), 1);
     }
 
