@@ -274,8 +274,9 @@ fn measure(
         }
         if said.elapsed() >= Duration::from_secs(5) {
             said = Instant::now();
+            let cores = gen.connections_per_core().iter().map(u64::to_string).collect::<Vec<_>>().join("/");
             eprintln!(
-                "  {} open, {} answered, {} refused or failed",
+                "  {} open ({cores} by core), {} answered, {} refused or failed",
                 now.0,
                 now.1,
                 gen.connect_failures() + gen.totals().failed

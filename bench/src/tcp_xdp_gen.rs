@@ -249,16 +249,7 @@ impl TcpXdpGen {
         });
         let sinks: Vec<Arc<RrSink>> = (0..n).map(|_| Arc::new(RrSink::default())).collect();
         // crr: room for a second's TIME-WAIT entries at any rate the ports allow.
-        // Otherwise each core's share of the connections (by the owner
-        // directory's hash: binomial, a few per cent either way) and room
-        // for slack.
-        let capacity = if cfg.crr {
-            32_768
-        } else if n == 1 {
-            cfg.conns + 64
-        } else {
-            (cfg.conns / n as u32 + cfg.conns / 16 + 1024).min(cfg.conns + 64)
-        };
+        let capacity = if cfg.crr { 32_768 } else { cfg.conns + 64 };
         let mut settings = TcpSettings {
             max_connections: capacity,
             syn_backlog: 16,
@@ -293,6 +284,7 @@ impl TcpXdpGen {
                 sinks.clone(),
             )),
             connections: capacity,
+            budget: sluice_engine::tcp::ConnBudget::new(capacity.saturating_mul(n as u32)),
             chunks: sluice_engine::tcp::chunk_budget(table.frame_count() / n as u32, RING),
         };
         let wcfg = WorkerConfig { batch: 64, poll: cfg.poll, spin: 200, spin_us: 3, max_tx_backlog: 2 * RING as usize };
@@ -401,6 +393,13 @@ impl TcpXdpGen {
             }
         }
         out.into_iter().filter(|(k, v)| *v > 0 && crate::conn_scale::is_clue(k)).collect()
+    }
+
+    /// Connections open now on each core.
+    pub fn connections_per_core(&self) -> Vec<u64> {
+        (0..self.shared.stats.len())
+            .map(|c| self.shared.stats.core(c).gauge(sluice_engine::stats::Gauge::TcpConns))
+            .collect()
     }
 
     /// Connections open now (in the generator's own table).

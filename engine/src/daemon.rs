@@ -226,7 +226,8 @@ impl Engine {
         let (connections, chunks) = if serves_tcp {
             // Connections may hold the core's share of frames but what
             // receiving needs (the fill ring, a batch in hand).
-            (cfg.tcp.max_connections.div_ceil(n.max(1) as u32), crate::tcp::chunk_budget(per_core as u32, ring as u32))
+            // Each core's table may take all of them (see TcpSetup::budget).
+            (cfg.tcp.max_connections, crate::tcp::chunk_budget(per_core as u32, ring as u32))
         } else {
             (1, 16)
         };
@@ -238,6 +239,7 @@ impl Engine {
             cookie_clock: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             rr: None,
             connections,
+            budget: crate::tcp::ConnBudget::new(cfg.tcp.max_connections),
             chunks,
         };
         let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();

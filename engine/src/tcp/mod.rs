@@ -46,7 +46,7 @@ use sluice_tcp::listener::{Listen, Listener, Secrets, Tuple};
 use sluice_tcp::{Arena, Conn, TcpConfig, TcpCounter, TcpStats, TimerWheel};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use table::{ConnTable, Slot};
 use time_wait::{TimeWaitTable, TwEntry};
@@ -88,10 +88,52 @@ pub struct TcpSetup {
     /// The load generator's requests, and each core's tallies (sluice-bench
     /// only; `None` in the daemon).
     pub rr: Option<(RrSettings, Vec<Arc<RrSink>>)>,
-    /// Connections per core at most.
+    /// Connections per core at most (each core's table: reserved at start,
+    /// touched as connections come).
     pub connections: u32,
+    /// Connections of all cores together at most (`tcp.max_connections`),
+    /// shared by the cores. A core may take more than its share: learned
+    /// ownership puts a flow on whichever core claimed its slot first, so
+    /// the split follows the traffic, not the core count.
+    pub budget: Arc<ConnBudget>,
     /// Chunks (frames) a core's connections hold at most.
     pub chunks: u32,
+}
+
+/// The connections every core together may hold: one atomic count, taken
+/// when a connection is made and given back when it is freed (never per
+/// packet).
+#[derive(Debug)]
+pub struct ConnBudget {
+    max: u32,
+    used: AtomicU32,
+}
+
+impl ConnBudget {
+    /// A budget of `max` connections.
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(ConnBudget { max, used: AtomicU32::new(0) })
+    }
+
+    /// Whether one more connection would fit now.
+    pub fn has_room(&self) -> bool {
+        self.used.load(Ordering::Relaxed) < self.max
+    }
+
+    /// Takes one connection's place; false when none is left.
+    pub fn take(&self) -> bool {
+        self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| (u < self.max).then_some(u + 1)).is_ok()
+    }
+
+    /// Gives a place back.
+    pub fn give(&self) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| u.checked_sub(1));
+    }
+
+    /// Places taken.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
 }
 
 /// Where a connection-per-request generator opens its next connection:
@@ -222,6 +264,7 @@ pub struct TcpCore {
     tw: TimeWaitTable,
     /// When any core last sent a SYN cookie (shared by all cores).
     cookie_clock: Arc<AtomicU64>,
+    budget: Arc<ConnBudget>,
     /// Stopping: listeners answer with RSTs.
     draining: bool,
     /// Scratch for the blocked list while it is retried.
@@ -294,6 +337,7 @@ impl TcpCore {
             counts: EmitCounts::default(),
             tw: TimeWaitTable::new(conns as usize),
             cookie_clock: setup.cookie_clock.clone(),
+            budget: setup.budget.clone(),
             draining: false,
             retry: Vec::with_capacity(conns as usize),
         }
@@ -414,7 +458,7 @@ impl TcpCore {
     fn listen(&mut self, io: &mut Io<'_>, pkt: Packet, m: &TcpInput, now: u64) -> Input {
         let now_s = now / 1_000_000;
         let path = self.path_of(&m.tuple, m.remote_mac);
-        let has_room = self.table.has_room();
+        let has_room = self.table.has_room() && self.budget.has_room();
         let Some(l) = self.listeners.get_mut(m.service.id as usize).and_then(Option::as_mut) else {
             io.port.free(pkt.into_frame());
             return Input::Done;
@@ -489,7 +533,16 @@ impl TcpCore {
                     dirty: false,
                     blocked: false,
                 };
-                match self.table.insert(slot) {
+                let id = if self.budget.take() {
+                    let id = self.table.insert(slot);
+                    if id.is_none() {
+                        self.budget.give();
+                    }
+                    id
+                } else {
+                    None
+                };
+                match id {
                     Some(id) => {
                         self.deliver(io, id, pkt, m, now);
                         // The handshake's ACK was refused after all (PAWS, a
@@ -501,7 +554,9 @@ impl TcpCore {
                         }
                     }
                     None => {
-                        // has_room was checked and find() found no slot.
+                        // Another core took the budget's last place since
+                        // has_room (find() found no slot, so not a duplicate).
+                        self.stats.add(TcpCounter::ListenOverflows, 1);
                         io.owners.unpin(&flow, self.core, now_s);
                         io.port.free(pkt.into_frame());
                     }
@@ -644,7 +699,11 @@ impl TcpCore {
     ) -> Option<u32> {
         let kind = self.kinds.get(service as usize).copied().flatten()?;
         let app = App::new(kind)?;
-        if !self.table.has_room() || self.table.find(&tuple).is_some() || self.tw.find(&tuple).is_some() {
+        if !self.table.has_room()
+            || !self.budget.has_room()
+            || self.table.find(&tuple).is_some()
+            || self.tw.find(&tuple).is_some()
+        {
             return None;
         }
         let flow = crate::datapath::tcp::flow_of(&tuple);
@@ -654,12 +713,17 @@ impl TcpCore {
         let iss = self.secrets.isn(&tuple, now);
         let conn = Conn::connect(self.cfg.clone(), iss, self.secrets.ts_offset(&tuple), now, &mut self.stats);
         let slot = Slot { conn, tuple, remote_mac, service, app, since: now, dirty: true, blocked: false };
+        if !self.budget.take() {
+            io.owners.unpin(&flow, self.core, now / 1_000_000);
+            return None;
+        }
         match self.table.insert(slot) {
             Some(id) => {
                 self.dirty.push(id);
                 Some(id)
             }
             None => {
+                self.budget.give();
                 io.owners.unpin(&flow, self.core, now / 1_000_000);
                 None
             }
@@ -895,6 +959,7 @@ impl TcpCore {
     fn free_block(&mut self, io: &mut Io<'_>, id: u32, now: u64, unpin: bool) {
         let mut gone_lent = 0;
         let Some(mut slot) = self.table.remove(id) else { return };
+        self.budget.give();
         {
             let mut release = release_into(&mut self.released, &mut gone_lent);
             slot.conn.release_all(&mut self.arena, &mut release);

@@ -231,6 +231,7 @@ fn setup_with(cfg: Config, chunks: u32) -> TcpSetup {
         cookie_clock: Default::default(),
         rr: None,
         connections: 64,
+        budget: crate::tcp::ConnBudget::new(64),
         chunks,
     }
 }
@@ -274,7 +275,13 @@ impl Engine {
         let mut services = ServiceTable::from_config(&config());
         services.set_mac(EthernetAddress(ENGINE_MAC));
         Engine {
-            tcp: TcpCore::new(CORE, setup, table, now),
+            // Its own budget: engines made from one setup are separate machines.
+            tcp: TcpCore::new(
+                CORE,
+                &TcpSetup { budget: crate::tcp::ConnBudget::new(setup.connections), ..setup.clone() },
+                table,
+                now,
+            ),
             shared,
             port,
             kernel,
@@ -1462,4 +1469,27 @@ fn queued_opens_start_while_fewer_than_max_opening_are_in_syn_sent() {
     assert_eq!(sink.ok.load(Ordering::Relaxed) as usize, CONNS, "client {}", client.tcp.connections());
     assert_eq!((client.tcp.connections(), server.tcp.connections()), (CONNS, CONNS));
     assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 0);
+}
+
+#[test]
+fn the_connection_budget_is_shared_and_never_overdrawn() {
+    use crate::tcp::ConnBudget;
+    let b = ConnBudget::new(3);
+    assert!(b.take() && b.take() && b.take());
+    assert!(!b.take() && !b.has_room());
+    b.give();
+    assert!(b.has_room() && b.take());
+    let b = ConnBudget::new(10_000);
+    let takers: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || (0..5_000).filter(|_| b.take()).count())
+        })
+        .collect();
+    let taken: usize = takers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!((taken, b.used()), (10_000, 10_000));
+    for _ in 0..10_001 {
+        b.give();
+    }
+    assert_eq!(b.used(), 0, "an extra give does not wrap");
 }

@@ -51,7 +51,9 @@ impl TimerWheel {
         TimerWheel {
             heads: [[NIL; SLOTS]; LEVELS],
             bitmap: [0; LEVELS],
-            links: vec![Link { prev: NIL, next: NIL, expires: 0, at: 0, armed: false }; capacity as usize],
+            // Reserved now, made as ids are first armed: the memory in use
+            // grows with the connections, not with the capacity.
+            links: Vec::with_capacity(capacity as usize),
             now_ms: now_us / 1000,
             armed: 0,
         }
@@ -78,6 +80,12 @@ impl TimerWheel {
     /// Arms timer `id` to fire at `at_us` (µs), replacing any deadline it had.
     /// A deadline already past fires with the next millisecond processed.
     pub fn arm(&mut self, id: u32, at_us: u64) {
+        let i = id as usize;
+        if i >= self.links.len() {
+            // Within the capacity reserved at start: no reallocation.
+            assert!(i < self.links.capacity(), "timer {id} beyond the wheel's {} timers", self.links.capacity());
+            self.links.resize(i + 1, Link { prev: NIL, next: NIL, expires: 0, at: 0, armed: false });
+        }
         let expires = at_us.div_ceil(1000);
         if self.links[id as usize].armed {
             if self.links[id as usize].expires == expires {
