@@ -325,7 +325,7 @@ fn measure(
     };
     let how = match t.poll() {
         Some(_) => format!(
-            "sluiced's RSS growth; its connection table ({} B a connection) is allocated at start",
+            "sluiced's RSS growth; its connection table ({} B a connection) is reserved at start, touched as connections come",
             sluice_engine::tcp::TcpCore::BYTES_PER_CONNECTION
         ),
         None => "kernel slab + TCP buffer growth".to_string(),

@@ -245,12 +245,19 @@ pub struct RrClient {
     sent_at: [u64; MAX_WINDOW],
     /// Open loop: when the schedule began (0: not yet).
     start: u64,
+    /// When the connection was opened (its SYN), engine µs.
+    opened: u64,
     closed: bool,
     /// HTTP mode: the answer being read.
     answer: Answer,
 }
 
 impl RrClient {
+    /// A connection opened at `now` (engine µs).
+    pub fn opened_at(now: u64) -> Self {
+        RrClient { opened: now, ..RrClient::default() }
+    }
+
     /// Open loop: whether a request is due at `now` and the window has room
     /// for it (so the connection is worth serving).
     pub fn due(&self, set: &RrSettings, now: u64) -> bool {
@@ -401,7 +408,7 @@ impl RrClient {
             }
             if self.out_off == 0 {
                 // crr: the transaction began with the connect.
-                self.sent_at[self.sent as usize % MAX_WINDOW] = if set.crr { cx.opened_at } else { origin };
+                self.sent_at[self.sent as usize % MAX_WINDOW] = if set.crr { self.opened } else { origin };
             }
             self.out_off += len;
             if self.out_off == set.request_len() {

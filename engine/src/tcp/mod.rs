@@ -36,7 +36,7 @@ use crate::ownership::{OwnerDirectory, Ownership};
 use crate::port::{Port, Route};
 use crate::services::http::HttpService;
 use crate::services::rr_client::{RrSettings, RrSink};
-use crate::services::{App, AppCx};
+use crate::services::{App, AppCx, AppStates};
 use crate::stats::{CoreStats, Gauge};
 use crate::wire::ethernet::EthernetAddress;
 use chunk::FrameChunk;
@@ -246,6 +246,8 @@ pub struct TcpCore {
     /// By service id; `None` for services that are not TCP.
     listeners: Vec<Option<Listening>>,
     arena: Arena<FrameChunk>,
+    /// HTTP and rr-client connections' service state, by connection id.
+    apps: AppStates,
     stats: TcpStats,
     limits: Limits,
     wheel: TimerWheel,
@@ -299,6 +301,7 @@ impl TcpCore {
             }
         }
         let conns = setup.connections.max(1);
+        let apps = AppStates::new(conns, kinds.iter().flatten().copied());
         let chunks = setup.chunks.max(16);
         // No connection may hold more than a quarter of the core's chunks
         // per queue: a peer sending tiny segments (each one a frame) and
@@ -326,6 +329,7 @@ impl TcpCore {
             table: ConnTable::new(conns),
             listeners,
             arena: Arena::new(chunks),
+            apps,
             stats: TcpStats::default(),
             limits: Limits::default(),
             wheel: TimerWheel::new(conns, now),
@@ -345,7 +349,8 @@ impl TcpCore {
 
     /// Bytes each connection takes besides its frames: its block, its
     /// table entry (hashbrown: key, value and a control byte, at most 7/8
-    /// full), its timer link and its places in the per-pass lists.
+    /// full), its timer link and its places in the per-pass lists. An HTTP
+    /// connection keeps `AppStates::bytes_for(Http)` more beside it.
     pub const BYTES_PER_CONNECTION: usize = std::mem::size_of::<Option<Slot>>()
         + (std::mem::size_of::<(Tuple, u32)>() + 1) * 8 / 7
         + sluice_tcp::timer_wheel::BYTES_PER_TIMER
@@ -529,7 +534,7 @@ impl TcpCore {
                     remote_mac: m.remote_mac,
                     service: m.service.id,
                     app: App::new(kind).expect("listeners exist only for served kinds"),
-                    since: now,
+                    since: sluice_tcp::conn::secs(now),
                     dirty: false,
                     blocked: false,
                 };
@@ -544,6 +549,10 @@ impl TcpCore {
                 };
                 match id {
                     Some(id) => {
+                        if let Some(s) = self.table.peek(id) {
+                            let app = s.app;
+                            self.apps.start(id, &app, now);
+                        }
                         self.deliver(io, id, pkt, m, now);
                         // The handshake's ACK was refused after all (PAWS, a
                         // bad ACK): no connection stays half made, with no
@@ -712,13 +721,23 @@ impl TcpCore {
         }
         let iss = self.secrets.isn(&tuple, now);
         let conn = Conn::connect(self.cfg.clone(), iss, self.secrets.ts_offset(&tuple), now, &mut self.stats);
-        let slot = Slot { conn, tuple, remote_mac, service, app, since: now, dirty: true, blocked: false };
+        let slot = Slot {
+            conn,
+            tuple,
+            remote_mac,
+            service,
+            app,
+            since: sluice_tcp::conn::secs(now),
+            dirty: true,
+            blocked: false,
+        };
         if !self.budget.take() {
             io.owners.unpin(&flow, self.core, now / 1_000_000);
             return None;
         }
         match self.table.insert(slot) {
             Some(id) => {
+                self.apps.start(id, &app, now);
                 self.dirty.push(id);
                 Some(id)
             }
@@ -754,13 +773,14 @@ impl TcpCore {
             // whether a request fell due.
             self.next_pace = now + PACE_TICK;
             let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
-            let TcpCore { table, dirty, scratch, .. } = self;
+            let TcpCore { table, dirty, scratch, apps, .. } = self;
             scratch.clear();
             scratch.extend(table.ids());
             for &id in scratch.iter() {
                 if let Some(s) = table.get(id) {
-                    let due =
-                        s.conn.state() == State::Established && matches!(&s.app, App::RrClient(c) if c.due(&set, now));
+                    let due = s.conn.state() == State::Established
+                        && matches!(s.app, App::RrClient)
+                        && apps.rr(id).due(&set, now);
                     if due && !s.dirty {
                         s.dirty = true;
                         dirty.push(id);
@@ -874,6 +894,7 @@ impl TcpCore {
                 listeners,
                 local_mac,
                 rr,
+                apps,
                 ..
             } = self;
             let Some(slot) = table.get(id) else { return };
@@ -900,10 +921,9 @@ impl TcpCore {
                     http,
                     rr: rr.as_ref().map(|(set, sink)| (set, &**sink)),
                     now,
-                    opened_at: slot.since,
                     starved: false,
                 };
-                slot.app.run(&mut slot.conn, &mut cx);
+                slot.app.run(id, apps, &mut slot.conn, &mut cx);
                 starved = cx.starved;
             }
             let mut env = Env { now, arena, stats, limits, release: &mut release };
@@ -925,7 +945,7 @@ impl TcpCore {
                 slot.conn.time_wait().map(|tw| (slot.tuple, slot.remote_mac, slot.service, tw))
             };
             if !closed && entering_tw.is_none() {
-                let at = match (slot.conn.poll_at(), slot.app.deadline()) {
+                let at = match (slot.conn.poll_at(), slot.app.deadline(id, apps)) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -1042,7 +1062,7 @@ impl TcpCore {
                 local: format!("{}:{}", p.local_ip, p.local_port),
                 remote: format!("{}:{}", p.remote_ip, p.remote_port),
                 state: s.conn.state().name().to_string(),
-                age_s: now.saturating_sub(s.since) as f64 / 1e6,
+                age_s: f64::from(sluice_tcp::conn::secs(now).saturating_sub(s.since)),
                 cwnd: i.cwnd,
                 ssthresh: (i.ssthresh != u32::MAX).then_some(i.ssthresh),
                 srtt_us: i.srtt_us,

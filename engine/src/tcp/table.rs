@@ -19,8 +19,8 @@ pub struct Slot {
     pub service: u32,
     /// The service's state for it.
     pub app: App,
-    /// When it was created (engine µs).
-    pub since: u64,
+    /// When it was created, engine seconds.
+    pub since: u32,
     /// It is on the core's list of connections to serve this pass.
     pub dirty: bool,
     /// A transmission was refused (no frame, or its payload still on a tx

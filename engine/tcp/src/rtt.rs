@@ -10,15 +10,30 @@ pub struct Rtt {
     rttvar: u32,
     min_rtt: u32,
     backoff: u8,
-    rto_min: u32,
-    rto_max: u32,
-    rto_initial: u32,
+}
+
+/// The RTO's bounds, from the connection's config (not kept per
+/// connection): the floor, the ceiling and the value before any sample.
+#[derive(Clone, Copy, Debug)]
+pub struct RtoBounds {
+    /// Floor, µs.
+    pub min: u32,
+    /// Ceiling, µs.
+    pub max: u32,
+    /// Before the first sample, µs (RFC 6298 2.1: 1 s).
+    pub initial: u32,
+}
+
+impl Default for Rtt {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Rtt {
-    /// No sample yet: the RTO is `initial` (RFC 6298 2.1: 1 s).
-    pub fn new(rto_min: u32, rto_max: u32, initial: u32) -> Self {
-        Rtt { srtt: 0, rttvar: 0, min_rtt: u32::MAX, backoff: 0, rto_min, rto_max, rto_initial: initial }
+    /// No sample yet: the RTO is the bounds' `initial`.
+    pub fn new() -> Self {
+        Rtt { srtt: 0, rttvar: 0, min_rtt: u32::MAX, backoff: 0 }
     }
 
     /// A measurement `r` µs (RFC 6298 2.2 and 2.3; Karn's rule is the
@@ -52,18 +67,18 @@ impl Rtt {
     }
 
     /// The RTO before backoff.
-    pub fn base_rto(&self) -> u32 {
+    pub fn base_rto(&self, b: RtoBounds) -> u32 {
         if self.srtt == 0 {
-            return self.rto_initial;
+            return b.initial;
         }
-        let rto = self.srtt as u64 + (4 * self.rttvar as u64).max(self.rto_min as u64);
-        rto.clamp(self.rto_min as u64, self.rto_max as u64) as u32
+        let rto = self.srtt as u64 + (4 * self.rttvar as u64).max(b.min as u64);
+        rto.clamp(b.min as u64, b.max as u64) as u32
     }
 
     /// The RTO to arm now: the base doubled per backoff (RFC 6298 5.5),
     /// at most the maximum.
-    pub fn rto(&self) -> u32 {
-        ((self.base_rto() as u64) << self.backoff.min(16)).min(self.rto_max as u64) as u32
+    pub fn rto(&self, b: RtoBounds) -> u32 {
+        ((self.base_rto(b) as u64) << self.backoff.min(16)).min(b.max as u64) as u32
     }
 
     /// The timer expired: back off.
@@ -95,11 +110,12 @@ mod tests {
 
     #[test]
     fn first_sample_and_smoothing_follow_rfc_6298() {
-        let mut r = Rtt::new(200_000, 120_000_000, 1_000_000);
-        assert_eq!(r.rto(), 1_000_000, "no sample: the initial RTO");
+        let b = RtoBounds { min: 200_000, max: 120_000_000, initial: 1_000_000 };
+        let mut r = Rtt::new();
+        assert_eq!(r.rto(b), 1_000_000, "no sample: the initial RTO");
         r.sample(100_000);
         assert_eq!((r.srtt(), r.rttvar()), (100_000, 50_000));
-        assert_eq!(r.rto(), 100_000 + 200_000, "srtt + 4 * rttvar");
+        assert_eq!(r.rto(b), 100_000 + 200_000, "srtt + 4 * rttvar");
         r.sample(200_000);
         assert_eq!(r.rttvar(), 50_000 - 12_500 + 25_000);
         assert_eq!(r.srtt(), 100_000 - 12_500 + 25_000);
@@ -108,16 +124,17 @@ mod tests {
 
     #[test]
     fn the_floor_and_backoff_and_ceiling() {
-        let mut r = Rtt::new(200_000, 1_000_000, 1_000_000);
+        let b = RtoBounds { min: 200_000, max: 1_000_000, initial: 1_000_000 };
+        let mut r = Rtt::new();
         r.sample(50);
-        assert_eq!(r.rto(), 200_050, "a LAN RTT: srtt + the 200 ms floor");
+        assert_eq!(r.rto(b), 200_050, "a LAN RTT: srtt + the 200 ms floor");
         r.back_off();
-        assert_eq!(r.rto(), 400_100);
+        assert_eq!(r.rto(b), 400_100);
         for _ in 0..10 {
             r.back_off();
         }
-        assert_eq!(r.rto(), 1_000_000, "capped");
+        assert_eq!(r.rto(b), 1_000_000, "capped");
         r.reset_backoff();
-        assert_eq!(r.rto(), 200_050);
+        assert_eq!(r.rto(b), 200_050);
     }
 }

@@ -14,17 +14,17 @@ pub struct Cubic {
     cwnd: u32,
     ssthresh: u32,
     /// W_max, segments.
-    w_max: f64,
+    w_max: f32,
     /// W_max before the last reduction (fast convergence).
-    w_last_max: f64,
+    w_last_max: f32,
     /// K, seconds.
-    k: f64,
+    k: f32,
     /// When the current congestion-avoidance epoch began, µs (0: not yet).
     epoch: u64,
     /// The Reno-friendly estimate, segments.
     w_est: f64,
     /// Fractional growth carried between ACKs, bytes.
-    carry: f64,
+    carry: f32,
     app_limited: bool,
     srtt: u32,
 }
@@ -49,17 +49,18 @@ impl Cubic {
     fn reduce(&mut self, mss: u32) {
         let cwnd = self.cwnd as f64 / mss as f64;
         // Fast convergence (RFC 9438 4.7).
-        self.w_max = if cwnd < self.w_last_max { cwnd * (1.0 + BETA) / 2.0 } else { cwnd };
-        self.w_last_max = cwnd;
+        let w_max = if cwnd < f64::from(self.w_last_max) { cwnd * (1.0 + BETA) / 2.0 } else { cwnd };
+        self.w_max = w_max as f32;
+        self.w_last_max = cwnd as f32;
         self.ssthresh = ((cwnd * BETA * mss as f64) as u32).max(2 * mss);
-        self.k = (self.w_max * (1.0 - BETA) / C).cbrt();
+        self.k = (w_max * (1.0 - BETA) / C).cbrt() as f32;
         self.epoch = 0;
         self.carry = 0.0;
     }
 
     /// K, seconds (for tests).
     pub fn k(&self) -> f64 {
-        self.k
+        f64::from(self.k)
     }
 }
 
@@ -85,16 +86,16 @@ impl CongestionControl for Cubic {
         let cwnd = self.cwnd as f64 / mssf;
         if self.epoch == 0 {
             self.epoch = now.max(1);
-            if self.w_max < cwnd {
+            if f64::from(self.w_max) < cwnd {
                 // No loss yet (or the window grew past W_max): start the
                 // curve at the current window (RFC 9438 4.2).
-                self.w_max = cwnd;
+                self.w_max = cwnd as f32;
                 self.k = 0.0;
             }
             self.w_est = cwnd;
         }
         let t = now.saturating_sub(self.epoch) as f64 / 1e6 + self.srtt as f64 / 1e6;
-        let target = C * (t - self.k).powi(3) + self.w_max;
+        let target = C * (t - f64::from(self.k)).powi(3) + f64::from(self.w_max);
         let acked_segs = acked as f64 / mssf;
         // Reno-friendly region (RFC 9438 4.3).
         let alpha = 3.0 * (1.0 - BETA) / (1.0 + BETA);
@@ -107,11 +108,14 @@ impl CongestionControl for Cubic {
             let goal = target.min(1.5 * cwnd);
             cwnd + (goal - cwnd).max(0.0) * acked_segs / cwnd
         };
-        self.carry += (next - cwnd) * mssf;
+        // Fractions of a byte carried (f32: a connection block's bytes;
+        // W_est stays f64, its per-ACK steps are too small for f32 at
+        // large windows).
+        self.carry += ((next - cwnd) * mssf) as f32;
         if self.carry >= 1.0 {
             let add = self.carry as u32;
             self.cwnd = self.cwnd.saturating_add(add);
-            self.carry -= add as f64;
+            self.carry -= add as f32;
         }
     }
     fn on_loss(&mut self, _now: u64, _inflight: u32, mss: u32) {

@@ -13,7 +13,7 @@ use crate::stats::{TcpCounter, TcpDrop};
 
 /// 24 days in ms: a TS.Recent older than this is no longer used for PAWS
 /// (RFC 7323 5.5).
-const PAWS_IDLE_US: u64 = 24 * 24 * 3600 * 1_000_000;
+const PAWS_IDLE_S: u32 = 24 * 24 * 3600;
 /// At most one ACK per this long in answer to out-of-window segments, per
 /// connection (Linux's tcp_invalid_ratelimit).
 const OOW_ACK_INTERVAL: u64 = 500_000;
@@ -78,7 +78,7 @@ impl Conn {
         });
         if let Some(ts) = o.timestamp {
             self.ts_recent = ts.val;
-            self.ts_recent_at = env.now;
+            self.ts_recent_at = super::secs(env.now);
         }
         // The SYN-ACK's window is never scaled.
         self.snd_wnd = seg.wnd as u32;
@@ -88,7 +88,7 @@ impl Conn {
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED.
             if self.syn_xmits == 1 {
-                self.rtt.sample(env.now.saturating_sub(self.syn_sent_at) as u32);
+                self.rtt.sample((env.now as u32).wrapping_sub(self.syn_sent_at));
             }
             self.snd_una = seg.ack;
             self.snd_nxt = self.snd_nxt.max(self.snd_una);
@@ -126,7 +126,7 @@ impl Conn {
         // PAWS (RFC 7323 5.3 R1), before the sequence check.
         if let Some(ts) = seg.opts.timestamp.filter(|_| self.neg.timestamps) {
             let old = (ts.val.wrapping_sub(self.ts_recent) as i32) < 0;
-            if old && !f.rst() && env.now.saturating_sub(self.ts_recent_at) < PAWS_IDLE_US {
+            if old && !f.rst() && super::secs(env.now).saturating_sub(self.ts_recent_at) < PAWS_IDLE_S {
                 env.stats.drop(TcpDrop::PawsRejected);
                 self.oow_ack(seg, env.now);
                 return release(payload, env);
@@ -424,7 +424,7 @@ impl Conn {
             self.t_rto = 0;
             self.t_tlp = 0;
         } else {
-            self.t_rto = now + self.rtt.rto() as u64;
+            self.t_rto = now + self.rto() as u64;
             self.arm_tlp(now);
         }
         if data_acked > 0 {
@@ -795,7 +795,7 @@ impl Conn {
         if let Some(ts) = seg.opts.timestamp.filter(|_| self.neg.timestamps) {
             if seg.seq <= self.rcv_wup && (ts.val.wrapping_sub(self.ts_recent) as i32) >= 0 {
                 self.ts_recent = ts.val;
-                self.ts_recent_at = now;
+                self.ts_recent_at = super::secs(now);
             }
         }
     }

@@ -233,6 +233,11 @@ pub struct Negotiated {
     pub sack: bool,
 }
 
+/// Engine µs as whole seconds (u32: 136 years).
+pub fn secs(now_us: u64) -> u32 {
+    (now_us / 1_000_000).min(u64::from(u32::MAX)) as u32
+}
+
 /// A connection's numbers for `sluicectl conns`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -291,7 +296,8 @@ pub struct Conn {
     /// Payload of the largest segment received (for ACK pacing).
     pub(crate) rcv_mss: u32,
     pub(crate) ts_recent: u32,
-    pub(crate) ts_recent_at: u64,
+    /// When TS.Recent was last set, engine seconds (PAWS's 24-day rule).
+    pub(crate) ts_recent_at: u32,
     pub(crate) ts_offset: u32,
 
     pub(crate) sndq: Queue,
@@ -315,7 +321,6 @@ pub struct Conn {
     pub(crate) reset_for: Option<Seq>,
     /// Our FIN must be sent again (the RTO fired while it was out).
     pub(crate) fin_lost: bool,
-    pub(crate) fin_sent_time: u64,
     /// What a timer asked to send.
     pub(crate) probe: timers::Probe,
     /// A tail loss probe is out (one per episode, RFC 8985 7.2).
@@ -352,7 +357,9 @@ pub struct Conn {
     pub(crate) t_tlp: u64,
     /// The handshake's SYN (or SYN-ACK) must be (re)sent.
     pub(crate) syn_pending: bool,
-    pub(crate) syn_sent_at: u64,
+    /// When the SYN went, engine µs mod 2^32 (for its RTT sample: wrapping
+    /// differences are right below 71 minutes).
+    pub(crate) syn_sent_at: u32,
     pub(crate) syn_xmits: u8,
     pub(crate) persist_backoff: u8,
     pub(crate) keepalive_sent: u8,
@@ -422,12 +429,11 @@ impl Conn {
             rst_pending: false,
             reset_for: None,
             fin_lost: false,
-            fin_sent_time: 0,
             probe: timers::Probe::None,
             tlp_out: false,
             tlp_new_data: false,
             sws_override: false,
-            rtt: Rtt::new(cfg.rto_min, cfg.rto_max, cfg.rto_initial),
+            rtt: Rtt::new(),
             cc: Cc::new(cfg.cc, iw),
             cfg,
             rec: recovery::Recovery::default(),
@@ -484,7 +490,7 @@ impl Conn {
         c.snd_max = c.snd_nxt;
         c.set_negotiated(h.neg);
         c.ts_recent = h.ts_recent;
-        c.ts_recent_at = now;
+        c.ts_recent_at = secs(now);
         c.ts_offset = h.ts_offset;
         // The SYN's window is never scaled (RFC 7323 2.2).
         c.snd_wnd = h.wnd as u32;
@@ -536,7 +542,7 @@ impl Conn {
             cwnd: self.cc.cwnd(),
             ssthresh: self.cc.ssthresh(),
             srtt_us: self.rtt.srtt(),
-            rto_us: self.rtt.rto(),
+            rto_us: self.rto(),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             retransmits: self.retransmits,
@@ -738,6 +744,16 @@ impl Conn {
     }
 
     /// Free receive buffer, bytes (what the window may offer).
+    /// The RTO's bounds (the config's).
+    pub(crate) fn rto_bounds(&self) -> crate::rtt::RtoBounds {
+        crate::rtt::RtoBounds { min: self.cfg.rto_min, max: self.cfg.rto_max, initial: self.cfg.rto_initial }
+    }
+
+    /// The RTO to arm now.
+    pub(crate) fn rto(&self) -> u32 {
+        self.rtt.rto(self.rto_bounds())
+    }
+
     pub(crate) fn rcv_space(&self) -> u32 {
         let held = self.rcvq.bytes() + self.ooo.bytes();
         let chunks = self.rcvq.count() + self.ooo.count();

@@ -247,10 +247,10 @@ impl Conn {
         }
         self.syn_xmits = self.syn_xmits.saturating_add(1);
         self.syn_pending = false;
-        self.syn_sent_at = now;
+        self.syn_sent_at = now as u32;
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.t_rto = now + self.rtt.rto() as u64;
+        self.t_rto = now + self.rto() as u64;
         if syn_ack {
             self.rcv_adv = self.rcv_nxt + seg.wnd as u32;
         }
@@ -288,7 +288,7 @@ impl Conn {
             self.mark_retransmitted(env.arena, node, len, env.now);
             env.stats.add(if self.rec.after_rto { TcpCounter::RetransRto } else { TcpCounter::RetransFast }, 1);
             if self.t_rto == 0 {
-                self.t_rto = env.now + self.rtt.rto() as u64;
+                self.t_rto = env.now + self.rto() as u64;
             }
         }
         // The FIN itself may be the lost one.
@@ -373,7 +373,7 @@ impl Conn {
             }
             self.snd_max = self.snd_max.max(self.snd_nxt);
             if self.t_rto == 0 {
-                self.t_rto = now + self.rtt.rto() as u64;
+                self.t_rto = now + self.rto() as u64;
             }
             self.arm_tlp(now);
         }
@@ -436,9 +436,8 @@ impl Conn {
         self.fin_sent_at(seq);
         self.snd_nxt += 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.fin_sent_time = env.now;
         if self.t_rto == 0 {
-            self.t_rto = env.now + self.rtt.rto() as u64;
+            self.t_rto = env.now + self.rto() as u64;
         }
         Ok(())
     }
@@ -479,7 +478,7 @@ impl Conn {
                 m.sent_at = env.now;
                 self.retransmits += 1;
                 if self.t_rto == 0 {
-                    self.t_rto = env.now + self.rtt.rto() as u64;
+                    self.t_rto = env.now + self.rto() as u64;
                 }
                 return Ok(());
             }

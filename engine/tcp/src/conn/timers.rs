@@ -101,7 +101,7 @@ impl Conn {
                 // (send_syn always uses ISS; SND.NXT stays ISS + 1, so an
                 // answer arriving before the resend finds the numbers right).
                 self.syn_pending = true;
-                self.t_rto = now + self.rtt.rto() as u64;
+                self.t_rto = now + self.rto() as u64;
             }
             State::Closed | State::TimeWait => {}
             _ => {
@@ -117,7 +117,7 @@ impl Conn {
                 self.enter_loss(env.arena, now);
                 self.fin_lost = self.fin_seq.is_some_and(|f| f >= self.snd_una);
                 self.t_tlp = 0;
-                self.t_rto = now + self.rtt.rto() as u64;
+                self.t_rto = now + self.rto() as u64;
             }
         }
     }
@@ -155,7 +155,7 @@ impl Conn {
 
     /// Arms the persist timer: the RTO, backed off per probe.
     pub(crate) fn arm_persist(&mut self, now: u64) {
-        let base = self.rtt.base_rto() as u64;
+        let base = self.rtt.base_rto(self.rto_bounds()) as u64;
         let t = (base << self.persist_backoff).min(self.cfg.rto_max as u64);
         self.t_persist = now + t.max(self.cfg.rto_min as u64);
     }
@@ -172,7 +172,7 @@ impl Conn {
         if self.snd_max.since(self.snd_una) <= self.mss {
             pto += self.cfg.delayed_ack.max(TLP_MIN);
         }
-        let rto_at = if self.t_rto != 0 { self.t_rto } else { now + self.rtt.rto() as u64 };
+        let rto_at = if self.t_rto != 0 { self.t_rto } else { now + self.rto() as u64 };
         let at = (now + pto).min(rto_at);
         if at < rto_at {
             self.t_tlp = at;
