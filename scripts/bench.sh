@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr tcp-crr-kernel http http-close conn-scale)
+RUNS=(udp-echo tcp-rr tcp-rr-sweep tcp-crr tcp-crr-kernel http http-close conn-scale conn-scale-1m)
 OUT=bench/reports
 
 args_of() {
@@ -25,6 +25,7 @@ args_of() {
         http) echo "run http --rounds 3 --duration 5" ;;
         http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
         conn-scale) echo "run conn-scale --conns 1000,10000,100000" ;;
+        conn-scale-1m) echo "run conn-scale --conns 1000000 --targets sluice" ;;
     esac
 }
 
