@@ -285,6 +285,7 @@ impl TcpXdpGen {
             )),
             connections: capacity,
             budget: sluice_engine::tcp::ConnBudget::new(capacity.saturating_mul(n as u32)),
+            time_waits: capacity,
             chunks: sluice_engine::tcp::chunk_budget(table.frame_count() / n as u32, RING),
         };
         let wcfg = WorkerConfig { batch: 64, poll: cfg.poll, spin: 200, spin_us: 3, max_tx_backlog: 2 * RING as usize };

@@ -227,7 +227,8 @@ pub const MAX_TCP_OVERHEAD: u32 = 256 + 14 + 20 + 60;
 /// TCP settings (the `[tcp]` section).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TcpSettings {
-    /// Connections the engine holds at most (split evenly over the cores).
+    /// Connections the engine holds at most, all cores together (a core
+    /// may hold any share of them).
     pub max_connections: u32,
     /// Half-open connections per listener and core; beyond, SYN cookies.
     pub syn_backlog: u32,
@@ -916,8 +917,37 @@ impl Config {
                 ),
             ));
         }
+        // Every core reserves its tables for all of max_connections (a core
+        // may hold any share): more than the machine's memory and the
+        // reservation itself would fail at start.
+        if self.services.iter().any(|s| s.proto == Proto::Tcp) {
+            let http = self.services.iter().any(|s| s.kind == ServiceKind::Http);
+            let per = crate::tcp::TcpCore::BYTES_PER_CONNECTION as u64
+                + if http { crate::services::AppStates::bytes_for(ServiceKind::Http) as u64 } else { 0 };
+            let reserve = u64::from(self.tcp.max_connections) * per;
+            if let Some(total) = mem_total() {
+                if reserve > total {
+                    return Err(e.at(
+                        "tcp.max_connections",
+                        format!(
+                            "{} connections reserve {} MiB on each core ({per} B each; a core may hold them                              all), more than this machine's {} MiB",
+                            self.tcp.max_connections,
+                            reserve >> 20,
+                            total >> 20
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(SystemPlan { ifindex, queues, cpus, frames })
     }
+}
+
+/// The machine's memory, bytes (/proc/meminfo MemTotal).
+fn mem_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
 #[cfg(test)]

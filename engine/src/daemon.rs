@@ -240,6 +240,7 @@ impl Engine {
             rr: None,
             connections,
             budget: crate::tcp::ConnBudget::new(cfg.tcp.max_connections),
+            time_waits: cfg.tcp.max_connections.div_ceil(n.max(1) as u32),
             chunks,
         };
         let (pinned_tx, pinned_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();

@@ -101,8 +101,18 @@ impl AppStates {
     }
 
     /// Connection `id` (new, made at `now`) of `app` starts from the
-    /// service's first state.
+    /// service's first state. Every side table the core has grows with
+    /// the ids, whatever the kind: one entry per new id, never a gap filled
+    /// at once (a first HTTP connection at id 900 000 would otherwise write
+    /// 900 000 states in one pass). On a core that serves HTTP, each
+    /// connection slot so has HTTP state beside it.
     pub fn start(&mut self, id: u32, app: &App, now: u64) {
+        if self.http.capacity() > 0 {
+            state_at(&mut self.http, id);
+        }
+        if self.rr.capacity() > 0 {
+            state_at(&mut self.rr, id);
+        }
         match app {
             App::Http => *state_at(&mut self.http, id) = http::Http::default(),
             App::RrClient => *state_at(&mut self.rr, id) = rr_client::RrClient::opened_at(now),

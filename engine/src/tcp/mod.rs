@@ -96,6 +96,9 @@ pub struct TcpSetup {
     /// ownership puts a flow on whichever core claimed its slot first, so
     /// the split follows the traffic, not the core count.
     pub budget: Arc<ConnBudget>,
+    /// TIME-WAIT entries per core at most (beyond, the oldest ends early,
+    /// counted `tcp_time_wait_overflow`).
+    pub time_waits: u32,
     /// Chunks (frames) a core's connections hold at most.
     pub chunks: u32,
 }
@@ -339,7 +342,7 @@ impl TcpCore {
             scratch: Vec::with_capacity(conns as usize),
             released: Vec::with_capacity(chunks as usize),
             counts: EmitCounts::default(),
-            tw: TimeWaitTable::new(conns as usize),
+            tw: TimeWaitTable::new(setup.time_waits.max(1) as usize),
             cookie_clock: setup.cookie_clock.clone(),
             budget: setup.budget.clone(),
             draining: false,
@@ -359,6 +362,11 @@ impl TcpCore {
     /// Bytes each TIME-WAIT entry takes: the entry and its table entry.
     pub const BYTES_PER_TIME_WAIT: usize =
         std::mem::size_of::<TwEntry>() + (std::mem::size_of::<(Tuple, u32)>() + 1) * 8 / 7;
+
+    /// Places of the shared connection budget taken now (every core's).
+    pub fn budget_used(&self) -> u32 {
+        self.budget.used()
+    }
 
     /// Whether the core serves any TCP service.
     pub fn is_listening(&self) -> bool {
@@ -482,6 +490,16 @@ impl TcpCore {
         if !f.syn() && f.ack() {
             // A cookie sent by another core may come back here.
             l.listener.cookies_sent_at(self.cookie_clock.load(Ordering::Relaxed));
+        }
+        if !f.syn() && f.ack() && !f.rst() && !has_room {
+            // The handshake's ACK with no room for its connection: dropped
+            // before the listener lets go of the entry (as Linux with a full
+            // accept queue), so the SYN-ACK is retransmitted and the peer's
+            // ACK comes again, perhaps when there is room.
+            self.stats.add(TcpCounter::SegsIn, 1);
+            self.stats.add(TcpCounter::ListenOverflows, 1);
+            io.port.free(pkt.into_frame());
+            return Input::Done;
         }
         if f.syn() && !f.ack() && !f.rst() && !has_room {
             // No room for the connection the handshake would make: as

@@ -232,6 +232,7 @@ fn setup_with(cfg: Config, chunks: u32) -> TcpSetup {
         rr: None,
         connections: 64,
         budget: crate::tcp::ConnBudget::new(64),
+        time_waits: 64,
         chunks,
     }
 }
@@ -1350,6 +1351,7 @@ fn refused_opens_and_reset_connections_are_counted_by_the_generator() {
     assert_eq!(sink.failed.load(Ordering::Relaxed), 1, "the reset connection");
     assert_eq!(sink.ended.load(Ordering::Relaxed), 0);
     assert_eq!(client.tcp.connections(), 0);
+    assert_eq!(client.tcp.budget_used(), 0, "every place given back");
 }
 
 #[test]
@@ -1429,6 +1431,10 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
     assert!(client.tcp.connections() <= 4, "never more than the 4 asked for");
     assert!(server.tcp.stats().counter(TcpCounter::PassiveOpens) <= opens);
     assert!(server.tcp.connections() <= 4, "the server keeps no closed connection");
+    // The budget counts live connections only (TIME-WAIT entries gave
+    // theirs back).
+    assert_eq!(client.tcp.budget_used() as usize, client.tcp.connections());
+    assert_eq!(server.tcp.budget_used() as usize, server.tcp.connections());
 }
 
 #[test]

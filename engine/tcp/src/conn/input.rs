@@ -11,7 +11,7 @@ use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
 use crate::stats::{TcpCounter, TcpDrop};
 
-/// 24 days in ms: a TS.Recent older than this is no longer used for PAWS
+/// 24 days in seconds: a TS.Recent older than this is no longer used for PAWS
 /// (RFC 7323 5.5).
 const PAWS_IDLE_S: u32 = 24 * 24 * 3600;
 /// At most one ACK per this long in answer to out-of-window segments, per

@@ -743,7 +743,6 @@ impl Conn {
         self.sndq.count() + self.rcvq.count() + self.ooo.count()
     }
 
-    /// Free receive buffer, bytes (what the window may offer).
     /// The RTO's bounds (the config's).
     pub(crate) fn rto_bounds(&self) -> crate::rtt::RtoBounds {
         crate::rtt::RtoBounds { min: self.cfg.rto_min, max: self.cfg.rto_max, initial: self.cfg.rto_initial }
@@ -754,6 +753,7 @@ impl Conn {
         self.rtt.rto(self.rto_bounds())
     }
 
+    /// Free receive buffer, bytes (what the window may offer).
     pub(crate) fn rcv_space(&self) -> u32 {
         let held = self.rcvq.bytes() + self.ooo.bytes();
         let chunks = self.rcvq.count() + self.ooo.count();
