@@ -40,6 +40,20 @@ pub enum Cmd {
     },
     /// Render results files: one Markdown document (e.g. BENCHMARKS.md), HTML reports.
     Report(ReportArgs),
+    /// The kernel TCP echo server in a namespace until stdin closes (conn-scale
+    /// runs several when one process may not hold enough descriptors).
+    #[command(hide = true)]
+    ServeTcpEcho {
+        /// The namespace.
+        #[arg(long)]
+        ns: String,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddrV4,
+        /// Threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 /// `report`.
@@ -218,6 +232,11 @@ pub struct ConnScaleArgs {
     /// What reports call this run [default: conn-scale].
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
+    /// Descriptors one kernel-server process may use (default: what
+    /// RLIMIT_NOFILE allows); more connections run the server in several
+    /// processes. For tests.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(300..))]
+    pub fds_per_process: Option<u64>,
 }
 
 impl ConnScaleArgs {

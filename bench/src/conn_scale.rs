@@ -68,6 +68,90 @@ pub fn tcp_mem_pages(sockstat: &str) -> u64 {
 enum Server {
     Sluice(Sluiced),
     Kernel(KernelTcpEcho),
+    KernelProcs(KernelProcs),
+}
+
+/// The kernel's epoll echo server in child processes (`sluice-bench
+/// serve-tcp-echo`), one listener each on the same port. Each ends when its
+/// stdin closes; one that does not is killed by its PID.
+pub struct KernelProcs {
+    children: Vec<std::process::Child>,
+}
+
+impl KernelProcs {
+    /// `procs` servers of `addr` in namespace `ns`, each ready when this returns.
+    pub fn start(ns: &str, addr: SocketAddrV4, procs: usize) -> anyhow::Result<KernelProcs> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().context("locating sluice-bench")?;
+        let mut me = KernelProcs { children: Vec::new() };
+        for _ in 0..procs {
+            let child = std::process::Command::new(&exe)
+                .args(["serve-tcp-echo", "--ns", ns, "--listen", &addr.to_string()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("starting a kernel TCP echo process")?;
+            me.children.push(child);
+            let c = me.children.last_mut().expect("pushed");
+            let mut line = String::new();
+            let out = c.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+            std::io::BufReader::new(out).read_line(&mut line).context("waiting for a kernel TCP echo process")?;
+            if line.trim() != "ready" {
+                bail!("a kernel TCP echo process did not start ({:?})", line.trim());
+            }
+        }
+        Ok(me)
+    }
+
+    fn stop(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for c in &mut self.children {
+            drop(c.stdin.take());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.children {
+            loop {
+                match c.try_wait() {
+                    Ok(Some(st)) if st.success() => break,
+                    Ok(Some(st)) => {
+                        problems.push(format!("a kernel TCP echo process exited with {st}"));
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        problems.push("a kernel TCP echo process did not stop; killed".into());
+                        break;
+                    }
+                }
+            }
+        }
+        self.children.clear();
+        problems
+    }
+}
+
+impl Drop for KernelProcs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `sluice-bench serve-tcp-echo`: the kernel TCP echo server in namespace
+/// `ns` until stdin closes (conn-scale's child processes).
+pub fn serve_tcp_echo(ns: &str, listen: SocketAddrV4, threads: usize) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let server = Lab::run_in(ns, || KernelTcpEcho::start(listen, threads))?.context("starting the server")?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    let problems = server.stop();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(())
 }
 
 impl Server {
@@ -78,7 +162,7 @@ impl Server {
                 let pid = d.pid().ok_or_else(|| anyhow!("sluiced is not running"))?;
                 crate::results::rss_kib(pid).map(|k| k * 1024).ok_or_else(|| anyhow!("no RSS for sluiced"))
             }
-            Server::Kernel(_) => kernel_socket_bytes(),
+            Server::Kernel(_) | Server::KernelProcs(_) => kernel_socket_bytes(),
         }
     }
 
@@ -88,7 +172,7 @@ impl Server {
     fn held(&self, ns: &str) -> anyhow::Result<u64> {
         match self {
             Server::Sluice(d) => Ok(d.stats()?.total.gauges.get("tcp_conns").copied().unwrap_or(0)),
-            Server::Kernel(_) => {
+            Server::Kernel(_) | Server::KernelProcs(_) => {
                 // thread-self: /proc/self/net is the main thread's namespace.
                 let text = Lab::run_in(ns, || std::fs::read_to_string("/proc/thread-self/net/sockstat"))??;
                 Ok(tcp_inuse(&text))
@@ -104,6 +188,7 @@ impl Server {
                 Err(e) => vec![format!("{e:#}")],
             },
             Server::Kernel(k) => k.stop(),
+            Server::KernelProcs(mut k) => k.stop(),
         }
     }
 }
@@ -133,6 +218,7 @@ pub fn run(args: &ConnScaleArgs, stop: &StopFlag, command_line: Vec<String>) -> 
     } else {
         0
     };
+    let fd_limit = args.fds_per_process.map_or(fd_limit, |f| f.min(fd_limit));
     let lab = Lab::up(LabConfig::unique("scalebench").with_queues(args.queues)).context("building the lab")?;
     for a in extra_addresses(most) {
         let out = lab
@@ -212,13 +298,6 @@ fn measure(
     stop: &StopFlag,
 ) -> anyhow::Result<Measurement> {
     let service = SocketAddrV4::new(lab.addr(Side::Server), PORT);
-    if t.poll().is_none() && u64::from(n) + FDS_BESIDES > fd_limit {
-        bail!(
-            "the kernel's epoll server needs {} descriptors; RLIMIT_NOFILE allows {fd_limit} here (raising \
-             the hard limit needs CAP_SYS_RESOURCE, and at most fs.nr_open)",
-            u64::from(n) + FDS_BESIDES
-        );
-    }
     let server = match t.poll() {
         Some(poll) => {
             // Room for every connection (and some), at most the config's limit.
@@ -226,14 +305,27 @@ fn measure(
             let tuning = Tuning { poll: Some(poll), tcp: true, max_connections: Some(room), ..Tuning::default() };
             Server::Sluice(Sluiced::start(lab, sluiced, service, tuning, stop)?)
         }
-        None => Server::Kernel(
+        None if u64::from(n) + FDS_BESIDES <= fd_limit => Server::Kernel(
             Lab::run_in(&lab.server_ns, || KernelTcpEcho::start(service, args.queues as usize))?
                 .context("starting the kernel TCP echo server")?,
         ),
+        // More connections than one process may hold descriptors for: the
+        // same server in several processes, their SO_REUSEPORT listeners
+        // sharing the port (the kernel spreads connections by hash; each
+        // process gets a quarter of headroom over its share).
+        None => {
+            let per = fd_limit.saturating_sub(FDS_BESIDES) * 3 / 4;
+            let procs = u64::from(n).div_ceil(per.max(1));
+            Server::KernelProcs(KernelProcs::start(&lab.server_ns, service, procs as usize)?)
+        }
+    };
+    let procs = match &server {
+        Server::KernelProcs(k) => k.children.len(),
+        _ => 0,
     };
     let rss_pid = match &server {
         Server::Sluice(d) => d.pid(),
-        Server::Kernel(_) => None,
+        Server::Kernel(_) | Server::KernelProcs(_) => None,
     };
     stop.sleep(args.settle)?;
     let before = server.memory()?;
@@ -327,6 +419,9 @@ fn measure(
         Some(_) => format!(
             "sluiced's RSS growth; its connection table ({} B a connection) is reserved at start, touched as connections come",
             sluice_engine::tcp::TcpCore::BYTES_PER_CONNECTION
+        ),
+        None if procs > 0 => format!(
+            "kernel slab + TCP buffer growth; the epoll server in {procs} processes (at most {fd_limit} descriptors each)"
         ),
         None => "kernel slab + TCP buffer growth".to_string(),
     };

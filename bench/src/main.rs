@@ -83,6 +83,7 @@ fn run(cli: Cli, stop: &StopFlag, command_line: Vec<String>) -> anyhow::Result<(
             Ok(())
         }
         Cmd::Report(a) => render_reports(&a),
+        Cmd::ServeTcpEcho { ns, listen, threads } => sluice_bench::conn_scale::serve_tcp_echo(&ns, listen, threads),
     }
 }
 

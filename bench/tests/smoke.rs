@@ -240,6 +240,26 @@ fn every_scenario_reports() {
         assert_eq!(rendered_plots(&c, &scale.join("report.html")), 1, "the memory plot rendered");
     }
 
+    // conn-scale past one process's descriptors: the kernel's server runs in
+    // several processes sharing the port (a low descriptor budget forces it).
+    let scale_procs = scratch("scale-procs");
+    let out = Command::new(bench)
+        .args(["run", "conn-scale", "--conns", "300", "--settle", "0.3", "--targets", "kernel"])
+        .args(["--fds-per-process", "500", "--report"])
+        .arg(&scale_procs)
+        .output()
+        .expect("conn-scale");
+    assert!(
+        out.status.success(),
+        "conn-scale in processes: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cs = Results::read(&scale_procs.join("results.json")).expect("conn-scale results");
+    let m = &cs.measurements[0];
+    assert!(m.ok && m.transactions == 300, "every connection held: {m:?}");
+    assert!(m.limit.contains("the epoll server in 2 processes"), "{}", m.limit);
+
     // compare: the two tcp-rr runs share their closed-loop figures.
     let changes = rr_kernel.join("changes.json");
     let out = Command::new(bench)
