@@ -377,7 +377,7 @@ fn measure(
                 p999_us: d.quantile_us(0.999).unwrap_or(p50),
                 max_us: max_us.max(d.hist.last().map_or(p50, |h| h.0)),
             });
-            (d.ok, d.mismatched, d.ended + d.failed, 0, lat, c0, c1)
+            (d.ok, d.mismatched, d.ended + d.failed, d.deferred, lat, c0, c1)
         }
     };
     let rss_kib = rss_pid.and_then(crate::results::rss_kib);
@@ -421,6 +421,13 @@ fn measure(
         offered: cfg.rate,
         achieved: per_s,
     });
+    // Open loop: requests that waited past their time are named where the
+    // figure is (their latency counts from their time all the same).
+    let limit = if deferred > 0 && cfg.rate.is_some() {
+        format!("{limit}; {deferred} requests went out late (more than a generator tick past their time: window full or generator behind)")
+    } else {
+        limit
+    };
     Ok(TcpRound {
         round,
         target: t,

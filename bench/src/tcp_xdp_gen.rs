@@ -167,6 +167,8 @@ pub struct RrTotals {
     pub ended: u64,
     /// Connections that failed (reset, timed out, never established).
     pub failed: u64,
+    /// Open loop: requests sent late (see `RrSink::deferred`).
+    pub deferred: u64,
     /// Latency histogram: (bucket floor µs, count).
     pub hist: Vec<(u64, u64)>,
 }
@@ -186,6 +188,7 @@ impl RrTotals {
             mismatched: self.mismatched - earlier.mismatched,
             ended: self.ended - earlier.ended,
             failed: self.failed - earlier.failed,
+            deferred: self.deferred - earlier.deferred,
             hist,
         }
     }
@@ -348,6 +351,7 @@ impl TcpXdpGen {
             t.mismatched += s.mismatched.load(Ordering::Relaxed);
             t.ended += s.ended.load(Ordering::Relaxed);
             t.failed += s.failed.load(Ordering::Relaxed);
+            t.deferred += s.deferred.load(Ordering::Relaxed);
             for (b, n) in s.histogram() {
                 *hist.entry(b).or_default() += n;
             }

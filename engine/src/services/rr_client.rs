@@ -144,6 +144,11 @@ impl Answer {
 const SUB: usize = 8;
 const BUCKETS: usize = 31 * SUB;
 
+/// How late an open-loop request may go out and still be on time, µs: the
+/// generator releases requests on a 100 µs tick, so up to about that is
+/// its own rhythm.
+pub const LATE_US: u64 = 200;
+
 /// One core's tallies (written by its core only, read by the bench).
 #[derive(Debug)]
 pub struct RrSink {
@@ -155,6 +160,11 @@ pub struct RrSink {
     pub ended: AtomicU64,
     /// Connections that failed: reset, timed out, or never established.
     pub failed: AtomicU64,
+    /// Open loop: requests that went out more than [`LATE_US`] after their
+    /// time (the window was full, or the core was behind): a sign the
+    /// offered rate is beyond what is served. Their latency still counts
+    /// from their time.
+    pub deferred: AtomicU64,
     /// Open-loop schedules begun (each new one takes the next phase).
     starts: AtomicU64,
     /// The largest latency since the bench last took it, µs (exact: the
@@ -170,6 +180,7 @@ impl Default for RrSink {
             mismatched: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
             starts: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
             hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -405,6 +416,9 @@ impl RrClient {
                 (cx.release)(c);
                 cx.starved = true;
                 break;
+            }
+            if self.out_off == 0 && set.rate_per_conn > 0.0 && cx.now.saturating_sub(origin) > LATE_US {
+                sink.deferred.fetch_add(1, Ordering::Relaxed);
             }
             if self.out_off == 0 {
                 // crr: the transaction began with the connect.

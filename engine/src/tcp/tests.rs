@@ -1501,3 +1501,28 @@ fn the_connection_budget_is_shared_and_never_overdrawn() {
     }
     assert_eq!(b.used(), 0, "an extra give does not wrap");
 }
+
+#[test]
+fn an_open_loop_generator_counts_requests_that_went_out_late() {
+    use crate::services::rr_client::RrSettings;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let run = |rate_per_conn: f64| {
+        let mut server = Engine::new(&setup(1024), now0);
+        let set = RrSettings { size: 64, window: 1, rate_per_conn, http: false, crr: false, once: false };
+        let (mut client, sink) = generator(set, now0);
+        for i in 0..2u16 {
+            serve_port(&mut client, FIRST_PEER_PORT + i);
+            client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
+        }
+        run_pair(&mut client, &mut server, now0, now0 + S / 5, |_, _| {});
+        (sink.ok.load(Ordering::Relaxed), sink.deferred.load(Ordering::Relaxed))
+    };
+    // 1 000 requests a second a connection: a window of one keeps up.
+    let (ok, late) = run(1_000.0);
+    assert!(ok >= 2 * 190, "answers on schedule: {ok}");
+    assert_eq!(late, 0, "none late at a rate the round trip allows");
+    // 50 000 a second a connection, one in flight: most must wait.
+    let (ok, late) = run(50_000.0);
+    assert!(ok > 0 && late > ok / 2, "{ok} answered, {late} late");
+}
