@@ -25,7 +25,7 @@ args_of() {
         http) echo "run http --rounds 3 --duration 5" ;;
         http-close) echo "run http --close --rate none --conns 16 --rounds 3 --duration 5" ;;
         conn-scale) echo "run conn-scale --conns 1000,10000,100000" ;;
-        conn-scale-1m) echo "run conn-scale --conns 1000000 --targets sluice" ;;
+        conn-scale-1m) echo "run conn-scale --conns 1000000" ;;
     esac
 }
 
