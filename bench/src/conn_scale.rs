@@ -212,7 +212,7 @@ pub fn run(args: &ConnScaleArgs, stop: &StopFlag, command_line: Vec<String>) -> 
             want
         } else {
             // Without CAP_SYS_RESOURCE the hard limit stands; counts above
-            // it fail for the kernel with a row that says so.
+            // it run the kernel's server in several processes.
             setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).context("raising RLIMIT_NOFILE")?;
             want.min(hard)
         }

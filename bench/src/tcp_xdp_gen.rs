@@ -90,14 +90,19 @@ pub struct TcpXdpGenConfig {
 pub const MAX_CONNS: u32 = 1 << 20;
 
 impl TcpXdpGenConfig {
+    /// Source ports of each address from `base_port` up.
+    fn ports_from(base_port: u16) -> u32 {
+        65536 - u32::from(base_port.max(1))
+    }
+
     /// Source ports of each address.
     pub fn ports_per_address(&self) -> u32 {
-        65536 - u32::from(self.base_port.max(1))
+        Self::ports_from(self.base_port)
     }
 
     /// Addresses `n` connections from `base_port` up need.
     pub fn addresses_for(base_port: u16, n: u32) -> u32 {
-        n.div_ceil(65536 - u32::from(base_port.max(1)))
+        n.div_ceil(Self::ports_from(base_port))
     }
 
     /// Connection `i`'s tuple (from the client's side).
@@ -375,29 +380,15 @@ impl TcpXdpGen {
     /// The generator's nonzero counters, drops and gauges that say where
     /// handshakes went (summed over cores; see [`crate::conn_scale::is_clue`]).
     pub fn clues(&self) -> Vec<(String, u64)> {
-        use sluice_engine::stats::{Counter, DropReason, Gauge};
-        use sluice_tcp::{TcpCounter, TcpDrop};
         let st = &self.shared.stats;
-        let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut all = std::collections::BTreeMap::new();
+        let (mut drops, mut gauges) = (Default::default(), Default::default());
         for i in 0..st.len() {
-            let c = st.core(i);
-            for k in Counter::ALL {
-                *out.entry(k.name().into()).or_default() += c.counter(*k);
-            }
-            for k in DropReason::ALL {
-                *out.entry(k.name().into()).or_default() += c.drops(*k);
-            }
-            for k in Gauge::ALL {
-                *out.entry(k.name().into()).or_default() += c.gauge(*k);
-            }
-            for k in TcpCounter::ALL {
-                *out.entry(k.name().into()).or_default() += c.tcp_counter(*k);
-            }
-            for k in TcpDrop::ALL {
-                *out.entry(k.name().into()).or_default() += c.tcp_drops(*k);
-            }
+            st.core(i).add_named(&mut all, &mut drops, &mut gauges);
         }
-        out.into_iter().filter(|(k, v)| *v > 0 && crate::conn_scale::is_clue(k)).collect()
+        all.extend(drops);
+        all.extend(gauges);
+        all.into_iter().filter(|(k, v)| *v > 0 && crate::conn_scale::is_clue(k)).collect()
     }
 
     /// Connections open now on each core.
@@ -409,9 +400,7 @@ impl TcpXdpGen {
 
     /// Connections open now (in the generator's own table).
     pub fn connections(&self) -> u64 {
-        (0..self.shared.stats.len())
-            .map(|c| self.shared.stats.core(c).gauge(sluice_engine::stats::Gauge::TcpConns))
-            .sum()
+        self.connections_per_core().iter().sum()
     }
 
     /// Stops: detaches, stops the workers (which reset their connections).

@@ -586,6 +586,11 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Whether any service is a TCP one (the TCP stack runs).
+    pub fn serves_tcp(&self) -> bool {
+        self.services.iter().any(|s| s.proto == Proto::Tcp)
+    }
+
     /// The IPv4 addresses that have a service.
     pub fn service_addrs(&self) -> Vec<Ipv4Addr> {
         let mut v: Vec<Ipv4Addr> = self
@@ -920,7 +925,7 @@ impl Config {
         // Every core reserves its tables for all of max_connections (a core
         // may hold any share): more than the machine's memory and the
         // reservation itself would fail at start.
-        if self.services.iter().any(|s| s.proto == Proto::Tcp) {
+        if self.serves_tcp() {
             let http = self.services.iter().any(|s| s.kind == ServiceKind::Http);
             let per = crate::tcp::TcpCore::BYTES_PER_CONNECTION as u64
                 + if http { crate::services::AppStates::bytes_for(ServiceKind::Http) as u64 } else { 0 };

@@ -22,7 +22,7 @@ use crate::handoff::Handoff;
 use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
 use crate::port::Port;
-use crate::stats::{Counter, DropReason, EngineStats, Gauge, TcpCounter, TcpDrop};
+use crate::stats::{Counter, EngineStats, Gauge};
 use crate::steering::{Steering, XdpCounterReader};
 use crate::tcp::{ServiceSetup, TcpCore, TcpSetup};
 use crate::wire::ethernet::EthernetAddress;
@@ -145,8 +145,7 @@ impl Engine {
             services,
             owners: match e.flow_owner {
                 FlowOwner::Learned => {
-                    let max =
-                        if cfg.services.iter().any(|s| s.proto == Proto::Tcp) { cfg.tcp.max_connections } else { 0 };
+                    let max = if cfg.serves_tcp() { cfg.tcp.max_connections } else { 0 };
                     OwnerDirectory::new(owner_slots(max), e.flow_idle_timeout_s, random_seed())
                 }
                 FlowOwner::Hash => OwnerDirectory::hashed(n as u16, random_seed()),
@@ -219,7 +218,7 @@ impl Engine {
             .enumerate()
             .map(|(i, s)| ServiceSetup { id: i as u32, kind: s.kind, tcp: s.proto == Proto::Tcp, http: s.http.clone() })
             .collect();
-        let serves_tcp = services.iter().any(|s| s.tcp);
+        let serves_tcp = cfg.serves_tcp();
         let n = plan.queues as usize;
         let per_core = plan.frames as usize / n.max(1);
         let ring = e.ring_size as usize;
@@ -472,11 +471,7 @@ impl EngineInfo {
             umem_per_core_bytes: self.plan.frames as u64 * e.frame_size as u64 / self.plan.queues.max(1) as u64,
             services: self.services(),
             arp_answered_for: self.shared.services.arp_addrs().iter().map(|a| a.to_string()).collect(),
-            tcp_max_connections: if self.cfg.services.iter().any(|s| s.proto == Proto::Tcp) {
-                u64::from(self.cfg.tcp.max_connections)
-            } else {
-                0
-            },
+            tcp_max_connections: if self.cfg.serves_tcp() { u64::from(self.cfg.tcp.max_connections) } else { 0 },
             tcp_bytes_per_connection: TcpCore::BYTES_PER_CONNECTION as u64,
             tcp_bytes_per_time_wait: TcpCore::BYTES_PER_TIME_WAIT as u64,
         }
@@ -490,21 +485,7 @@ impl EngineInfo {
             let c = st.core(i);
             let mut snap =
                 CoreSnapshot { core: Some(i as u32), cpu: self.plan.cpus.get(i).copied(), ..Default::default() };
-            for k in Counter::ALL {
-                snap.counters.insert(k.name().into(), c.counter(*k));
-            }
-            for r in DropReason::ALL {
-                snap.drops.insert(r.name().into(), c.drops(*r));
-            }
-            for g in Gauge::ALL {
-                snap.gauges.insert(g.name().into(), c.gauge(*g));
-            }
-            for k in TcpCounter::ALL {
-                snap.counters.insert(k.name().into(), c.tcp_counter(*k));
-            }
-            for r in TcpDrop::ALL {
-                snap.drops.insert(r.name().into(), c.tcp_drops(*r));
-            }
+            c.add_named(&mut snap.counters, &mut snap.drops, &mut snap.gauges);
             snap.handoff_share = share(c.counter(Counter::HandoffOut), c.counter(Counter::RxPackets));
             add_into(&mut total.counters, &snap.counters);
             add_into(&mut total.drops, &snap.drops);

@@ -7,6 +7,7 @@
 //! has a [`DropReason`] and its own counter.
 use crossbeam_utils::CachePadded;
 pub use sluice_tcp::stats::{TcpCounter, TcpDrop, TcpStats};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 // The enum-with-names macro is the TCP crate's, so both name their
@@ -255,6 +256,33 @@ impl CoreStats {
     /// Sum of all drop counters (frames; TCP's segment drops apart).
     pub fn total_drops(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
+    }
+
+    /// Every value by its name: `counters` (the engine's and TCP's),
+    /// `drops` (frames by reason and TCP segments by reason) and `gauges`,
+    /// each `+=` into the maps given (so cores can be summed into one).
+    pub fn add_named(
+        &self,
+        counters: &mut BTreeMap<String, u64>,
+        drops: &mut BTreeMap<String, u64>,
+        gauges: &mut BTreeMap<String, u64>,
+    ) {
+        let add = |m: &mut BTreeMap<String, u64>, k: &str, v: u64| *m.entry(k.to_string()).or_insert(0) += v;
+        for k in Counter::ALL {
+            add(counters, k.name(), self.counter(*k));
+        }
+        for k in TcpCounter::ALL {
+            add(counters, k.name(), self.tcp_counter(*k));
+        }
+        for r in DropReason::ALL {
+            add(drops, r.name(), self.drops(*r));
+        }
+        for r in TcpDrop::ALL {
+            add(drops, r.name(), self.tcp_drops(*r));
+        }
+        for g in Gauge::ALL {
+            add(gauges, g.name(), self.gauge(*g));
+        }
     }
 }
 

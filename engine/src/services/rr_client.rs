@@ -275,7 +275,13 @@ impl RrClient {
         if self.closed || set.rate_per_conn <= 0.0 || (self.sent - self.done) >= u32::from(set.window) {
             return false;
         }
-        self.start == 0 || self.start + (f64::from(self.sent) * 1e6 / set.rate_per_conn) as u64 <= now
+        self.start == 0 || Self::scheduled(self.start, set, self.sent) <= now
+    }
+
+    /// Open loop: when request number `sent` of a schedule begun at `start`
+    /// is meant to go, engine µs.
+    fn scheduled(start: u64, set: &RrSettings, sent: u32) -> u64 {
+        start + (f64::from(sent) * 1e6 / set.rate_per_conn) as u64
     }
 
     pub(super) fn run(&mut self, conn: &mut Conn, cx: &mut AppCx<'_>) {
@@ -373,7 +379,7 @@ impl RrClient {
             if set.rate_per_conn <= 0.0 {
                 return Some(cx.now);
             }
-            let at = self.start + (f64::from(sent) * 1e6 / set.rate_per_conn) as u64;
+            let at = Self::scheduled(self.start, set, sent);
             (at <= cx.now).then_some(at)
         };
         if set.crr && self.done >= 1 && !self.closed {

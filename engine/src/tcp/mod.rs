@@ -556,21 +556,8 @@ impl TcpCore {
                     dirty: false,
                     blocked: false,
                 };
-                let id = if self.budget.take() {
-                    let id = self.table.insert(slot);
-                    if id.is_none() {
-                        self.budget.give();
-                    }
-                    id
-                } else {
-                    None
-                };
-                match id {
+                match self.admit(slot, now) {
                     Some(id) => {
-                        if let Some(s) = self.table.peek(id) {
-                            let app = s.app;
-                            self.apps.start(id, &app, now);
-                        }
                         self.deliver(io, id, pkt, m, now);
                         // The handshake's ACK was refused after all (PAWS, a
                         // bad ACK): no connection stays half made, with no
@@ -749,22 +736,32 @@ impl TcpCore {
             dirty: true,
             blocked: false,
         };
-        if !self.budget.take() {
-            io.owners.unpin(&flow, self.core, now / 1_000_000);
-            return None;
-        }
-        match self.table.insert(slot) {
+        match self.admit(slot, now) {
             Some(id) => {
-                self.apps.start(id, &app, now);
                 self.dirty.push(id);
                 Some(id)
             }
             None => {
-                self.budget.give();
                 io.owners.unpin(&flow, self.core, now / 1_000_000);
                 None
             }
         }
+    }
+
+    /// Puts a new connection in the table: a place of the shared budget
+    /// taken (given back if the table refuses it) and its service state
+    /// started. `None`: no place, or the tuple is in the table already.
+    fn admit(&mut self, slot: Slot, now: u64) -> Option<u32> {
+        if !self.budget.take() {
+            return None;
+        }
+        let app = slot.app;
+        let Some(id) = self.table.insert(slot) else {
+            self.budget.give();
+            return None;
+        };
+        self.apps.start(id, &app, now);
+        Some(id)
     }
 
     /// Runs the timers due at `now`; returns how many fired.
