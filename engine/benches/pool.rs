@@ -3,10 +3,7 @@
 //! exchange stack that `rebalance` lends to and borrows from. The UMEM is
 //! anonymous memory (`FrameTable::create`), no socket.
 //!
-//! The AF_XDP rings are not benchmarked: they are private to the socket
-//! (`afxdp::ring` is `pub(crate)`, the in-memory kernel side `afxdp::fake`
-//! is test-only), so there is no safe public way to produce and consume on
-//! them without a kernel AF_XDP socket.
+//! The AF_XDP rings are in `ring.rs`.
 #![forbid(unsafe_code)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

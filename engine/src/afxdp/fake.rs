@@ -1,7 +1,14 @@
-//! A stand-in for the kernel's side of an AF_XDP socket, for tests without
-//! root: the four rings are shared memory the test drives from the other
-//! side, exactly as the kernel would (consume fill, produce rx, consume tx,
-//! produce completions), over the real ring and frame-table code.
+//! A stand-in for the kernel's side of an AF_XDP socket, for tests and
+//! microbenchmarks without root: the four rings are shared memory the test
+//! drives from the other side, exactly as the kernel would (consume fill,
+//! produce rx, consume tx, produce completions), over the real ring and
+//! frame-table code. Outside the crate's own tests it is built with the
+//! `fake-kernel` feature (the criterion benches turn it on), and only as
+//! [`FakeKernel::standalone`], whose socket is the only one on its UMEM.
+//!
+//! What keeps it sound: the fake writes only into frames it took off the
+//! fill ring (lent to it, so no token exists), and forgets a frame as soon
+//! as a descriptor naming it goes on the rx ring, raw or not.
 use super::frames::FrameTable;
 use super::ring::{ConsumerRing, Desc, Mapping, ProducerRing};
 use super::socket::{SocketMode, XskSocket};
@@ -14,16 +21,16 @@ pub const RX_HEADROOM: u64 = 256;
 /// The kernel's ends of one socket's rings.
 pub struct FakeKernel {
     /// The kernel consumes the fill ring.
-    pub fill: ConsumerRing<u64>,
+    fill: ConsumerRing<u64>,
     /// The kernel produces into the rx ring.
-    pub rx: ProducerRing<Desc>,
+    rx: ProducerRing<Desc>,
     /// The kernel consumes the tx ring.
-    pub tx: ConsumerRing<Desc>,
+    tx: ConsumerRing<Desc>,
     /// The kernel produces completions.
-    pub comp: ProducerRing<u64>,
+    comp: ProducerRing<u64>,
     table: Arc<FrameTable>,
     /// Frames taken off the fill ring, not yet used for a received packet.
-    pub stocked: std::collections::VecDeque<u64>,
+    pub(crate) stocked: std::collections::VecDeque<u64>,
     _peer: OwnedFd,
 }
 
@@ -37,10 +44,25 @@ fn memfd(len: usize) -> i32 {
 }
 
 impl FakeKernel {
+    /// A fresh UMEM of `frames` frames of `frame_size` bytes, one socket on
+    /// it (queue 0) with rings of `ring` slots, and the fake kernel behind
+    /// that socket. The socket is the UMEM's only one, so no other ring can
+    /// name its frames.
+    pub fn standalone(
+        frames: u32,
+        frame_size: u32,
+        ring: u32,
+    ) -> std::io::Result<(Arc<FrameTable>, XskSocket, FakeKernel)> {
+        let table = FrameTable::create(frames, frame_size)?;
+        let (sock, k) = Self::socket(&table, 0, ring);
+        Ok((table, sock, k))
+    }
+
     /// A socket for queue `queue` over `table`'s UMEM with rings of `size`
     /// slots, and the fake kernel behind it. Kicks go to a socketpair and do
-    /// nothing.
-    pub fn socket(table: &Arc<FrameTable>, queue: u32, size: u32) -> (XskSocket, FakeKernel) {
+    /// nothing. Crate-only: two of these on one queue of one table could
+    /// each name the other's frames.
+    pub(crate) fn socket(table: &Arc<FrameTable>, queue: u32, size: u32) -> (XskSocket, FakeKernel) {
         let off = libc::xdp_ring_offset { producer: 0, consumer: 64, flags: 128, desc: 192 };
         let two = |elem: usize| {
             let len = 192 + size as usize * elem;
@@ -117,9 +139,50 @@ impl FakeKernel {
         true
     }
 
-    /// Puts a raw descriptor on the rx ring (to test refusals).
+    /// Delivers `frame` into up to `n` stocked frames, in one batch on the
+    /// rx ring; returns how many went (fewer when the stock or the ring runs
+    /// out).
+    pub fn deliver_many(&mut self, frame: &[u8], n: u32) -> u32 {
+        self.take_fill();
+        assert!(RX_HEADROOM as usize + frame.len() <= self.table.frame_size() as usize);
+        let got = self.rx.reserve(n.min(self.stocked.len() as u32));
+        for i in 0..got {
+            let at = self.stocked.pop_front().expect("reserved no more than stocked") + RX_HEADROOM;
+            self.write(at, frame);
+            self.rx.put(i, Desc { addr: at, len: frame.len() as u32, options: 0 });
+        }
+        self.rx.submit(got);
+        got
+    }
+
+    /// Puts a raw descriptor on the rx ring (to test refusals). A stocked
+    /// frame it names is forgotten: once the socket may hold a token for it,
+    /// the fake must not write into it.
     pub fn deliver_raw(&mut self, d: Desc) {
+        let size = self.table.frame_size() as u64;
+        self.stocked.retain(|&a| a / size != d.addr / size);
         assert_eq!(self.rx.produce(&[d]), 1);
+    }
+
+    /// Completes what is on the tx ring, as copy mode does inside sendto(),
+    /// without copying the packets out, as far as the completion ring has
+    /// room; returns how many.
+    pub fn complete_sent(&mut self) -> usize {
+        let mut d = [Desc::default(); 64];
+        let mut a = [0u64; 64];
+        let mut total = 0;
+        loop {
+            let room = self.comp.free(64).min(64) as usize;
+            let n = self.tx.consume(&mut d[..room]);
+            if n == 0 {
+                return total;
+            }
+            for (addr, desc) in a.iter_mut().zip(&d[..n]) {
+                *addr = desc.addr;
+            }
+            assert_eq!(self.comp.produce(&a[..n]), n, "the room was counted first");
+            total += n;
+        }
     }
 
     /// The packets on the tx ring, copied out; each frame is completed at

@@ -8,8 +8,8 @@
 //! only through its token, of which at most one exists per frame.
 #![allow(unsafe_code)]
 
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fake-kernel"))]
+pub mod fake;
 pub mod frames;
 pub(crate) mod ring;
 pub mod socket;

@@ -289,7 +289,7 @@ impl XskSocket {
     }
 
     /// A socket over rings the test's fake kernel drives (see `fake.rs`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fake-kernel"))]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn from_parts(
         rx: ConsumerRing<Desc>,

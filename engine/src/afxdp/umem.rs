@@ -93,7 +93,7 @@ impl UmemArea {
     }
 
     /// Whether `addr..addr+len` lies inside one frame of the area.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fake-kernel"))]
     pub(super) fn in_one_frame(&self, addr: u64, len: u32) -> bool {
         let end = addr.saturating_add(len as u64);
         end <= self.len as u64 && (len == 0 || self.frame_base(addr) == self.frame_base(end - 1))
