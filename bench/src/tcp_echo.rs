@@ -424,7 +424,10 @@ fn measure(
     // Open loop: requests that waited past their time are named where the
     // figure is (their latency counts from their time all the same).
     let limit = if deferred > 0 && cfg.rate.is_some() {
-        format!("{limit}; {deferred} requests went out late (more than a generator tick past their time: window full or generator behind)")
+        format!(
+            "{limit}; {deferred} requests went out late (more than {} µs past their time: window full or generator behind)",
+            sluice_engine::services::rr_client::LATE_US
+        )
     } else {
         limit
     };

@@ -144,9 +144,9 @@ impl Answer {
 const SUB: usize = 8;
 const BUCKETS: usize = 31 * SUB;
 
-/// How late an open-loop request may go out and still be on time, µs: the
-/// generator releases requests on a 100 µs tick, so up to about that is
-/// its own rhythm.
+/// How late an open-loop request may go out and still be on time, µs: a
+/// core releases a request on its first pass at or after the request's
+/// time, and a sleeping core wakes up to a timer's slack late.
 pub const LATE_US: u64 = 200;
 
 /// One core's tallies (written by its core only, read by the bench).
@@ -258,6 +258,9 @@ pub struct RrClient {
     start: u64,
     /// When the connection was opened (its SYN), engine µs.
     opened: u64,
+    /// Open loop: the time the core's pace queue holds for this connection
+    /// (0: none).
+    queued: u64,
     closed: bool,
     /// HTTP mode: the answer being read.
     answer: Answer,
@@ -276,6 +279,38 @@ impl RrClient {
             return false;
         }
         self.start == 0 || Self::scheduled(self.start, set, self.sent) <= now
+    }
+
+    /// Open loop: when this connection next wants to run, if the core's
+    /// pace queue should hear of it: the time of its next request, given
+    /// once per time, and only while the window has room for it (a full
+    /// window is woken by the echo that frees it) and the time is still to
+    /// come (a due request that could not go waits on what stopped it).
+    pub fn next_wake(&mut self, set: &RrSettings, now: u64) -> Option<u64> {
+        if self.closed
+            || set.rate_per_conn <= 0.0
+            || self.start == 0
+            || (self.sent - self.done) >= u32::from(set.window)
+            || ((set.crr || set.once) && self.sent >= 1)
+        {
+            return None;
+        }
+        let at = Self::scheduled(self.start, set, self.sent);
+        if at <= now || at == self.queued {
+            return None;
+        }
+        self.queued = at;
+        Some(at)
+    }
+
+    /// Open loop: whether the pace queue's entry for `at` is this
+    /// connection's live one (not left from an earlier time); it is taken.
+    pub fn take_queued(&mut self, at: u64) -> bool {
+        let live = self.queued == at;
+        if live {
+            self.queued = 0;
+        }
+        live
     }
 
     /// Open loop: when request number `sent` of a schedule begun at `start`

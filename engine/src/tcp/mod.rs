@@ -24,6 +24,7 @@
 //! | `time_wait` | the core's TIME-WAIT entries (a few dozen bytes each, not a connection) |
 pub mod chunk;
 pub mod emit;
+mod pace;
 pub mod table;
 pub mod time_wait;
 
@@ -195,10 +196,6 @@ struct Listening {
     http: Option<Arc<HttpService>>,
 }
 
-/// How often an open-loop generator's connections look at their schedule
-/// (a request is late by at most this, the same for every target).
-const PACE_TICK: u64 = 100;
-
 /// Where a service writes payload in a fresh frame: room in front for the
 /// headers (so the frame is sent as it is) and the rx headroom's size.
 const APP_HEADROOM: u16 = 256;
@@ -241,8 +238,8 @@ pub struct TcpCore {
     /// Connections a reopen found no free port for yet (every port of the
     /// share in use or in TIME-WAIT): tried again on every tick.
     reopen_owed: u32,
-    /// Open-loop generator: when its connections next look at their schedule.
-    next_pace: u64,
+    /// Open-loop generator: when each connection's next request falls due.
+    pace: pace::PaceQueue,
     local_mac: EthernetAddress,
     frames: Arc<FrameTable>,
     table: ConnTable,
@@ -326,7 +323,11 @@ impl TcpCore {
             opening: Vec::with_capacity(MAX_OPENING),
             reopen: None,
             reopen_owed: 0,
-            next_pace: 0,
+            pace: if setup.rr.as_ref().is_some_and(|(s, _)| s.rate_per_conn > 0.0) {
+                pace::PaceQueue::with_connections(conns as usize)
+            } else {
+                pace::PaceQueue::default()
+            },
             local_mac: setup.local_mac,
             frames,
             table: ConnTable::new(conns),
@@ -783,26 +784,8 @@ impl TcpCore {
                 }
             }
         }
-        if self.paced() && now >= self.next_pace {
-            // The open-loop generator's schedule: every connection looks
-            // whether a request fell due.
-            self.next_pace = now + PACE_TICK;
-            let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
-            let TcpCore { table, dirty, scratch, apps, .. } = self;
-            scratch.clear();
-            scratch.extend(table.ids());
-            for &id in scratch.iter() {
-                if let Some(s) = table.get(id) {
-                    let due = s.conn.state() == State::Established
-                        && matches!(s.app, App::RrClient)
-                        && apps.rr(id).due(&set, now);
-                    if due && !s.dirty {
-                        s.dirty = true;
-                        dirty.push(id);
-                    }
-                }
-            }
-            scratch.clear();
+        if self.paced() {
+            self.release_due(now);
         }
         let mut fired = std::mem::take(&mut self.scratch);
         self.wheel.advance(now, |id| fired.push(id));
@@ -910,6 +893,7 @@ impl TcpCore {
                 local_mac,
                 rr,
                 apps,
+                pace,
                 ..
             } = self;
             let Some(slot) = table.get(id) else { return };
@@ -940,6 +924,11 @@ impl TcpCore {
                 };
                 slot.app.run(id, apps, &mut slot.conn, &mut cx);
                 starved = cx.starved;
+                if let (App::RrClient, Some((set, _))) = (&slot.app, rr.as_ref()) {
+                    if let Some(at) = apps.rr(id).next_wake(set, now) {
+                        pace.schedule(id, at);
+                    }
+                }
             }
             let mut env = Env { now, arena, stats, limits, release: &mut release };
             let path = path_for(*local_mac, &slot.tuple, slot.remote_mac);
@@ -1030,9 +1019,33 @@ impl TcpCore {
         self.tw.expire(u64::MAX, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
     }
 
+    /// Open-loop generator: marks for service the connections whose next
+    /// request fell due by `now` (from the pace queue; by a scan of every
+    /// connection if the queue refused an entry).
+    fn release_due(&mut self, now: u64) {
+        let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
+        let TcpCore { table, dirty, scratch, apps, pace, .. } = self;
+        while let Some((id, at)) = pace.pop_due(now) {
+            let live = table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) && apps.rr(id).take_queued(at);
+            if live {
+                release_if_due(table, dirty, apps, pace, &set, id, now);
+            }
+        }
+        if pace.take_overflow() {
+            scratch.clear();
+            scratch.extend(table.ids());
+            for &id in scratch.iter() {
+                if table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) {
+                    release_if_due(table, dirty, apps, pace, &set, id, now);
+                }
+            }
+            scratch.clear();
+        }
+    }
+
     /// The earliest time a timer wants to run, engine µs.
     pub fn next_deadline(&self) -> Option<u64> {
-        let pace = self.paced().then_some(self.next_pace);
+        let pace = if self.paced() { self.pace.next() } else { None };
         [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline(), pace].into_iter().flatten().min()
     }
 
@@ -1166,6 +1179,30 @@ fn mac_word(m: [u8; 6]) -> u64 {
 fn mac_of_word(w: u64) -> [u8; 6] {
     let b = w.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Open loop: marks the generator's connection `id` for service if a
+/// request of its fell due by `now`; else gives the pace queue its next time
+/// (it has none when its entry was refused, or when it was taken early).
+fn release_if_due(
+    table: &mut ConnTable,
+    dirty: &mut Vec<u32>,
+    apps: &mut AppStates,
+    pace: &mut pace::PaceQueue,
+    set: &RrSettings,
+    id: u32,
+    now: u64,
+) {
+    let Some(s) = table.get(id) else { return };
+    let rr = apps.rr(id);
+    if s.conn.state() == State::Established && rr.due(set, now) {
+        if !s.dirty {
+            s.dirty = true;
+            dirty.push(id);
+        }
+    } else if let Some(at) = rr.next_wake(set, now) {
+        pace.schedule(id, at);
+    }
 }
 
 #[cfg(test)]

@@ -1526,3 +1526,51 @@ fn an_open_loop_generator_counts_requests_that_went_out_late() {
     let (ok, late) = run(50_000.0);
     assert!(ok > 0 && late > ok / 2, "{ok} answered, {late} late");
 }
+
+#[test]
+fn an_open_loop_generator_wakes_when_a_request_falls_due_and_sends_it_on_time() {
+    use crate::services::rr_client::RrSettings;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let mut server = Engine::new(&setup(1024), now0);
+    // One request a millisecond on each of two connections.
+    let set = RrSettings { size: 64, window: 1, rate_per_conn: 1_000.0, http: false, crr: false, once: false };
+    let (mut client, sink) = generator(set, now0);
+    for i in 0..2u16 {
+        serve_port(&mut client, FIRST_PEER_PORT + i);
+        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
+    }
+    // Established, and the schedules begun.
+    run_pair(&mut client, &mut server, now0, now0 + 2_000, |_, _| {});
+    let before = sink.ok.load(Ordering::Relaxed);
+    sink.take_max_us();
+    // Now as a core that sleeps until its next deadline: it runs only when
+    // a timer or a request wants it, over an instant wire.
+    let mut now = now0 + 2_000;
+    let end = now + S / 10;
+    let mut wakes = 0;
+    while now < end {
+        let next = [client.tcp.next_deadline(), server.tcp.next_deadline()].into_iter().flatten().min();
+        now = next.expect("a paced generator always has a next request").max(now + 1);
+        wakes += 1;
+        assert!(wakes < 10_000, "a deadline that never moves on");
+        client.pass(now);
+        for f in client.kernel.take_sent(true) {
+            assert!(server.kernel.deliver(&f));
+        }
+        server.pass(now);
+        for f in server.kernel.take_sent(true) {
+            assert!(client.kernel.deliver(&f));
+        }
+        client.pass(now);
+    }
+    let ok = sink.ok.load(Ordering::Relaxed) - before;
+    assert!((195..=201).contains(&ok), "two a millisecond for 100 ms: {ok}");
+    // Each request left at its time and its echo came back at once (a
+    // request released on a tick would be up to the tick late, and the
+    // latency counts from its time).
+    assert!(sink.take_max_us() <= 1, "latency from the intended time");
+    assert_eq!(sink.deferred.load(Ordering::Relaxed), 0);
+    // About one wake-up per request and its ACK, not one per tick.
+    assert!(wakes <= 3 * ok, "{wakes} wake-ups for {ok} requests");
+}
