@@ -1574,3 +1574,82 @@ fn an_open_loop_generator_wakes_when_a_request_falls_due_and_sends_it_on_time() 
     // About one wake-up per request and its ACK, not one per tick.
     assert!(wakes <= 3 * ok, "{wakes} wake-ups for {ok} requests");
 }
+
+#[test]
+fn a_service_starved_of_frames_is_served_again_once_a_frame_is_free_without_new_input() {
+    // The answer needs fresh frames and too few are free: the connection
+    // must wait on the core's blocked list, not for the peer's next segment
+    // (which may never come: its window can be open and nothing of ours
+    // unacknowledged but what the peer has already acknowledged).
+    const BODY: usize = 6000;
+    let cfg = Config::parse(
+        &format!(
+            r#"
+[engine]
+interface = "sluice0"
+[[service]]
+name = "web"
+proto = "tcp"
+listen = "198.18.0.2:7"
+kind = "http"
+[service.http]
+body = "{}"
+"#,
+            "x".repeat(BODY)
+        ),
+        "test",
+    )
+    .unwrap();
+    let mut w = World::new(&setup_with(cfg, 1024), 5);
+    w.peer.connect(CLOSE_REQUEST.to_vec(), false, 5);
+    assert!(w.run_until(S, |w| w.peer.state(0) == tcp::State::Established), "{}", w.describe());
+    assert!(w.to_engine.next_at().is_some(), "the ACK and the request are on their way");
+    // Every frame the core could send with, taken (the SYN-ACK's too, once
+    // its completion is reaped). The pure ACK's frame comes free on
+    // receipt; the request's holds the request.
+    w.engine.reap();
+    let mut held = Vec::new();
+    while let Some(f) = w.engine.port.alloc() {
+        held.push(f);
+    }
+    assert!(w.advance());
+    w.engine_passes();
+    assert_eq!(w.engine.tcp.connections(), 1, "established on the final ACK");
+    assert!(w.engine.tcp.has_blocked(), "the service could not queue its answer: blocked");
+    let first: usize = w.engine.transmit().iter().map(|ip| seen(ip).len).sum();
+    assert!(first < BODY, "not all of it went: {first} B");
+    // Passes go on without input, and every frame that comes free (the
+    // request's, once parsed) is taken too: soon nothing is sent.
+    let mut grab = |w: &mut World| {
+        w.engine.reap();
+        while let Some(f) = w.engine.port.alloc() {
+            held.push(f);
+        }
+    };
+    let mut quiet = 0;
+    for _ in 0..10 {
+        w.now += MS;
+        grab(&mut w);
+        w.engine.pass(w.now);
+        let n: usize = w.engine.transmit().iter().map(|ip| seen(ip).len).sum();
+        quiet = if n == 0 { quiet + 1 } else { 0 };
+        assert!(w.engine.tcp.has_blocked(), "still waiting");
+    }
+    assert!(quiet >= 5, "no frame, nothing sent, for passes on end");
+    assert!(w.to_engine.next_at().is_none(), "no input came meanwhile");
+    for f in held {
+        w.engine.port.free(f);
+    }
+    // One pass, no input: the blocked connection is served.
+    w.engine.pass(w.now);
+    let sent = w.engine.transmit();
+    let more: usize = sent.iter().map(|ip| seen(ip).len).sum();
+    assert!(more > 0, "the rest went out on the pass after frames came back");
+    for ip in sent {
+        w.to_peer.push(w.now, ip);
+    }
+    assert!(w.run_until(S, |w| w.peer.state(0) == tcp::State::CloseWait), "{}", w.describe());
+    let got = &w.peer.conns[0].received;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n") && got.ends_with(&[b'x'; BODY]), "{} B", got.len());
+    assert!(!w.engine.tcp.has_blocked());
+}
