@@ -446,11 +446,9 @@ impl TcpEchoArgs {
         }
         self.generator =
             self.generator_arg.unwrap_or(if self.http && self.close { TcpGenerator::Wrk } else { TcpGenerator::Afxdp });
-        let closed_only = self.generator == TcpGenerator::Wrk
-            || (self.generator == TcpGenerator::Afxdp && self.mode == TcpModeArg::Crr);
-        if closed_only && self.rate == OpenLoopRate::Auto {
-            // wrk, and the afxdp generator's crr, run closed loop only: no
-            // open loop unless asked (and refused then).
+        if self.generator == TcpGenerator::Wrk && self.rate == OpenLoopRate::Auto {
+            // wrk runs closed loop only: no open loop unless asked (and
+            // refused then).
             self.rate = OpenLoopRate::Skip;
         }
         let baseline = if self.http { TcpTarget::Nginx } else { TcpTarget::Kernel };
@@ -512,18 +510,12 @@ impl TcpEchoArgs {
                 return Err("wrk is a generator of run http".into());
             }
         }
-        if self.generator == TcpGenerator::Afxdp {
-            if self.mode == TcpModeArg::Crr && !matches!(self.rate, OpenLoopRate::Skip) {
-                return Err(
-                    "the afxdp generator's crr runs closed loop only: --rate none (or --generator kernel)".into()
-                );
-            }
-            if self.conns > 4000 || self.window > crate::tcp_xdp_gen_max_window() {
-                return Err(format!(
-                    "the afxdp generator takes at most 4000 connections and {} in flight each",
-                    crate::tcp_xdp_gen_max_window()
-                ));
-            }
+        if self.generator == TcpGenerator::Afxdp && (self.conns > 4000 || self.window > crate::tcp_xdp_gen_max_window())
+        {
+            return Err(format!(
+                "the afxdp generator takes at most 4000 connections and {} in flight each",
+                crate::tcp_xdp_gen_max_window()
+            ));
         }
         let probe = crate::tcp_gen::TcpGenConfig {
             target: std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 7),
@@ -946,7 +938,7 @@ mod tests {
         };
         c.resolve(TcpScenario::Crr).unwrap();
         assert_eq!((c.mode, c.generator, c.conns), (TcpModeArg::Crr, TcpGenerator::Afxdp, 8));
-        assert_eq!(c.rate, OpenLoopRate::Skip, "afxdp crr: closed loop unless asked");
+        assert_eq!(c.rate, OpenLoopRate::Auto, "afxdp crr: open loop too, opens on a schedule");
         c.validate().unwrap();
         let Cmd::Run(Scenario::TcpRr(mut r)) = parse(&["run", "tcp-rr", "--mode", "crr"]).unwrap().command else {
             panic!()
@@ -990,7 +982,7 @@ mod tests {
             panic!()
         };
         c.resolve(TcpScenario::Crr).unwrap();
-        assert!(c.validate().unwrap_err().contains("closed loop"), "the afxdp generator's crr is closed loop");
+        c.validate().expect("the afxdp generator's crr runs open loop too");
         let Cmd::Run(Scenario::TcpCrr(mut c)) = parse(&["run", "tcp-crr", "--generator", "kernel"]).unwrap().command
         else {
             panic!()

@@ -137,6 +137,11 @@ impl TcpXdpGenConfig {
         if self.base_port == 0 {
             return Err("source ports start at 1".into());
         }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0 && r <= 1e8) {
+                return Err(format!("rate {r}: more than 0, at most 100 000 000 a second"));
+            }
+        }
         let need = Self::addresses_for(self.base_port, self.conns);
         if need as usize > 1 + self.more_ips.len() {
             return Err(format!(
@@ -284,7 +289,9 @@ impl TcpXdpGen {
                 RrSettings {
                     size: cfg.size,
                     window: cfg.window,
-                    rate_per_conn: cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)),
+                    // crr's open loop schedules the opens (`Reopen::rate`):
+                    // each connection sends its one request at once.
+                    rate_per_conn: if cfg.crr { 0.0 } else { cfg.rate.map_or(0.0, |r| r / f64::from(cfg.conns)) },
                     http: cfg.http,
                     crr: cfg.crr,
                     once: cfg.once,
@@ -312,7 +319,9 @@ impl TcpXdpGen {
             // to (the directory then hands its segments there, whichever
             // queue they arrive on): flows that share a slot share a core,
             // so no open is refused for a slot another core holds.
-            for t in (0..cfg.conns).map(|i| cfg.tuple(i)) {
+            // Open loop crr: the schedule makes every connection.
+            let scheduled = cfg.crr && cfg.rate.is_some();
+            for t in (0..cfg.conns).map(|i| cfg.tuple(i)).filter(|_| !scheduled) {
                 let slot = shared.owners.slot_index(&flow_of(&t)).unwrap_or(0);
                 if slot % n == q {
                     tcp.queue_connect(t, cfg.server_mac, 0);
@@ -320,7 +329,8 @@ impl TcpXdpGen {
             }
             if cfg.crr {
                 // Each connection that ends is replaced from the ports after
-                // the first ones, this core taking every n-th.
+                // the first ones, this core taking every n-th; open loop,
+                // a connection opens when due, `conns` open at most.
                 tcp.set_reopen(Reopen {
                     tuple: cfg.tuple(0),
                     remote_mac: cfg.server_mac,
@@ -330,6 +340,8 @@ impl TcpXdpGen {
                     stride: n as u16,
                     offset: q as u16,
                     next: 0,
+                    rate: cfg.rate.map_or(0.0, |r| r / n as f64),
+                    max_open: cfg.conns.div_ceil(n as u32),
                 });
             }
             let w = Worker::new(q as u16, port, shared.clone(), wcfg, (seed() >> 16) as u16, tcp);

@@ -190,10 +190,17 @@ fn every_scenario_reports() {
     assert!(html.contains("p99 latency vs offered load"), "the sweep's plot");
 
     let crr = scratch("crr");
-    let mut args = vec!["run", "tcp-crr", "--conns", "16", "--rate", "none", "--targets", &targets];
+    // The afxdp generator's crr open loop opens connections on a schedule.
+    let mut args = vec!["run", "tcp-crr", "--conns", "16", "--rate", "2000", "--targets", &targets];
     args.extend(short);
     let c = run_scenario(&args, &crr, sluiced.as_deref());
     assert_eq!((c.scenario.as_str(), c.unit.as_str()), ("tcp-crr", "connection"));
+    let open: Vec<_> = c.measurements.iter().filter(|m| m.phase == Phase::Open).collect();
+    assert!(!open.is_empty(), "the open loop ran");
+    for m in open {
+        assert_eq!(m.rate, Some(2000.0));
+        assert!(m.per_s.unwrap() <= 2000.0 * 1.1, "opens ahead of their schedule: {m:?}");
+    }
 
     // http: sluice's HTTP service and nginx, keep-alive from the AF_XDP
     // generator (open loop too), and a connection per request from wrk.

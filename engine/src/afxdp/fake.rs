@@ -8,7 +8,14 @@
 //!
 //! What keeps it sound: the fake writes only into frames it took off the
 //! fill ring (lent to it, so no token exists), and forgets a frame as soon
-//! as a descriptor naming it goes on the rx ring, raw or not.
+//! as a descriptor naming it goes on the rx ring, raw or not (taking what
+//! the fill ring offers first, so a frame still on it is forgotten too).
+//! On the send side, outside the crate it only completes what it took off
+//! the tx ring itself, at once, and never reads a frame: `take_sent` and an
+//! arbitrary `complete` are the crate's tests' own. One limit: the frame
+//! table's tags name a queue, not a socket, so a real AF_XDP socket made on
+//! a standalone table (`XskSocket::create_first`, root only) would share
+//! queue 0's tags with the fake; don't.
 use super::frames::FrameTable;
 use super::ring::{ConsumerRing, Desc, Mapping, ProducerRing};
 use super::socket::{SocketMode, XskSocket};
@@ -159,6 +166,7 @@ impl FakeKernel {
     /// frame it names is forgotten: once the socket may hold a token for it,
     /// the fake must not write into it.
     pub fn deliver_raw(&mut self, d: Desc) {
+        self.take_fill();
         let size = self.table.frame_size() as u64;
         self.stocked.retain(|&a| a / size != d.addr / size);
         assert_eq!(self.rx.produce(&[d]), 1);
@@ -187,7 +195,8 @@ impl FakeKernel {
 
     /// The packets on the tx ring, copied out; each frame is completed at
     /// once when `complete` is set (copy mode does that inside sendto()).
-    pub fn take_sent(&mut self, complete: bool) -> Vec<Vec<u8>> {
+    #[cfg(test)]
+    pub(crate) fn take_sent(&mut self, complete: bool) -> Vec<Vec<u8>> {
         let descs = self.take_sent_descs();
         let out = descs.iter().map(|x| self.read(x.addr, x.len)).collect();
         if complete {
@@ -198,7 +207,8 @@ impl FakeKernel {
     }
 
     /// Addresses on the tx ring, not completed (for a later `complete`).
-    pub fn take_sent_descs(&mut self) -> Vec<Desc> {
+    #[cfg(test)]
+    pub(crate) fn take_sent_descs(&mut self) -> Vec<Desc> {
         let mut out = Vec::new();
         let mut d = [Desc::default(); 64];
         loop {
@@ -211,7 +221,8 @@ impl FakeKernel {
     }
 
     /// Completes `addrs`.
-    pub fn complete(&mut self, addrs: &[u64]) {
+    #[cfg(test)]
+    pub(crate) fn complete(&mut self, addrs: &[u64]) {
         assert_eq!(self.comp.produce(addrs), addrs.len());
     }
 
@@ -223,6 +234,7 @@ impl FakeKernel {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.table.area().ptr_at(addr), bytes.len()) }
     }
 
+    #[cfg(test)]
     fn read(&self, addr: u64, len: u32) -> Vec<u8> {
         assert!(self.table.area().in_one_frame(addr, len));
         let mut v = vec![0u8; len as usize];

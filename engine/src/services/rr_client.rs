@@ -258,9 +258,6 @@ pub struct RrClient {
     start: u64,
     /// When the connection was opened (its SYN), engine µs.
     opened: u64,
-    /// Open loop: the time the core's pace queue holds for this connection
-    /// (0: none).
-    queued: u64,
     closed: bool,
     /// HTTP mode: the answer being read.
     answer: Answer,
@@ -272,21 +269,31 @@ impl RrClient {
         RrClient { opened: now, ..RrClient::default() }
     }
 
+    /// Open loop, connection per request: the transaction began at `at`,
+    /// when the connection was meant to open (it may have opened later).
+    pub fn set_origin(&mut self, at: u64) {
+        self.opened = at;
+    }
+
     /// Open loop: whether a request is due at `now` and the window has room
     /// for it (so the connection is worth serving).
     pub fn due(&self, set: &RrSettings, now: u64) -> bool {
-        if self.closed || set.rate_per_conn <= 0.0 || (self.sent - self.done) >= u32::from(set.window) {
+        if self.closed
+            || set.rate_per_conn <= 0.0
+            || (self.sent - self.done) >= u32::from(set.window)
+            || ((set.crr || set.once) && self.sent >= 1)
+        {
             return false;
         }
         self.start == 0 || Self::scheduled(self.start, set, self.sent) <= now
     }
 
     /// Open loop: when this connection next wants to run, if the core's
-    /// pace queue should hear of it: the time of its next request, given
-    /// once per time, and only while the window has room for it (a full
+    /// pace queue should hear of it: the time of its next request, only
+    /// while the window has room for it (a full
     /// window is woken by the echo that frees it) and the time is still to
     /// come (a due request that could not go waits on what stopped it).
-    pub fn next_wake(&mut self, set: &RrSettings, now: u64) -> Option<u64> {
+    pub(crate) fn next_wake(&self, set: &RrSettings, now: u64) -> Option<u64> {
         if self.closed
             || set.rate_per_conn <= 0.0
             || self.start == 0
@@ -296,21 +303,7 @@ impl RrClient {
             return None;
         }
         let at = Self::scheduled(self.start, set, self.sent);
-        if at <= now || at == self.queued {
-            return None;
-        }
-        self.queued = at;
-        Some(at)
-    }
-
-    /// Open loop: whether the pace queue's entry for `at` is this
-    /// connection's live one (not left from an earlier time); it is taken.
-    pub fn take_queued(&mut self, at: u64) -> bool {
-        let live = self.queued == at;
-        if live {
-            self.queued = 0;
-        }
-        live
+        (at > now).then_some(at)
     }
 
     /// Open loop: when request number `sent` of a schedule begun at `start`

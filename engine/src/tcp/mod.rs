@@ -142,7 +142,8 @@ impl ConnBudget {
 
 /// Where a connection-per-request generator opens its next connection:
 /// the same peer and service, the next free local port of this core's share
-/// (`first + offset + k * stride`).
+/// (`first + offset + k * stride`); and when: as each connection ends
+/// (closed loop), or on a schedule (open loop, `rate` > 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Reopen {
     /// The connections' tuple with any local port.
@@ -162,6 +163,30 @@ pub struct Reopen {
     pub offset: u16,
     /// The next port to try.
     pub next: u16,
+    /// Open loop: connections opened a second on this core, each one a
+    /// transaction timed from its intended open (0: closed loop).
+    pub rate: f64,
+    /// Open loop: the most connections open at once; an open that falls
+    /// due beyond them waits (and is late).
+    pub max_open: u32,
+}
+
+/// An open-loop connection-per-request schedule on one core: open number
+/// `issued` is due at `start + issued / rate`.
+#[derive(Clone, Copy, Debug, Default)]
+struct OpenSchedule {
+    /// Engine µs of open 0 (0: not begun).
+    start: u64,
+    issued: u64,
+    /// The open last counted as refused (each is counted once, however
+    /// many passes it waits for a port).
+    refused: Option<u64>,
+}
+
+impl OpenSchedule {
+    fn at(&self, rate: f64, k: u64) -> u64 {
+        self.start + (k as f64 * 1e6 / rate) as u64
+    }
 }
 
 impl Reopen {
@@ -238,6 +263,8 @@ pub struct TcpCore {
     /// Connections a reopen found no free port for yet (every port of the
     /// share in use or in TIME-WAIT): tried again on every tick.
     reopen_owed: u32,
+    /// The open-loop reopen's schedule.
+    opens: OpenSchedule,
     /// Open-loop generator: when each connection's next request falls due.
     pace: pace::PaceQueue,
     local_mac: EthernetAddress,
@@ -323,6 +350,7 @@ impl TcpCore {
             opening: Vec::with_capacity(MAX_OPENING),
             reopen: None,
             reopen_owed: 0,
+            opens: OpenSchedule::default(),
             pace: if setup.rr.as_ref().is_some_and(|(s, _)| s.rate_per_conn > 0.0) {
                 pace::PaceQueue::with_connections(conns as usize)
             } else {
@@ -652,17 +680,56 @@ impl TcpCore {
     pub fn set_reopen(&mut self, mut r: Reopen) {
         r.next = r.first + r.offset;
         self.reopen = Some(r);
+        self.opens = OpenSchedule::default();
+    }
+
+    /// The open-loop reopen, if one runs.
+    fn scheduled_reopen(&self) -> Option<Reopen> {
+        self.reopen.filter(|r| r.rate > 0.0)
+    }
+
+    /// Open loop, connection per request: opens whatever fell due by `now`
+    /// while fewer than `max_open` are open; each connection's transaction
+    /// is timed from its intended open, and one opened later than
+    /// `LATE_US` after it is counted late.
+    fn open_due(&mut self, io: &mut Io<'_>, r: Reopen, now: u64) {
+        if self.opens.start == 0 {
+            // The cores' schedules interleave: core k starts k/stride of an
+            // interval in.
+            let phase = f64::from(r.offset) / f64::from(r.stride.max(1)) * 1e6 / r.rate;
+            self.opens.start = now.max(1) + phase as u64;
+        }
+        let due = if now < self.opens.start { 0 } else { ((now - self.opens.start) as f64 * r.rate / 1e6) as u64 + 1 };
+        let mut burst = 0;
+        while self.opens.issued < due && burst < MAX_OPENING && self.table.len() < r.max_open as usize {
+            let origin = self.opens.at(r.rate, self.opens.issued);
+            let Some(id) = self.open_next(io, now) else {
+                if self.opens.refused != Some(self.opens.issued) {
+                    self.opens.refused = Some(self.opens.issued);
+                    self.stats.add(TcpCounter::ConnectFailed, 1);
+                }
+                return;
+            };
+            self.apps.rr(id).set_origin(origin);
+            if now.saturating_sub(origin) > crate::services::rr_client::LATE_US {
+                if let Some((_, sink)) = &self.rr {
+                    sink.deferred.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.opens.issued += 1;
+            burst += 1;
+        }
     }
 
     /// Opens the next connection of a connection-per-request generator on a
     /// free port of this core's share.
-    fn open_next(&mut self, io: &mut Io<'_>, now: u64) -> bool {
-        let Some(mut r) = self.reopen else { return false };
-        let mut opened = false;
+    fn open_next(&mut self, io: &mut Io<'_>, now: u64) -> Option<u32> {
+        let mut r = self.reopen?;
+        let mut opened = None;
         for _ in 0..REOPEN_TRIES {
             let t = Tuple { local_port: r.advance(), ..r.tuple };
-            if self.try_connect(io, t, r.remote_mac, r.service, now).is_some() {
-                opened = true;
+            opened = self.try_connect(io, t, r.remote_mac, r.service, now);
+            if opened.is_some() {
                 break;
             }
         }
@@ -674,7 +741,7 @@ impl TcpCore {
     /// of the share in use or in TIME-WAIT) is owed and tried on the next
     /// ticks, as TIME-WAIT entries end; counted as a refused open.
     fn reopen(&mut self, io: &mut Io<'_>, now: u64) {
-        if !self.open_next(io, now) {
+        if self.open_next(io, now).is_none() {
             self.reopen_owed += 1;
             self.stats.add(TcpCounter::ConnectFailed, 1);
         }
@@ -767,8 +834,11 @@ impl TcpCore {
 
     /// Runs the timers due at `now`; returns how many fired.
     pub fn tick(&mut self, io: &mut Io<'_>, now: u64) -> usize {
-        while self.reopen_owed > 0 && self.open_next(io, now) {
+        while self.reopen_owed > 0 && self.open_next(io, now).is_some() {
             self.reopen_owed -= 1;
+        }
+        if let Some(r) = self.scheduled_reopen() {
+            self.open_due(io, r, now);
         }
         if !self.connect_queue.is_empty() {
             if self.opening.len() >= MAX_OPENING {
@@ -968,7 +1038,7 @@ impl TcpCore {
         } else if closed {
             self.free(io, id, now);
         }
-        if ended && self.reopen.is_some() && !self.draining {
+        if ended && self.reopen.is_some_and(|r| r.rate <= 0.0) && !self.draining {
             self.reopen(io, now);
         }
     }
@@ -990,6 +1060,7 @@ impl TcpCore {
         }
         self.give_back_released(io.port, gone_lent);
         self.wheel.cancel(id);
+        self.pace.remove(id);
         if unpin {
             io.owners.unpin(&crate::datapath::tcp::flow_of(&slot.tuple), self.core, now / 1_000_000);
         }
@@ -1020,33 +1091,28 @@ impl TcpCore {
     }
 
     /// Open-loop generator: marks for service the connections whose next
-    /// request fell due by `now` (from the pace queue; by a scan of every
-    /// connection if the queue refused an entry).
+    /// request fell due by `now` (from the pace queue).
     fn release_due(&mut self, now: u64) {
         let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
-        let TcpCore { table, dirty, scratch, apps, pace, .. } = self;
-        while let Some((id, at)) = pace.pop_due(now) {
-            let live = table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) && apps.rr(id).take_queued(at);
-            if live {
+        let TcpCore { table, dirty, apps, pace, .. } = self;
+        while let Some((id, _)) = pace.pop_due(now) {
+            if table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) {
                 release_if_due(table, dirty, apps, pace, &set, id, now);
             }
-        }
-        if pace.take_overflow() {
-            scratch.clear();
-            scratch.extend(table.ids());
-            for &id in scratch.iter() {
-                if table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) {
-                    release_if_due(table, dirty, apps, pace, &set, id, now);
-                }
-            }
-            scratch.clear();
         }
     }
 
     /// The earliest time a timer wants to run, engine µs.
     pub fn next_deadline(&self) -> Option<u64> {
         let pace = if self.paced() { self.pace.next() } else { None };
-        [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline(), pace].into_iter().flatten().min()
+        // The next scheduled open, while there is room for it (at the cap,
+        // a connection that ends wakes the core; out of ports, a TIME-WAIT
+        // entry that expires).
+        let open = self.scheduled_reopen().and_then(|r| {
+            let room = self.table.len() < r.max_open as usize && self.opens.refused != Some(self.opens.issued);
+            room.then(|| self.opens.at(r.rate, self.opens.issued))
+        });
+        [self.wheel.next_deadline(), self.listen_at, self.tw.next_deadline(), pace, open].into_iter().flatten().min()
     }
 
     /// Whether an open-loop generator schedule runs on this core.
@@ -1182,8 +1248,8 @@ fn mac_of_word(w: u64) -> [u8; 6] {
 }
 
 /// Open loop: marks the generator's connection `id` for service if a
-/// request of its fell due by `now`; else gives the pace queue its next time
-/// (it has none when its entry was refused, or when it was taken early).
+/// request of its fell due by `now`; else gives the pace queue its next
+/// time, if it has one (a full window waits for the echo that frees it).
 fn release_if_due(
     table: &mut ConnTable,
     dirty: &mut Vec<u32>,

@@ -1414,6 +1414,8 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
         stride: 2,
         offset: 0,
         next: 0,
+        rate: 0.0,
+        max_open: 0,
     });
     for i in 0..4 {
         client.tcp.queue_connect(client_tuple(40_000 + i), ENGINE_MAC, 0);
@@ -1652,4 +1654,52 @@ body = "{}"
     let got = &w.peer.conns[0].received;
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n") && got.ends_with(&[b'x'; BODY]), "{} B", got.len());
     assert!(!w.engine.tcp.has_blocked());
+}
+
+#[test]
+fn an_open_loop_connection_per_request_generator_opens_on_schedule_and_counts_late_opens() {
+    use crate::services::rr_client::RrSettings;
+    use crate::tcp::Reopen;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    // `rate` opens a second, at most `max_open` at once, for 200 ms.
+    let run = |rate: f64, max_open: u32| {
+        let mut server = Engine::new(&setup(1024), now0);
+        let set = RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true, once: false };
+        let (mut client, sink) = generator(set, now0);
+        serve_port(&mut client, 0);
+        client.tcp.set_reopen(Reopen {
+            tuple: client_tuple(0),
+            remote_mac: ENGINE_MAC,
+            service: 0,
+            first: 41_000,
+            last: u16::MAX,
+            stride: 1,
+            offset: 0,
+            next: 0,
+            rate,
+            max_open,
+        });
+        run_pair(&mut client, &mut server, now0, now0 + S / 5, |_, _| {});
+        let opens = client.tcp.stats().counter(TcpCounter::ActiveOpens);
+        let late = sink.deferred.load(Ordering::Relaxed);
+        assert_eq!(sink.mismatched.load(Ordering::Relaxed), 0);
+        assert_eq!(sink.failed.load(Ordering::Relaxed), 0);
+        assert!(client.tcp.connections() <= max_open as usize);
+        (sink.ok.load(Ordering::Relaxed), opens, late, sink.take_max_us())
+    };
+    // 2 000 a second with room for 8 at once: every open on time (the step
+    // here is 50 µs, the round trip one step), one echo each.
+    let (ok, opens, late, max_us) = run(2_000.0, 8);
+    assert!((395..=401).contains(&opens), "opens on schedule: {opens}");
+    assert!(ok + 2 >= opens && ok <= opens, "{ok} echoes of {opens} opens");
+    assert_eq!(late, 0);
+    assert!(max_us <= 200, "each transaction from its intended open: {max_us} µs");
+    // 20 000 a second, one at a time: the schedule runs ahead of what one
+    // connection can do, opens wait and are counted late, and their
+    // latency counts from when they were due.
+    let (ok, opens, late, max_us) = run(20_000.0, 1);
+    assert!(opens < 4_000 / 2, "one at a time cannot keep up: {opens}");
+    assert!(late > opens / 2, "{late} of {opens} late");
+    assert!(ok > 0 && max_us > 50_000, "latency grows with the backlog: {max_us} µs");
 }
