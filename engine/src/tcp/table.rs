@@ -118,3 +118,66 @@ impl ConnTable {
         self.by_tuple.values().copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_tcp::{Seq, TcpConfig, TcpStats};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    fn slot(cfg: &Arc<TcpConfig>, stats: &mut TcpStats, n: u32) -> Slot {
+        let tuple = Tuple {
+            local_addr: [198, 18, 0, 2],
+            local_port: 7,
+            remote_addr: (0xc612_0000 | (n >> 16)).to_be_bytes(),
+            remote_port: n as u16,
+        };
+        Slot {
+            conn: Conn::connect(cfg.clone(), Seq(n), 0, 0, stats),
+            tuple,
+            remote_mac: [0; 6],
+            service: 0,
+            app: App::Echo(Default::default()),
+            since: 0,
+            dirty: false,
+            blocked: false,
+        }
+    }
+
+    #[test]
+    fn churn_at_the_limit_grows_the_tuple_map_at_most_once_then_never() {
+        // The map is std's (SwissTable): removals leave tombstones, and an
+        // insert that finds no free bucket rehashes in place while at most
+        // half full, else doubles. Held at `capacity` entries, it can double
+        // once (an allocation on the packet path, once per table's life)
+        // and then always has the room to rehash in place.
+        let cfg = Arc::new(TcpConfig::default());
+        let mut stats = TcpStats::default();
+        let cap = 1_000;
+        let mut t = ConnTable::new(cap);
+        // capacity() is entries + room before the next rehash (tombstones
+        // eat the room); its peak is the buckets' worth.
+        let reserved = t.by_tuple.capacity();
+        let mut live = VecDeque::new();
+        let mut n = 0u32;
+        let mut churn = |t: &mut ConnTable, rounds: u32| {
+            let mut peak = 0;
+            for _ in 0..rounds {
+                if !t.has_room() {
+                    let old = live.pop_front().expect("full, so not empty");
+                    assert!(t.remove(old).is_some());
+                }
+                n += 1;
+                live.push_back(t.insert(slot(&cfg, &mut stats, n)).expect("room was made"));
+                peak = peak.max(t.by_tuple.capacity());
+            }
+            peak
+        };
+        let first = churn(&mut t, 100_000);
+        assert!(first <= 2 * reserved + 1, "grew past one doubling: {reserved} -> {first}");
+        let then = churn(&mut t, 100_000);
+        assert!(then <= first, "and never again: {first} -> {then}");
+        assert_eq!(t.len(), cap as usize);
+    }
+}

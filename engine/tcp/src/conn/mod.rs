@@ -698,8 +698,9 @@ impl Conn {
         if matches!(self.state, State::Established | State::CloseWait | State::SynReceived) {
             self.fin_queued = true;
         } else if self.state == State::SynSent {
-            self.state = State::Closed;
-            self.events.set(Events::CLOSED);
+            // RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB (its SYN
+            // timer with it).
+            self.set_state_closed(false);
         }
     }
 
@@ -716,15 +717,18 @@ impl Conn {
         self.shutdown();
     }
 
-    /// Resets the connection: RST goes out with the next transmit, and the
-    /// connection is CLOSED.
+    /// Resets the connection: the connection is CLOSED, and a RST goes out
+    /// with the next transmit where RFC 9293 3.10.5 sends one (SYN-RECEIVED,
+    /// ESTABLISHED, FIN-WAIT-1/2, CLOSE-WAIT: the peer may still send to us,
+    /// as Linux's `tcp_need_reset`); in SYN-SENT, CLOSING, LAST-ACK and
+    /// TIME-WAIT the TCB just goes (the peer has closed, or never knew us).
     pub fn abort(&mut self) {
-        if matches!(self.state, State::Closed | State::TimeWait) {
-            return;
-        }
-        self.rst_pending = self.state != State::SynSent;
-        if !self.rst_pending {
-            self.set_state_closed(true);
+        match self.state {
+            State::Closed => {}
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                self.rst_pending = true;
+            }
+            State::SynSent | State::Closing | State::LastAck | State::TimeWait => self.set_state_closed(true),
         }
     }
 
