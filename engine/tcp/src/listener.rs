@@ -401,7 +401,18 @@ impl Listener {
                 stats.add(TcpCounter::RetransSyn, 1);
                 return Listen::SynAck { seg: self.syn_ack(&e.half, now, None), kept: true };
             }
-            // A new SYN from the same tuple (the old one gave up): replace.
+            // A new SYN from the same tuple in the window our SYN-ACK
+            // offered (the old attempt gave up and the peer starts over):
+            // the entry goes and the new SYN is answered (RFC 9293
+            // 3.10.7.4 drops the entry). Outside that window it is dropped
+            // and the entry stays, as Linux's tcp_check_req keeps it: else
+            // anyone who knows the four-tuple could displace a handshake
+            // and have the client's ACK answered with a RST.
+            let rcv_nxt = e.half.irs + 1;
+            if !seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window()) {
+                stats.drop(TcpDrop::OutOfWindow);
+                return Listen::Drop;
+            }
             self.remove(i);
         }
         let neg = self.negotiate(seg);
@@ -555,6 +566,8 @@ impl Listener {
 mod tests {
     use super::*;
     use crate::segment::Options;
+
+    const S: u64 = 1_000_000;
 
     fn tuple(port: u16) -> Tuple {
         Tuple { local_addr: [198, 18, 0, 2], local_port: 80, remote_addr: [198, 18, 0, 1], remote_port: port }
@@ -755,6 +768,95 @@ mod tests {
         }
         assert_eq!(sent, 5, "five retransmissions (1, 2, 4, 8, 16 s)");
         assert_eq!(l.half_open(), 0, "then dropped");
+    }
+
+    #[test]
+    fn a_reset_at_exactly_irs_plus_1_returns_the_entry_to_listen() {
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: sa, .. } = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0) else { panic!() };
+        let rst = |seq: u32| Segment { seq: Seq(seq), flags: Flags::RST, ..Segment::default() };
+        // In the window but not exact: dropped, the entry stays. This is the
+        // current behaviour, stricter than Linux (tcp_check_req drops the
+        // request on any in-window RST) and without RFC 5961 3.2's challenge
+        // ACK; the SYN-ACK retransmission plays that part (a peer without
+        // the connection answers it with a RST at exactly IRS + 1).
+        assert_eq!(l.on_segment(&tuple(1), &rst(150), 10, &mut st, 0), Listen::Drop);
+        assert_eq!(l.half_open(), 1);
+        // Another tuple's RST at the right number does not touch it.
+        assert_eq!(l.on_segment(&tuple(2), &rst(101), 20, &mut st, 0), Listen::Drop);
+        assert_eq!(l.half_open(), 1);
+        // Exactly RCV.NXT: the entry goes (RFC 9293 3.10.7.4, SYN-RECEIVED
+        // from a passive OPEN: back to LISTEN), silently.
+        assert_eq!(l.on_segment(&tuple(1), &rst(101), 30, &mut st, 0), Listen::Drop);
+        assert_eq!(l.half_open(), 0);
+        // The handshake's ACK now finds LISTEN: <SEQ=SEG.ACK><CTL=RST>.
+        let Listen::Reset(r) = l.on_segment(&tuple(1), &ack_of(&sa, 100, false), 40, &mut st, 0) else { panic!() };
+        assert_eq!((r.seq, r.ack, r.flags), (sa.seq + 1, Seq(0), Flags::RST));
+        assert_eq!(st.counter(TcpCounter::PassiveOpens), 0);
+    }
+
+    #[test]
+    fn a_new_syn_in_the_window_replaces_the_half_open_entry() {
+        // A SYN with another ISN from the same tuple, inside the window the
+        // SYN-ACK offered (IRS + 1 .. + 65535): RFC 9293 3.10.7.4 ("fourth,
+        // check the SYN bit", SYN-RECEIVED from a passive OPEN) returns to
+        // LISTEN, and Linux (tcp_check_req, embryonic_reset) drops the
+        // request too. The code then takes the SYN in LISTEN at once rather
+        // than waiting for its retransmission: a defensible shortcut to the
+        // same end state.
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: old, .. } = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0) else {
+            panic!()
+        };
+        let Listen::SynAck { seg: new, kept: true } = l.on_segment(&tuple(1), &syn(7000, false), S, &mut st, 0) else {
+            panic!("the new SYN was not answered from a queue entry")
+        };
+        assert_eq!((new.flags, new.ack), (Flags::SYN | Flags::ACK, Seq(7001)));
+        assert_ne!(new.seq, old.seq, "a fresh ISN");
+        assert_eq!(l.half_open(), 1, "replaced, not added");
+        assert_eq!(st.counter(TcpCounter::RetransSyn), 0, "not taken for a retransmission");
+        // The old handshake's ACK is refused; the new one completes.
+        let Listen::Reset(r) = l.on_segment(&tuple(1), &ack_of(&old, 100, false), S + 10, &mut st, 0) else { panic!() };
+        assert_eq!((r.seq, r.flags), (old.seq + 1, Flags::RST));
+        assert_eq!(l.half_open(), 1);
+        let Listen::Accept(h) = l.on_segment(&tuple(1), &ack_of(&new, 7000, false), S + 20, &mut st, 0) else {
+            panic!()
+        };
+        assert_eq!((h.irs, h.iss), (Seq(7000), new.seq));
+        assert_eq!(l.half_open(), 0);
+    }
+
+    #[test]
+    fn a_new_syn_outside_the_window_does_not_displace_the_half_open_entry() {
+        // A SYN with another ISN from the same tuple, outside the window:
+        // RFC 9293 3.10.7.4 ("first, check sequence number") and Linux
+        // (tcp_check_req: "Out of window: send ACK and drop") both answer
+        // <SEQ=ISS+1><ACK=IRS+1><CTL=ACK> and keep the half-open
+        // connection. A peer that really started over answers that ACK with
+        // a RST at exactly IRS + 1, which removes the entry. Replacing the
+        // entry instead lets anyone who knows the tuple, blindly, kill a
+        // handshake in progress: the client's ACK of the first SYN-ACK
+        // then draws a RST at exactly its RCV.NXT.
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let Listen::SynAck { seg: old, .. } = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0) else {
+            panic!()
+        };
+        let far = 100 + 1 + u32::from(old.wnd) + 1_000_000;
+        let v = l.on_segment(&tuple(1), &syn(far, false), S, &mut st, 0);
+        assert!(
+            !matches!(v, Listen::SynAck { seg, .. } if seg.ack == Seq(far + 1)),
+            "the out-of-window SYN was taken: {v:?}"
+        );
+        assert_eq!(l.half_open(), 1);
+        // The original handshake still completes.
+        let Listen::Accept(h) = l.on_segment(&tuple(1), &ack_of(&old, 100, false), S + 10, &mut st, 0) else {
+            panic!("the original handshake's ACK was refused")
+        };
+        assert_eq!((h.irs, h.iss), (Seq(100), old.seq));
+        assert_eq!(l.half_open(), 0);
     }
 
     #[test]

@@ -54,6 +54,9 @@ named_enum! {
         RetransFast = "tcp_retrans_fast",
         /// Tail loss probes sent (RFC 8985).
         TlpProbes = "tcp_tlp_probes",
+        /// RACK reordering timer expiries (RFC 8985 6.3): losses looked for
+        /// again without an ACK.
+        RackTimeouts = "tcp_rack_timeouts",
         /// SYN or SYN-ACK retransmissions.
         RetransSyn = "tcp_retrans_syn",
         /// Retransmission timer expiries.

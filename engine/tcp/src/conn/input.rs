@@ -327,7 +327,7 @@ impl Conn {
 
     /// A duplicate ACK (RFC 5681 2) or one that SACKed new data.
     fn on_dupack<C: Chunk>(&mut self, _seg: &Segment, env: &mut Env<'_, C>) {
-        self.rec.dupacks += 1;
+        self.rec.dupacks = self.rec.dupacks.saturating_add(1);
         if !self.neg.sack {
             self.reno_dupack();
         }

@@ -327,6 +327,9 @@ pub struct Conn {
     pub(crate) tlp_out: bool,
     /// The tail loss probe sends a new segment beyond the congestion window.
     pub(crate) tlp_new_data: bool,
+    /// `t_tlp` is RACK's reordering timer (RFC 8985 6.3), not the probe's:
+    /// the two share a slot, as Linux's share one timer.
+    pub(crate) reo_armed: bool,
     /// The persist timer lets a segment smaller than the silly-window rule
     /// allows go out.
     pub(crate) sws_override: bool,
@@ -432,6 +435,7 @@ impl Conn {
             probe: timers::Probe::None,
             tlp_out: false,
             tlp_new_data: false,
+            reo_armed: false,
             sws_override: false,
             rtt: Rtt::new(),
             cc: Cc::new(cfg.cc, iw),
@@ -838,3 +842,5 @@ impl Conn {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transitions;

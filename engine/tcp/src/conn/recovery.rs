@@ -17,6 +17,9 @@ use crate::stats::{TcpCounter, TcpStats};
 const DUP_THRESH: u32 = 3;
 
 /// The recovery state of a connection.
+/// The unit of `Recovery::rack_rtt`, µs (16 bits of it reach 1 s).
+pub(crate) const RACK_RTT_UNIT: u64 = 16;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Recovery {
     /// Bytes SACKed.
@@ -31,8 +34,13 @@ pub(crate) struct Recovery {
     pub point: Seq,
     /// Recovery began with a timeout (no fast retransmit accounting).
     pub after_rto: bool,
-    /// Duplicate ACKs in a row (peers without SACK).
-    pub dupacks: u32,
+    /// Duplicate ACKs in a row (peers without SACK), saturating.
+    pub dupacks: u16,
+    /// RACK: the round trip of the most recently sent segment delivered
+    /// (RACK.rtt), in units of [`RACK_RTT_UNIT`] µs rounded up; 0 when
+    /// unknown or beyond the field (then the smoothed RTT stands in). 16
+    /// bits keep `Recovery`, and so a connection, within its budget.
+    pub rack_rtt: u16,
     /// Bytes a peer without SACK has signalled received by duplicate ACKs
     /// (one segment each, Linux's "reno SACK" emulation): they left the
     /// network, so they leave the pipe too.
@@ -172,13 +180,19 @@ impl Conn {
         if m.sent_at > self.rec.rack_xmit || (m.sent_at == self.rec.rack_xmit && end > self.rec.rack_end) {
             self.rec.rack_xmit = m.sent_at;
             self.rec.rack_end = end;
+            let units = now.saturating_sub(m.sent_at).div_ceil(RACK_RTT_UNIT).max(1);
+            self.rec.rack_rtt = u16::try_from(units).unwrap_or(0);
         } else if end < self.rec.rack_end {
             self.rec.reordering = true;
         }
     }
 
     /// Marks what is lost now (RFC 6675 IsLost via SACKed bytes above,
-    /// RFC 8985 time-based marking) and enters recovery if anything is.
+    /// RFC 8985 time-based marking) and enters recovery if anything is; a
+    /// segment RACK will deem lost later (sent before one delivered, but
+    /// within RACK.rtt + reo_wnd of now) arms the reordering timer for that
+    /// moment (RFC 8985 6.3), so the loss is found without another ACK (a
+    /// small window, as a slow reader's, may bring none) or a timeout.
     pub(crate) fn detect_loss<C: Chunk>(&mut self, arena: &mut Arena<C>, now: u64, stats: &mut TcpStats) {
         if self.snd_una == self.snd_max {
             return;
@@ -189,8 +203,25 @@ impl Conn {
             // Walk in order, counting SACKed bytes above each node from the
             // total: lost if more than (DupThresh − 1) · SMSS are above it.
             let mut sacked_above = self.rec.sacked;
-            let rtt = self.rtt.srtt().max(self.rtt.min_rtt().min(1_000_000)) as u64;
-            let reo = if self.rec.reordering { (self.rtt.min_rtt().min(1_000_000) / 4) as u64 } else { 0 };
+            // RACK.rtt: the most recently sent segment delivered's round
+            // trip (RFC 8985 6.2 step 2), not the smoothed RTT, which a
+            // peer's delayed ACKs inflate.
+            let rtt = if self.rec.rack_rtt > 0 {
+                u64::from(self.rec.rack_rtt) * RACK_RTT_UNIT
+            } else {
+                self.rtt.srtt().max(self.rtt.min_rtt().min(1_000_000)) as u64
+            };
+            // reo_wnd (RFC 8985 6.2 step 4): a quarter of the minimum RTT
+            // (at most the smoothed RTT), or none while no reordering was
+            // seen and the losses are plain (in recovery, or DupThresh
+            // segments SACKed).
+            let plain = self.rec.active || self.rec.sacked >= DUP_THRESH * mss;
+            let reo = if !self.rec.reordering && plain {
+                0
+            } else {
+                (self.rtt.min_rtt().min(1_000_000) / 4).min(self.rtt.srtt().max(1)) as u64
+            };
+            let mut reo_at = u64::MAX;
             let mut i = self.sndq.head();
             while i != NIL {
                 let n = arena.node(i);
@@ -203,9 +234,18 @@ impl Conn {
                     // retransmission is found without a timeout (RFC 8985
                     // 6.2 step 5).
                     let by_dupthresh = !m.is(Meta::LOST) && sacked_above > (DUP_THRESH - 1) * mss;
-                    let by_rack = m.sent_at < self.rec.rack_xmit && now >= m.sent_at + rtt + reo;
+                    // Sent before the most recently sent segment delivered:
+                    // earlier, or in the same pass (one clock reading) and
+                    // below it (RFC 8985 6.2's RACK_sent_after).
+                    let end = m.seq + len;
+                    let before =
+                        m.sent_at < self.rec.rack_xmit || (m.sent_at == self.rec.rack_xmit && end <= self.rec.rack_end);
+                    let rack_at = m.sent_at + rtt + reo;
+                    let by_rack = before && now >= rack_at;
                     if (by_dupthresh || by_rack) && self.mark_lost(arena, i) {
                         marked = true;
+                    } else if before && !by_rack {
+                        reo_at = reo_at.min(rack_at);
                     }
                 }
                 if sacked_above == 0 && !self.rec.reordering && self.rec.rack_xmit == 0 {
@@ -213,7 +253,11 @@ impl Conn {
                 }
                 i = next;
             }
-        } else if !self.neg.sack && self.rec.dupacks >= DUP_THRESH {
+            if reo_at != u64::MAX {
+                self.t_tlp = reo_at;
+                self.reo_armed = true;
+            }
+        } else if !self.neg.sack && u32::from(self.rec.dupacks) >= DUP_THRESH {
             marked = self.mark_head_lost(arena);
         }
         if marked && !self.rec.active {

@@ -60,7 +60,16 @@ impl Conn {
         }
         if due(self.t_tlp) {
             self.t_tlp = 0;
-            if !self.rec.active && self.snd_una != self.snd_max {
+            if std::mem::take(&mut self.reo_armed) {
+                // RACK's reordering timer: what was within its reordering
+                // window then may be lost now (the next transmit resends
+                // it); else the probe's timer again.
+                env.stats.add(TcpCounter::RackTimeouts, 1);
+                self.detect_loss(env.arena, now, env.stats);
+                if self.t_tlp == 0 {
+                    self.arm_tlp(now);
+                }
+            } else if !self.rec.active && self.snd_una != self.snd_max {
                 self.probe = Probe::Tail;
             }
         }
@@ -164,6 +173,12 @@ impl Conn {
     /// two smoothed RTTs, plus a delayed ACK's worth when one segment is
     /// outstanding, no later than the RTO.
     pub(crate) fn arm_tlp(&mut self, now: u64) {
+        if self.reo_armed && self.t_tlp != 0 {
+            // RACK's reordering timer holds the slot: it comes first, and
+            // arms the probe when it has run.
+            return;
+        }
+        self.reo_armed = false;
         if !self.cfg.tlp || self.rec.active || self.snd_una == self.snd_max || self.tlp_out {
             return;
         }
