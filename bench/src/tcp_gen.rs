@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 /// Largest request.
 pub const MAX_SIZE: usize = 1 << 20;
-/// Pacing tick of the open loop.
-const TICK: Duration = Duration::from_micros(100);
+/// Open loop: a request that waited longer than this past its time (for
+/// a connection with room) is counted late, as the AF_XDP generator's.
+const LATE: Duration = Duration::from_micros(sluice_engine::services::rr_client::LATE_US);
 /// Token of the pacing timer in the epoll set.
 const TIMER: u64 = u64::MAX;
 /// Highest latency tracked exactly, µs.
@@ -274,9 +275,9 @@ fn run_thread(
     let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC)
         .map_err(io::Error::from)?;
     if rate.is_some() {
-        timer
-            .set(Expiration::Interval(TimeSpec::from_duration(TICK)), TimerSetTimeFlags::empty())
-            .map_err(io::Error::from)?;
+        // Armed for the next request's time on every pass (one shot): the
+        // thread sleeps in epoll_wait until a request is due or a socket
+        // is ready, never on a tick.
         t.epoll.add(timer.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TIMER)).map_err(io::Error::from)?;
     }
     // Persistent connections open at once; crr ones when a request needs one.
@@ -308,6 +309,11 @@ fn run_thread(
                     issued += 1;
                 }
                 t.dispatch(now);
+                let next = start + Duration::from_secs_f64(issued as f64 / r);
+                let wait = next.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+                timer
+                    .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
+                    .map_err(io::Error::from)?;
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -449,7 +455,7 @@ impl Thread<'_> {
                 }
             }
             let Some(j) = found else {
-                if now.saturating_duration_since(at) > TICK {
+                if now.saturating_duration_since(at) > LATE {
                     self.counts.deferred += 1;
                 }
                 break;

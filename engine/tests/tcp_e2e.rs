@@ -77,6 +77,34 @@ fn round_trip(addr: SocketAddrV4, data: &[u8], timeout: Duration) -> io::Result<
     reader.join().expect("reader thread")
 }
 
+/// As [`round_trip`], with a slow application behind a small receive
+/// buffer (64 KiB, 4 KiB read a millisecond): sluice's sending is held to
+/// the peer's window, a few segments in flight, where losses are found by
+/// RACK and probes rather than duplicate ACKs.
+fn slow_round_trip(addr: SocketAddrV4, data: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_recv_buffer_size(64 << 10)?;
+    sock.connect_timeout(&SocketAddr::V4(addr).into(), Duration::from_secs(5))?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut r = s.try_clone()?;
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf)? {
+                0 => return Ok(got),
+                n => got.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    s.write_all(data)?;
+    s.shutdown(Shutdown::Write)?;
+    reader.join().expect("reader thread")
+}
+
 /// Drops `pct` % of the TCP segments to and from `port` in the client's
 /// namespace (both directions), per segment: segmentation offloads are off
 /// there so each rule sees wire-sized packets.
@@ -164,15 +192,16 @@ fn echo_through_1_and_5_percent_loss_each_way_returns_every_byte() {
     let lab = lab("tcploss", 2);
     let d = start(&lab, "tcploss");
     // Sizes for an unoptimised build: what a lossy link moves in seconds.
-    for (pct, size, seed) in [(1, 16 << 20, 2), (5, 4 << 20, 3)] {
+    // Last, a slow reader: few segments in flight.
+    for (pct, size, seed, slow) in [(1, 16 << 20, 2, false), (5, 4 << 20, 3, false), (5, 2 << 20, 4, true)] {
         let _ = lab.command_in(Side::Client, "nft").args(["delete", "table", "inet", "sluiceloss"]).output();
         lossy(&lab, 7, pct);
         let data = stream(size, seed);
+        let rtos = counter(&d.stats(), None, "tcp_rto_expired");
         let t = Instant::now();
-        let back = lab
-            .run_on(Side::Client, || round_trip(ECHO, &data, Duration::from_secs(60)))
-            .unwrap()
-            .unwrap_or_else(|e| {
+        let trip = if slow { slow_round_trip } else { round_trip };
+        let back =
+            lab.run_on(Side::Client, || trip(ECHO, &data, Duration::from_secs(60))).unwrap().unwrap_or_else(|e| {
                 panic!(
                     "{pct}% loss: {e}: {:?}",
                     d.request(Command::Conns { limit: None, service: None, state: None, detail: true })
@@ -181,7 +210,9 @@ fn echo_through_1_and_5_percent_loss_each_way_returns_every_byte() {
         assert!(back == data, "{pct}% loss: {} bytes back of {}, not the same", back.len(), data.len());
         let dropped = dropped_by_rules(&lab);
         assert!(dropped > 0, "{pct}% loss: the rules dropped nothing");
-        eprintln!("{pct}% loss: {size} bytes echoed in {:?}, {dropped} packets dropped", t.elapsed());
+        let rtos = counter(&d.stats(), None, "tcp_rto_expired") - rtos;
+        let how = if slow { " to a slow reader" } else { "" };
+        eprintln!("{pct}% loss: {size} bytes echoed{how} in {:?}, {dropped} packets dropped, {rtos} RTOs", t.elapsed());
     }
     let s = d.stats();
     assert!(counter(&s, None, "tcp_retrans_fast") + counter(&s, None, "tcp_retrans_rto") > 0, "{:?}", s.total.counters);

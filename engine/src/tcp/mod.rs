@@ -1067,8 +1067,10 @@ impl TcpCore {
         self.stats.add(TcpCounter::Closed, 1);
     }
 
-    /// Resets every connection (the engine is stopping): each gets its RST
-    /// with the next flush.
+    /// Aborts every connection (the engine is stopping): those whose peer
+    /// may still send (SYN-RECEIVED, ESTABLISHED, FIN-WAIT, CLOSE-WAIT) get
+    /// their RST with this flush; the rest (SYN-SENT, CLOSING, LAST-ACK)
+    /// just end, as RFC 9293 3.10.5's ABORT has it.
     pub fn abort_all(&mut self, io: &mut Io<'_>, now: u64) {
         self.draining = true;
         let ids: Vec<u32> = self.table.ids().collect();

@@ -404,14 +404,18 @@ impl Listener {
             // A new SYN from the same tuple in the window our SYN-ACK
             // offered (the old attempt gave up and the peer starts over):
             // the entry goes and the new SYN is answered (RFC 9293
-            // 3.10.7.4 drops the entry). Outside that window it is dropped
-            // and the entry stays, as Linux's tcp_check_req keeps it: else
-            // anyone who knows the four-tuple could displace a handshake
-            // and have the client's ACK answered with a RST.
+            // 3.10.7.4 drops the entry). Outside that window the entry
+            // stays, as Linux's tcp_check_req keeps it (else anyone who
+            // knows the four-tuple could displace a handshake and have the
+            // client's ACK answered with a RST), and the SYN is answered
+            // with our SYN-ACK again, as Linux answers with an ACK of it: a
+            // peer that restarted with a new ISN answers that with a RST at
+            // IRS + 1, which ends the entry, and its next SYN gets in.
             let rcv_nxt = e.half.irs + 1;
             if !seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window()) {
                 stats.drop(TcpDrop::OutOfWindow);
-                return Listen::Drop;
+                stats.add(TcpCounter::ChallengeAcks, 1);
+                return Listen::SynAck { seg: self.syn_ack(&e.half, now, None), kept: true };
             }
             self.remove(i);
         }
@@ -846,11 +850,12 @@ mod tests {
         };
         let far = 100 + 1 + u32::from(old.wnd) + 1_000_000;
         let v = l.on_segment(&tuple(1), &syn(far, false), S, &mut st, 0);
-        assert!(
-            !matches!(v, Listen::SynAck { seg, .. } if seg.ack == Seq(far + 1)),
-            "the out-of-window SYN was taken: {v:?}"
-        );
+        // Answered with our SYN-ACK again (<SEQ=ISS><ACK=IRS+1>, what Linux's
+        // ACK of it says), the entry unchanged.
+        let Listen::SynAck { seg: again, kept: true } = v else { panic!("the out-of-window SYN: {v:?}") };
+        assert_eq!((again.seq, again.ack, again.flags), (old.seq, Seq(101), Flags::SYN | Flags::ACK));
         assert_eq!(l.half_open(), 1);
+        assert_eq!((st.drops(TcpDrop::OutOfWindow), st.counter(TcpCounter::ChallengeAcks)), (1, 1));
         // The original handshake still completes.
         let Listen::Accept(h) = l.on_segment(&tuple(1), &ack_of(&old, 100, false), S + 10, &mut st, 0) else {
             panic!("the original handshake's ACK was refused")

@@ -268,7 +268,8 @@ impl Conn {
         self.last_rx = env.now;
         self.keepalive_sent = 0;
         if seg.ack > self.snd_una {
-            self.ack_new_data(seg, env);
+            let prior = (self.rec.rack_xmit != 0).then_some(self.rec.rack_end);
+            self.ack_new_data(seg, env, prior);
         } else if seg.len == 0 && self.snd_max != self.snd_una {
             self.on_dupack(seg, env);
         }
@@ -298,13 +299,15 @@ impl Conn {
             self.challenge_ack(env);
             return false;
         }
+        // What RACK had delivered before this ACK (its reordering test).
+        let prior = (self.rec.rack_xmit != 0).then_some(self.rec.rack_end);
         let sack_newly = if self.neg.sack && !seg.opts.sack.is_empty() {
-            self.apply_sack(seg.opts.sack.blocks(), env.arena, env.now)
+            self.apply_sack(seg.opts.sack.blocks(), env.arena, env.now, prior)
         } else {
             0
         };
         if seg.ack > self.snd_una {
-            self.ack_new_data(seg, env);
+            self.ack_new_data(seg, env, prior);
         } else {
             // Not new: a window update, or a duplicate ACK.
             let wnd = (seg.wnd as u32) << self.neg.snd_wscale;
@@ -335,7 +338,7 @@ impl Conn {
     }
 
     /// SND.UNA < SEG.ACK <= SND.MAX: data (or our SYN/FIN) acknowledged.
-    fn ack_new_data<C: Chunk>(&mut self, seg: &Segment, env: &mut Env<'_, C>) {
+    fn ack_new_data<C: Chunk>(&mut self, seg: &Segment, env: &mut Env<'_, C>, prior: Option<Seq>) {
         let now = env.now;
         let acked_total = seg.ack.since(self.snd_una);
         let inflight_before = self.snd_max.since(self.snd_una);
@@ -354,7 +357,7 @@ impl Conn {
                 rtt_sample = Some(now.saturating_sub(m.sent_at) as u32);
             }
             if take == len {
-                self.rack_delivered(&m, m.seq + len, now);
+                self.rack_delivered(&m, m.seq + len, now, prior);
                 self.scoreboard_forget(&m, len);
                 if self.send_cursor.0 == head {
                     self.send_cursor = (NIL, 0);

@@ -37,7 +37,7 @@ pub(crate) struct Recovery {
     /// Duplicate ACKs in a row (peers without SACK), saturating.
     pub dupacks: u16,
     /// RACK: the round trip of the most recently sent segment delivered
-    /// (RACK.rtt), in units of [`RACK_RTT_UNIT`] µs rounded up; 0 when
+    /// (RACK.rtt), in units of [`RACK_RTT_UNIT`] µs rounded down; 0 when
     /// unknown or beyond the field (then the smoothed RTT stands in). 16
     /// bits keep `Recovery`, and so a connection, within its budget.
     pub rack_rtt: u16,
@@ -131,7 +131,15 @@ impl Conn {
     /// Marks the nodes fully covered by valid SACK blocks (RFC 2018 3,
     /// blocks within SND.UNA..SND.MAX only) and feeds RACK. Returns the
     /// bytes newly SACKed.
-    pub(crate) fn apply_sack<C: Chunk>(&mut self, blocks: &[SackBlock], arena: &mut Arena<C>, now: u64) -> u32 {
+    /// `prior` is RACK's highest delivered end before this ACK (see
+    /// [`rack_delivered`](Self::rack_delivered)).
+    pub(crate) fn apply_sack<C: Chunk>(
+        &mut self,
+        blocks: &[SackBlock],
+        arena: &mut Arena<C>,
+        now: u64,
+        prior: Option<Seq>,
+    ) -> u32 {
         let mut newly = 0;
         for b in blocks {
             if b.left >= b.right || b.left < self.snd_una || b.right > self.snd_max {
@@ -158,7 +166,7 @@ impl Conn {
                     node.meta.bits = (node.meta.bits & !(Meta::LOST | Meta::RETRANS)) | Meta::SACKED;
                     node.meta.lost_to = 0;
                     node.meta.resent = 0;
-                    self.rack_delivered(&m, end, now);
+                    self.rack_delivered(&m, end, now, prior);
                 }
                 i = next;
             }
@@ -167,8 +175,11 @@ impl Conn {
     }
 
     /// RACK: a segment sent at `m.sent_at`, ending at `end`, was delivered
-    /// (RFC 8985 6.2 step 2).
-    pub(crate) fn rack_delivered(&mut self, m: &Meta, end: Seq, now: u64) {
+    /// (RFC 8985 6.2 step 2). Reordering is seen when it ends below what was
+    /// delivered *before this ACK* (`prior`, as Linux's prior_fack): a
+    /// cumulative ACK of A that SACKs a later C says nothing of their order,
+    /// nor do the blocks of one ACK among themselves.
+    pub(crate) fn rack_delivered(&mut self, m: &Meta, end: Seq, now: u64, prior: Option<Seq>) {
         if m.sent_at == 0 {
             return;
         }
@@ -177,13 +188,16 @@ impl Conn {
         if m.is(Meta::EVER_RETRANS) && now.saturating_sub(m.sent_at) < self.rtt.min_rtt() as u64 {
             return;
         }
+        if prior.is_some_and(|p| end < p) && !m.is(Meta::EVER_RETRANS) {
+            self.rec.reordering = true;
+        }
         if m.sent_at > self.rec.rack_xmit || (m.sent_at == self.rec.rack_xmit && end > self.rec.rack_end) {
             self.rec.rack_xmit = m.sent_at;
             self.rec.rack_end = end;
-            let units = now.saturating_sub(m.sent_at).div_ceil(RACK_RTT_UNIT).max(1);
+            // Rounded down: a hole sent in the same pass is then lost on
+            // this very ACK when reo_wnd is 0.
+            let units = (now.saturating_sub(m.sent_at) / RACK_RTT_UNIT).max(1);
             self.rec.rack_rtt = u16::try_from(units).unwrap_or(0);
-        } else if end < self.rec.rack_end {
-            self.rec.reordering = true;
         }
     }
 

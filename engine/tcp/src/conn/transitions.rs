@@ -660,10 +660,10 @@ mod rack {
         assert!(h.tx(&mut c, at + MS).is_empty(), "within reo_wnd (min RTT / 4): not yet lost");
         // Sent in the same pass as the SACKed one and below it: RACK deems
         // them lost at their send time + RACK.rtt (1 ms, kept in 16 µs
-        // units rounded up) + reo_wnd (250 µs), and its reordering timer is
-        // there for it.
+        // units rounded down) + reo_wnd (250 µs), and its reordering timer
+        // is there for it.
         let unit = super::super::recovery::RACK_RTT_UNIT;
-        let due = at + MS.div_ceil(unit) * unit + MS / 4;
+        let due = at + MS / unit * unit + MS / 4;
         assert_eq!(c.poll_at(), Some(due), "the reordering timer, before any RTO or probe");
         h.timer(&mut c, due);
         assert_eq!(h.stats.counter(TcpCounter::RackTimeouts), 1);
@@ -671,6 +671,22 @@ mod rack {
         let w = h.tx(&mut c, due);
         assert_eq!(w.first().map(|w| w.seg.seq.0), Some(first), "the first hole is resent at once: {:?}", hdrs(&w));
         assert_eq!(h.stats.counter(TcpCounter::RtoExpired), 0);
+    }
+
+    #[test]
+    fn an_ack_that_acknowledges_one_segment_and_sacks_a_later_one_is_no_reordering() {
+        // A delayed-ACK receiver: ACK = end of the first, SACK of the third
+        // (the second lost). Nothing arrived out of its sending order.
+        let mut h = H::new();
+        let at = T0 + 10 * MS;
+        let (mut c, first) = burst(&mut h, 3, at);
+        let third = first + 2 * MSS;
+        h.seg(&mut c, at + MS, sack_ack(first + MSS, third, third + MSS));
+        assert!(!c.rec.reordering, "reordering seen where none was");
+        // A segment sent earlier that arrives after a later one was
+        // delivered on an earlier ACK is reordering.
+        h.seg(&mut c, at + 2 * MS, seg(1001, third + MSS, Flags::ACK));
+        assert!(c.rec.reordering, "the second, delivered after the third, is reordering");
     }
 
     #[test]
