@@ -15,6 +15,71 @@ use crate::seq::Seq;
 use crate::stats::TcpStats;
 use std::collections::VecDeque;
 
+/// One connection's core, for tests that drive a [`Conn`] by hand, one
+/// segment and timer at a time: its arena, counters and limits, and a
+/// count of the chunks it released.
+pub struct Core {
+    pub arena: Arena<VecChunk>,
+    pub stats: TcpStats,
+    pub limits: Limits,
+    pub released: u64,
+}
+
+impl Default for Core {
+    fn default() -> Self {
+        Core::new()
+    }
+}
+
+impl Core {
+    pub fn new() -> Core {
+        Core { arena: Arena::new(100_000), stats: TcpStats::default(), limits: Limits::default(), released: 0 }
+    }
+
+    /// Runs `f` with the connection's environment at `now`.
+    pub fn with<R>(&mut self, now: u64, f: impl FnOnce(&mut Env<'_, VecChunk>) -> R) -> R {
+        let released = &mut self.released;
+        let mut rel = |_c: VecChunk| *released += 1;
+        let mut env =
+            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
+        f(&mut env)
+    }
+
+    /// A segment without payload arrives.
+    pub fn seg(&mut self, c: &mut Conn, now: u64, s: Segment) {
+        self.with(now, |env| c.on_segment(&s, None, env));
+    }
+
+    /// A segment with `payload` (if any) arrives.
+    pub fn seg_with(&mut self, c: &mut Conn, now: u64, s: Segment, payload: Option<VecChunk>) {
+        self.with(now, |env| c.on_segment(&s, payload, env));
+    }
+
+    /// A segment carrying `bytes` arrives (its length set from them).
+    pub fn data(&mut self, c: &mut Conn, now: u64, mut s: Segment, bytes: &[u8]) {
+        s.len = bytes.len() as u32;
+        self.with(now, |env| c.on_segment(&s, Some(VecChunk::new(bytes.to_vec())), env));
+    }
+
+    /// What the connection sends now.
+    pub fn tx(&mut self, c: &mut Conn, now: u64) -> Vec<Wired> {
+        let mut w = Wire::default();
+        self.with(now, |env| c.transmit(env, &mut w));
+        w.out
+    }
+
+    /// The connection's timers at `now`.
+    pub fn timer(&mut self, c: &mut Conn, now: u64) {
+        self.with(now, |env| c.on_timer(env));
+    }
+
+    /// The application's CLOSE.
+    pub fn close(&mut self, c: &mut Conn) {
+        let released = &mut self.released;
+        c.close(&mut self.arena, &mut |_c: VecChunk| *released += 1);
+    }
+}
+
 /// xorshift64*: a small deterministic generator for the link's faults.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -1,46 +1,13 @@
 //! Regressions found by a review of the state machine, each reduced to the
 //! segments that showed it (public API only, no timers beyond the Conn's
 //! own).
-use sluice_tcp::buf::{Arena, VecChunk};
-use sluice_tcp::conn::{Conn, Env, HalfOpen, Limits, Negotiated, State};
+use sluice_tcp::buf::VecChunk;
+use sluice_tcp::conn::{Conn, HalfOpen, Negotiated, State};
 use sluice_tcp::segment::{Flags, SackBlock, Segment};
-use sluice_tcp::testkit::Wire;
-use sluice_tcp::{Seq, TcpConfig, TcpStats};
+use sluice_tcp::testkit::Core;
+use sluice_tcp::{Seq, TcpConfig};
 
-struct H {
-    arena: Arena<VecChunk>,
-    stats: TcpStats,
-    limits: Limits,
-    released: u64,
-}
-impl H {
-    fn new() -> H {
-        H { arena: Arena::new(100_000), stats: TcpStats::default(), limits: Limits::default(), released: 0 }
-    }
-    fn seg(&mut self, c: &mut Conn, now: u64, s: Segment, payload: Option<VecChunk>) {
-        let r = &mut self.released;
-        let mut rel = |_c: VecChunk| *r += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
-        c.on_segment(&s, payload, &mut env);
-    }
-    fn tx(&mut self, c: &mut Conn, now: u64) -> Wire {
-        let r = &mut self.released;
-        let mut rel = |_c: VecChunk| *r += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
-        let mut w = Wire::default();
-        c.transmit(&mut env, &mut w);
-        w
-    }
-    fn timer(&mut self, c: &mut Conn, now: u64) {
-        let r = &mut self.released;
-        let mut rel = |_c: VecChunk| *r += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
-        c.on_timer(&mut env);
-    }
-}
+type H = Core;
 
 fn cfg() -> TcpConfig {
     TcpConfig { tlp: false, delayed_ack: 0, ..TcpConfig::default() }
@@ -57,7 +24,7 @@ fn server(h: &mut H, now: u64) -> Conn {
     };
     let half = HalfOpen { irs: Seq(1000), iss: Seq(5000), neg, ts_recent: 0, ts_offset: 0, wnd: 65535, synack_at: 0 };
     let mut c = Conn::accept(cfg(), &half, now);
-    h.seg(
+    h.seg_with(
         &mut c,
         now,
         Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, ..Default::default() },
@@ -86,17 +53,17 @@ fn reneged_sack_blocks_are_retransmitted_after_rto() {
         c.send(VecChunk::new(vec![7u8; 1000]), &mut h.arena).unwrap();
     }
     let w = h.tx(&mut c, now);
-    assert_eq!(w.out.len(), 5);
+    assert_eq!(w.len(), 5);
     now += 10_000;
     // First segment lost; the other four SACKed, three dup ACKs.
     for _ in 0..3 {
-        h.seg(&mut c, now, ack(5001, &[(6001, 10001)]), None);
+        h.seg_with(&mut c, now, ack(5001, &[(6001, 10001)]), None);
     }
     let w = h.tx(&mut c, now);
-    assert_eq!(w.out.iter().filter(|x| !x.payload.is_empty()).map(|x| x.seg.seq).collect::<Vec<_>>(), vec![Seq(5001)]);
+    assert_eq!(w.iter().filter(|x| !x.payload.is_empty()).map(|x| x.seg.seq).collect::<Vec<_>>(), vec![Seq(5001)]);
     now += 10_000;
     // Hole repaired; the peer reneged on the rest (ACK 6001, no SACK).
-    h.seg(&mut c, now, ack(6001, &[]), None);
+    h.seg_with(&mut c, now, ack(6001, &[]), None);
     let _ = h.tx(&mut c, now);
     let mut resent = 0;
     for _ in 0..20 {
@@ -104,7 +71,7 @@ fn reneged_sack_blocks_are_retransmitted_after_rto() {
         now = t;
         h.timer(&mut c, now);
         let w = h.tx(&mut c, now);
-        resent += w.out.iter().filter(|x| !x.payload.is_empty()).count();
+        resent += w.iter().filter(|x| !x.payload.is_empty()).count();
         if resent > 0 || c.state() == State::Closed {
             break;
         }
@@ -120,17 +87,17 @@ fn synack_after_rto_before_resend_keeps_sequence_numbers() {
     let mut now = 1_000_000;
     let mut c = Conn::connect(cfg(), Seq(100), 0, now, &mut h.stats);
     let w = h.tx(&mut c, now);
-    assert!(w.out[0].seg.flags.syn());
+    assert!(w[0].seg.flags.syn());
     now = c.poll_at().unwrap();
     h.timer(&mut c, now);
     let mut sa =
         Segment { seq: Seq(7000), ack: Seq(101), flags: Flags::SYN | Flags::ACK, wnd: 65535, ..Default::default() };
     sa.opts.mss = Some(1460);
-    h.seg(&mut c, now, sa, None);
+    h.seg_with(&mut c, now, sa, None);
     assert_eq!(c.state(), State::Established);
     c.send(VecChunk::new(vec![1u8; 500]), &mut h.arena).unwrap();
     let w = h.tx(&mut c, now);
-    assert!(w.out.iter().all(|x| x.seg.seq == Seq(101)), "segments after the handshake must carry seq ISS+1");
+    assert!(w.iter().all(|x| x.seg.seq == Seq(101)), "segments after the handshake must carry seq ISS+1");
 }
 
 /// A FIN that arrives alone beyond a hole, then the hole is filled by a
@@ -141,23 +108,23 @@ fn a_bare_out_of_order_fin_is_taken_when_the_hole_fills() {
     let now = 1_000_000;
     let mut c = server(&mut h, now);
     // Data 1001..1101 lost; FIN at 1101 arrives alone.
-    h.seg(
+    h.seg_with(
         &mut c,
         now,
         Segment { seq: Seq(1101), ack: Seq(5001), flags: Flags::ACK | Flags::FIN, wnd: 65535, ..Default::default() },
         None,
     );
     let w = h.tx(&mut c, now);
-    assert_eq!(w.out.len(), 1, "an out-of-order FIN gets a duplicate ACK at once");
-    assert_eq!(w.out[0].seg.ack, Seq(1001));
-    h.seg(
+    assert_eq!(w.len(), 1, "an out-of-order FIN gets a duplicate ACK at once");
+    assert_eq!(w[0].seg.ack, Seq(1001));
+    h.seg_with(
         &mut c,
         now + 1000,
         Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, len: 100, ..Default::default() },
         Some(VecChunk::new(vec![3u8; 100])),
     );
     let w = h.tx(&mut c, now + 1000);
-    assert!(w.out.iter().any(|x| x.seg.ack == Seq(1102)), "data and FIN acknowledged");
+    assert!(w.iter().any(|x| x.seg.ack == Seq(1102)), "data and FIN acknowledged");
     assert_eq!(c.state(), State::CloseWait, "the FIN at 1101 was remembered");
 }
 
@@ -186,13 +153,13 @@ fn a_retransmitted_fin_in_close_wait_is_acked() {
     let mut c = server(&mut h, now);
     let fin =
         Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK | Flags::FIN, wnd: 65535, ..Default::default() };
-    h.seg(&mut c, now, fin, None);
+    h.seg_with(&mut c, now, fin, None);
     assert_eq!(c.state(), State::CloseWait);
     let w = h.tx(&mut c, now);
-    assert_eq!(w.out.len(), 1, "ACK of the FIN");
-    h.seg(&mut c, now + 300_000, fin, None);
+    assert_eq!(w.len(), 1, "ACK of the FIN");
+    h.seg_with(&mut c, now + 300_000, fin, None);
     let w = h.tx(&mut c, now + 300_000);
-    assert_eq!(w.out.len(), 1, "the retransmitted FIN is answered");
+    assert_eq!(w.len(), 1, "the retransmitted FIN is answered");
 }
 
 /// A blind in-window SYN with a TSval far ahead must not move TS.Recent
@@ -213,17 +180,17 @@ fn a_forged_syn_does_not_poison_ts_recent() {
     let mut c = Conn::accept(cfg(), &half, now);
     let mut a = Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, ..Default::default() };
     a.opts.timestamp = Some(sluice_tcp::segment::Timestamp { val: 101, ecr: 0 });
-    h.seg(&mut c, now, a, None);
+    h.seg_with(&mut c, now, a, None);
     assert_eq!(c.state(), State::Established);
     let mut syn = Segment { seq: Seq(1001), flags: Flags::SYN, wnd: 65535, ..Default::default() };
     syn.opts.timestamp = Some(sluice_tcp::segment::Timestamp { val: 101 + (1 << 30), ecr: 0 });
-    h.seg(&mut c, now + 1000, syn, None);
+    h.seg_with(&mut c, now + 1000, syn, None);
     assert_eq!(c.ts_recent(), 101, "TS.Recent moved by a segment that was dropped");
     // The peer's next real segment still gets through.
     let mut d =
         Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, len: 10, ..Default::default() };
     d.opts.timestamp = Some(sluice_tcp::segment::Timestamp { val: 102, ecr: 0 });
-    h.seg(&mut c, now + 2000, d, Some(VecChunk::new(vec![5u8; 10])));
+    h.seg_with(&mut c, now + 2000, d, Some(VecChunk::new(vec![5u8; 10])));
     assert_eq!(c.rcv_nxt(), Seq(1011));
 }
 
@@ -237,9 +204,9 @@ fn time_wait_ends_on_a_reset_and_takes_a_newer_syn() {
     // We close first: FIN out, acknowledged, then the peer's FIN.
     c.close(&mut h.arena, &mut |_| {});
     let w = h.tx(&mut c, now);
-    assert!(w.out.iter().any(|x| x.seg.flags.fin()));
-    h.seg(&mut c, now + 1000, ack(5002, &[]), None);
-    h.seg(
+    assert!(w.iter().any(|x| x.seg.flags.fin()));
+    h.seg_with(&mut c, now + 1000, ack(5002, &[]), None);
+    h.seg_with(
         &mut c,
         now + 2000,
         Segment { seq: Seq(1001), ack: Seq(5002), flags: Flags::ACK | Flags::FIN, wnd: 65535, ..Default::default() },
@@ -250,7 +217,7 @@ fn time_wait_ends_on_a_reset_and_takes_a_newer_syn() {
     let newer = Segment { seq: Seq(2_000_000), flags: Flags::SYN, wnd: 65535, ..Default::default() };
     assert!(!c.time_wait_takes_syn(&old));
     assert!(c.time_wait_takes_syn(&newer));
-    h.seg(&mut c, now + 3000, Segment { seq: Seq(1002), flags: Flags::RST, ..Default::default() }, None);
+    h.seg_with(&mut c, now + 3000, Segment { seq: Seq(1002), flags: Flags::RST, ..Default::default() }, None);
     assert_eq!(c.state(), State::Closed);
 }
 
@@ -269,17 +236,17 @@ fn after_an_rto_the_lost_segment_goes_even_with_a_fin_in_flight() {
     c.send(VecChunk::new(vec![2u8; 56]), &mut h.arena).unwrap();
     c.close(&mut h.arena, &mut |_| {});
     let w = h.tx(&mut c, now);
-    assert!(w.out.iter().any(|x| x.seg.flags.fin()), "data and FIN out");
+    assert!(w.iter().any(|x| x.seg.flags.fin()), "data and FIN out");
     // The peer got the 56 bytes (SACKed) and nothing else.
     now += 5_000;
-    h.seg(&mut c, now, ack(5001, &[(6461, 6517)]), None);
+    h.seg_with(&mut c, now, ack(5001, &[(6461, 6517)]), None);
     let _ = h.tx(&mut c, now);
     let mut resent = false;
     for _ in 0..3 {
         now = c.poll_at().expect("a timer is armed");
         h.timer(&mut c, now);
         let w = h.tx(&mut c, now);
-        if w.out.iter().any(|x| x.seg.seq == Seq(5001) && x.payload.len() == 1460) {
+        if w.iter().any(|x| x.seg.seq == Seq(5001) && x.payload.len() == 1460) {
             resent = true;
             break;
         }

@@ -8,13 +8,13 @@
 //! each way); the active side is `Conn::connect` with ISS 100, and its
 //! peer's SYN has ISN 7000. No timestamps, no window scaling, no delayed
 //! ACKs and no tail loss probes, so every ACK and timer is deterministic.
-use super::{Conn, Env, Events, HalfOpen, Limits, Negotiated, State};
-use crate::buf::{Arena, VecChunk};
+use super::{Conn, Events, HalfOpen, Negotiated, State};
+use crate::buf::VecChunk;
 use crate::config::TcpConfig;
 use crate::segment::{Flags, Segment};
 use crate::seq::Seq;
-use crate::stats::{TcpCounter, TcpDrop, TcpStats};
-use crate::testkit::{Wire, Wired};
+use crate::stats::{TcpCounter, TcpDrop};
+use crate::testkit::Wired;
 
 const MS: u64 = 1000;
 const S: u64 = 1_000_000;
@@ -25,55 +25,8 @@ fn cfg() -> TcpConfig {
     TcpConfig { tlp: false, delayed_ack: 0, ..TcpConfig::default() }
 }
 
-/// The core a connection runs on: its arena, counters and limits.
-struct H {
-    arena: Arena<VecChunk>,
-    stats: TcpStats,
-    limits: Limits,
-    released: u64,
-}
-
-impl H {
-    fn new() -> H {
-        H { arena: Arena::new(1000), stats: TcpStats::default(), limits: Limits::default(), released: 0 }
-    }
-
-    fn with<R>(&mut self, now: u64, f: impl FnOnce(&mut Env<'_, VecChunk>) -> R) -> R {
-        let released = &mut self.released;
-        let mut rel = |_c: VecChunk| *released += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
-        f(&mut env)
-    }
-
-    /// A segment without payload arrives.
-    fn seg(&mut self, c: &mut Conn, now: u64, s: Segment) {
-        self.with(now, |env| c.on_segment(&s, None, env));
-    }
-
-    /// A segment carrying `bytes` arrives.
-    fn data(&mut self, c: &mut Conn, now: u64, mut s: Segment, bytes: &[u8]) {
-        s.len = bytes.len() as u32;
-        self.with(now, |env| c.on_segment(&s, Some(VecChunk::new(bytes.to_vec())), env));
-    }
-
-    /// What the connection sends now.
-    fn tx(&mut self, c: &mut Conn, now: u64) -> Vec<Wired> {
-        let mut w = Wire::default();
-        self.with(now, |env| c.transmit(env, &mut w));
-        w.out
-    }
-
-    fn timer(&mut self, c: &mut Conn, now: u64) {
-        self.with(now, |env| c.on_timer(env));
-    }
-
-    /// The application's CLOSE.
-    fn close(&mut self, c: &mut Conn) {
-        let released = &mut self.released;
-        c.close(&mut self.arena, &mut |_c: VecChunk| *released += 1);
-    }
-}
+/// The core a connection runs on.
+type H = crate::testkit::Core;
 
 /// A segment with a full window and no options.
 fn seg(seq: u32, ack: u32, flags: Flags) -> Segment {
