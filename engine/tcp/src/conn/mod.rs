@@ -715,7 +715,14 @@ impl Conn {
         self.orphan = true;
         if !self.rcvq.is_empty() {
             arena.release_all(&mut self.rcvq, release);
-            self.abort();
+            // Unread data is lost: the peer hears of it by a RST in every
+            // state it could have come in (CLOSING and LAST-ACK too, where
+            // ABORT alone sends none), as Linux's tcp_close does.
+            if matches!(self.state, State::Closing | State::LastAck) {
+                self.rst_pending = true;
+            } else {
+                self.abort();
+            }
             return;
         }
         self.shutdown();

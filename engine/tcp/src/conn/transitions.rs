@@ -354,6 +354,23 @@ mod fin_wait_1 {
         assert_eq!(c.state(), State::FinWait1);
         assert_eq!(hdrs(&h.tx(&mut c, T0 + 10 * MS)), [(Flags::ACK, 5002, 1011)]);
     }
+
+    #[test]
+    fn close_with_unread_data_in_closing_resets() {
+        // shutdown(), then the peer's data and FIN cross ours: CLOSING with
+        // 10 bytes unread. CLOSE now loses them: a RST tells the peer
+        // (RFC 9293 3.10.4 / RFC 2525 2.17, Linux's tcp_close in any state).
+        let mut h = H::new();
+        let mut c = server(&mut h, cfg(), T0);
+        c.shutdown();
+        assert_eq!(hdrs(&h.tx(&mut c, T0)), [(Flags::FIN | Flags::ACK, 5001, 1001)]);
+        h.data(&mut c, T0 + 10 * MS, seg(1001, 5001, Flags::ACK | Flags::PSH | Flags::FIN), b"0123456789");
+        assert_eq!(c.state(), State::Closing);
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 10 * MS)), [(Flags::ACK, 5002, 1012)]);
+        h.close(&mut c);
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 20 * MS)), [(Flags::RST | Flags::ACK, 5002, 1012)]);
+        assert_eq!(c.state(), State::Closed);
+    }
 }
 
 mod fin_wait_2 {
