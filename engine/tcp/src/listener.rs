@@ -143,7 +143,14 @@ pub struct Listener {
     /// Last time a cookie was sent, µs: ACKs are checked for cookies only
     /// for a while after (Linux's tcp_synq_no_recent_overflow).
     last_cookie: u64,
+    /// Challenges (our SYN-ACK sent again for a doubtful RST or SYN) in
+    /// the current second: (second, count), at most [`CHALLENGES_PER_S`].
+    challenges: (u64, u32),
 }
+
+/// Challenges a listener sends a second at most (RFC 5961 7's rate
+/// limit): a doubtful segment must not make us a reflector.
+pub const CHALLENGES_PER_S: u32 = 100;
 
 impl Listener {
     /// A listener whose SYN queue holds `capacity` entries (a power of
@@ -173,7 +180,27 @@ impl Listener {
             synack_retries: 5,
             cookies: true,
             last_cookie: 0,
+            challenges: (0, 0),
         }
+    }
+
+    /// A challenge for half-open entry `i`: our SYN-ACK again, unchanged
+    /// (the peer's SYN-SENT or ESTABLISHED answers it with the ACK that
+    /// completes the handshake, a peer without the connection with a RST
+    /// at exactly IRS + 1), within the rate limit.
+    fn challenge(&mut self, i: usize, now: u64, stats: &mut TcpStats) -> Listen {
+        let sec = now / 1_000_000;
+        if self.challenges.0 != sec {
+            self.challenges = (sec, 0);
+        }
+        if self.challenges.1 >= CHALLENGES_PER_S {
+            stats.add(TcpCounter::ChallengeAcksLimited, 1);
+            return Listen::Drop;
+        }
+        self.challenges.1 += 1;
+        stats.add(TcpCounter::ChallengeAcks, 1);
+        let half = self.table[i].half;
+        Listen::SynAck { seg: self.syn_ack(&half, now, None), kept: true }
     }
 
     /// Half-open entries now.
@@ -297,10 +324,14 @@ impl Listener {
         let f = seg.flags;
         if f.rst() {
             // A RST for a half-open entry removes it if its sequence number
-            // is right (RFC 5961 3.2 for SYN-RECEIVED).
+            // is right; in the window but not exact, it is challenged (RFC
+            // 5961 3.2, SYN-RECEIVED included); else dropped.
             if let Some(i) = self.find(t) {
-                if seg.seq == self.table[i].half.irs + 1 {
+                let rcv_nxt = self.table[i].half.irs + 1;
+                if seg.seq == rcv_nxt {
                     self.remove(i);
+                } else if seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window()) {
+                    return self.challenge(i, now, stats);
                 }
             }
             return Listen::Drop;
@@ -414,8 +445,7 @@ impl Listener {
             let rcv_nxt = e.half.irs + 1;
             if !seg.seq.in_range(rcv_nxt, rcv_nxt + self.syn_ack_window()) {
                 stats.drop(TcpDrop::OutOfWindow);
-                stats.add(TcpCounter::ChallengeAcks, 1);
-                return Listen::SynAck { seg: self.syn_ack(&e.half, now, None), kept: true };
+                return self.challenge(i, now, stats);
             }
             self.remove(i);
         }
@@ -780,13 +810,17 @@ mod tests {
         let mut st = TcpStats::default();
         let Listen::SynAck { seg: sa, .. } = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0) else { panic!() };
         let rst = |seq: u32| Segment { seq: Seq(seq), flags: Flags::RST, ..Segment::default() };
-        // In the window but not exact: dropped, the entry stays. This is the
-        // current behaviour, stricter than Linux (tcp_check_req drops the
-        // request on any in-window RST) and without RFC 5961 3.2's challenge
-        // ACK; the SYN-ACK retransmission plays that part (a peer without
-        // the connection answers it with a RST at exactly IRS + 1).
-        assert_eq!(l.on_segment(&tuple(1), &rst(150), 10, &mut st, 0), Listen::Drop);
+        // In the window but not exact: challenged (RFC 5961 3.2; stricter
+        // than Linux, whose tcp_check_req drops the request on any
+        // in-window RST) with our SYN-ACK again, the entry kept: a peer
+        // without the connection answers it with a RST at exactly IRS + 1.
+        let v = l.on_segment(&tuple(1), &rst(150), 10, &mut st, 0);
+        let Listen::SynAck { seg: again, kept: true } = v else { panic!("{v:?}") };
+        assert_eq!((again.seq, again.ack), (sa.seq, Seq(101)));
+        assert_eq!(st.counter(TcpCounter::ChallengeAcks), 1);
         assert_eq!(l.half_open(), 1);
+        // Outside the window: dropped.
+        assert_eq!(l.on_segment(&tuple(1), &rst(101 + 10_000_000), 15, &mut st, 0), Listen::Drop);
         // Another tuple's RST at the right number does not touch it.
         assert_eq!(l.on_segment(&tuple(2), &rst(101), 20, &mut st, 0), Listen::Drop);
         assert_eq!(l.half_open(), 1);
@@ -798,6 +832,22 @@ mod tests {
         let Listen::Reset(r) = l.on_segment(&tuple(1), &ack_of(&sa, 100, false), 40, &mut st, 0) else { panic!() };
         assert_eq!((r.seq, r.ack, r.flags), (sa.seq + 1, Seq(0), Flags::RST));
         assert_eq!(st.counter(TcpCounter::PassiveOpens), 0);
+    }
+
+    #[test]
+    fn challenges_are_rate_limited_per_second() {
+        let mut l = listener(16);
+        let mut st = TcpStats::default();
+        let _ = l.on_segment(&tuple(1), &syn(100, false), 0, &mut st, 0);
+        let rst = Segment { seq: Seq(150), flags: Flags::RST, ..Segment::default() };
+        let answered = (0..3 * CHALLENGES_PER_S)
+            .filter(|&k| matches!(l.on_segment(&tuple(1), &rst, 1 + u64::from(k), &mut st, 0), Listen::SynAck { .. }))
+            .count() as u32;
+        assert_eq!(answered, CHALLENGES_PER_S);
+        assert_eq!(st.counter(TcpCounter::ChallengeAcksLimited), u64::from(2 * CHALLENGES_PER_S));
+        // The next second, answered again.
+        assert!(matches!(l.on_segment(&tuple(1), &rst, S + 1, &mut st, 0), Listen::SynAck { .. }));
+        assert_eq!(l.half_open(), 1, "no challenge removes the entry");
     }
 
     #[test]
