@@ -199,7 +199,14 @@ mod tests {
             c.write_all(&msg).unwrap();
             assert_eq!(h.join().unwrap().unwrap(), msg);
         }
-        let s = srv.stats();
+        // The server threads publish their counts after writing: the last
+        // echo may be back before its bytes are counted.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut s = srv.stats();
+        while (s.accepted, s.bytes) != (4, 400_000) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            s = srv.stats();
+        }
         assert_eq!((s.accepted, s.bytes), (4, 400_000));
         assert!(srv.stop().is_empty());
     }

@@ -428,6 +428,12 @@ impl Conn {
             self.t_tlp = 0;
         } else {
             self.t_rto = now + self.rto() as u64;
+            if self.reo_armed && self.rec.sacked == 0 {
+                // Nothing SACKed, so nothing for the reordering timer to
+                // judge: the slot is the probe's again.
+                self.reo_armed = false;
+                self.t_tlp = 0;
+            }
             self.arm_tlp(now);
         }
         if data_acked > 0 {

@@ -270,6 +270,12 @@ impl Conn {
             if reo_at != u64::MAX {
                 self.t_tlp = reo_at;
                 self.reo_armed = true;
+            } else if self.reo_armed {
+                // Nothing left for the reordering timer to judge: the slot
+                // is the probe's again.
+                self.reo_armed = false;
+                self.t_tlp = 0;
+                self.arm_tlp(now);
             }
         } else if !self.neg.sack && u32::from(self.rec.dupacks) >= DUP_THRESH {
             marked = self.mark_head_lost(arena);

@@ -660,6 +660,24 @@ mod rack {
     }
 
     #[test]
+    fn a_reordering_deadline_nothing_waits_on_any_more_is_dropped() {
+        // The hole's reordering timer is armed; then the late segments'
+        // ACK arrives (it was reordering, not loss): nothing is left for the
+        // timer to judge, so the next deadline is the RTO, not a stale one.
+        let mut h = H::new();
+        let at = T0 + 10 * MS;
+        let (mut c, first) = burst(&mut h, 3, at);
+        let third = first + 2 * MSS;
+        h.seg(&mut c, at + MS, sack_ack(first, third, third + MSS));
+        let reo = c.poll_at().expect("the reordering timer");
+        h.seg(&mut c, at + MS + 10, sack_ack(third, third, third + MSS));
+        let next = c.poll_at().expect("the RTO");
+        assert!(next > reo, "the stale reordering deadline stayed: {next} <= {reo}");
+        assert_eq!(next, c.t_rto);
+        assert!(!c.reo_armed);
+    }
+
+    #[test]
     fn with_three_segments_sacked_the_hole_is_lost_on_the_ack_itself() {
         // DupThresh segments SACKed and no reordering seen: reo_wnd is 0,
         // and the hole, sent before the SACKed ones, is lost at once.
