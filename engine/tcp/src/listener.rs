@@ -291,12 +291,12 @@ impl Listener {
         }
     }
 
-    /// The SYN-ACK of `h`, at `now`.
     /// The window a SYN-ACK offers (never scaled, RFC 7323 2.2).
     fn syn_ack_window(&self) -> u32 {
         self.cfg.rcv_buf.min(u32::from(u16::MAX))
     }
 
+    /// The SYN-ACK of `h`, at `now`.
     fn syn_ack(&self, h: &HalfOpen, now: u64, tsval: Option<u32>) -> OutSegment {
         let mut seg = OutSegment {
             seq: h.iss,

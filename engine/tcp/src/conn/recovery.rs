@@ -16,10 +16,10 @@ use crate::stats::{TcpCounter, TcpStats};
 /// RFC 6675's DupThresh.
 const DUP_THRESH: u32 = 3;
 
-/// The recovery state of a connection.
 /// The unit of `Recovery::rack_rtt`, µs (16 bits of it reach 1 s).
 pub(crate) const RACK_RTT_UNIT: u64 = 16;
 
+/// The recovery state of a connection.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Recovery {
     /// Bytes SACKed.
@@ -37,7 +37,10 @@ pub(crate) struct Recovery {
     /// Duplicate ACKs in a row (peers without SACK), saturating.
     pub dupacks: u16,
     /// RACK: the round trip of the most recently sent segment delivered
-    /// (RACK.rtt), in units of [`RACK_RTT_UNIT`] µs rounded down; 0 when
+    /// (RACK.rtt; taken only when that segment changes, where RFC 8985 6.2
+    /// and Linux take it from every segment newly delivered: the
+    /// difference is which of one ACK's samples counts), in units of
+    /// [`RACK_RTT_UNIT`] µs rounded down; 0 when
     /// unknown or beyond the field (then the smoothed RTT stands in). 16
     /// bits keep `Recovery`, and so a connection, within its budget.
     pub rack_rtt: u16,
