@@ -287,6 +287,9 @@ fn run_thread(
         }
     }
     let mut issued = 0u64;
+    // The request the timer is armed for: re-armed only when that changes
+    // or the timer went off (not one timerfd_settime every pass).
+    let mut armed_for: Option<u64> = None;
     let mut events = vec![EpollEvent::empty(); 256];
     loop {
         let now = Instant::now();
@@ -309,11 +312,14 @@ fn run_thread(
                     issued += 1;
                 }
                 t.dispatch(now);
-                let next = start + Duration::from_secs_f64(issued as f64 / r);
-                let wait = next.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
-                timer
-                    .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
-                    .map_err(io::Error::from)?;
+                if armed_for != Some(issued) {
+                    let next = start + Duration::from_secs_f64(issued as f64 / r);
+                    let wait = next.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+                    timer
+                        .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
+                        .map_err(io::Error::from)?;
+                    armed_for = Some(issued);
+                }
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -327,6 +333,7 @@ fn run_thread(
             let tok = ev.data();
             if tok == TIMER {
                 let _ = timer.wait();
+                armed_for = None;
                 continue;
             }
             let i = tok as usize;
