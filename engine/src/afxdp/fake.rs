@@ -131,19 +131,7 @@ impl FakeKernel {
     /// "Receives" `frame` into a stocked frame and puts it on the rx ring;
     /// false when no frame is stocked or the rx ring is full.
     pub fn deliver(&mut self, frame: &[u8]) -> bool {
-        self.take_fill();
-        let Some(&addr) = self.stocked.front() else { return false };
-        let at = addr + RX_HEADROOM;
-        assert!(RX_HEADROOM as usize + frame.len() <= self.table.frame_size() as usize);
-        if self.rx.reserve(1) == 0 {
-            self.rx.submit(0);
-            return false;
-        }
-        self.stocked.pop_front();
-        self.write(at, frame);
-        self.rx.put(0, Desc { addr: at, len: frame.len() as u32, options: 0 });
-        self.rx.submit(1);
-        true
+        self.deliver_many(frame, 1) == 1
     }
 
     /// Delivers `frame` into up to `n` stocked frames, in one batch on the

@@ -275,17 +275,20 @@ impl RrClient {
         self.opened = at;
     }
 
+    /// Open loop: whether another request may go at all: the connection
+    /// is open, the window has room, and it is not a one-request one that
+    /// sent its request.
+    fn may_send(&self, set: &RrSettings) -> bool {
+        !self.closed
+            && set.rate_per_conn > 0.0
+            && (self.sent - self.done) < u32::from(set.window)
+            && !((set.crr || set.once) && self.sent >= 1)
+    }
+
     /// Open loop: whether a request is due at `now` and the window has room
     /// for it (so the connection is worth serving).
     pub fn due(&self, set: &RrSettings, now: u64) -> bool {
-        if self.closed
-            || set.rate_per_conn <= 0.0
-            || (self.sent - self.done) >= u32::from(set.window)
-            || ((set.crr || set.once) && self.sent >= 1)
-        {
-            return false;
-        }
-        self.start == 0 || Self::scheduled(self.start, set, self.sent) <= now
+        self.may_send(set) && (self.start == 0 || Self::scheduled(self.start, set, self.sent) <= now)
     }
 
     /// Open loop: when this connection next wants to run, if the core's
@@ -294,12 +297,7 @@ impl RrClient {
     /// window is woken by the echo that frees it) and the time is still to
     /// come (a due request that could not go waits on what stopped it).
     pub(crate) fn next_wake(&self, set: &RrSettings, now: u64) -> Option<u64> {
-        if self.closed
-            || set.rate_per_conn <= 0.0
-            || self.start == 0
-            || (self.sent - self.done) >= u32::from(set.window)
-            || ((set.crr || set.once) && self.sent >= 1)
-        {
+        if self.start == 0 || !self.may_send(set) {
             return None;
         }
         let at = Self::scheduled(self.start, set, self.sent);

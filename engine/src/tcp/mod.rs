@@ -1098,8 +1098,13 @@ impl TcpCore {
         let set = self.rr.as_ref().map(|(s, _)| *s).expect("paced");
         let TcpCore { table, dirty, apps, pace, .. } = self;
         while let Some((id, _)) = pace.pop_due(now) {
-            if table.get(id).is_some_and(|s| matches!(s.app, App::RrClient)) {
-                release_if_due(table, dirty, apps, pace, &set, id, now);
+            let Some(s) = table.get(id).filter(|s| matches!(s.app, App::RrClient)) else { continue };
+            // An entry comes up at its time, and serving a connection moves
+            // its entry in place: not due now means a full window (the echo
+            // that frees it wakes it) or no longer ESTABLISHED.
+            if s.conn.state() == State::Established && apps.rr(id).due(&set, now) && !s.dirty {
+                s.dirty = true;
+                dirty.push(id);
             }
         }
     }
@@ -1247,30 +1252,6 @@ fn mac_word(m: [u8; 6]) -> u64 {
 fn mac_of_word(w: u64) -> [u8; 6] {
     let b = w.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4], b[5]]
-}
-
-/// Open loop: marks the generator's connection `id` for service if a
-/// request of its fell due by `now`; else gives the pace queue its next
-/// time, if it has one (a full window waits for the echo that frees it).
-fn release_if_due(
-    table: &mut ConnTable,
-    dirty: &mut Vec<u32>,
-    apps: &mut AppStates,
-    pace: &mut pace::PaceQueue,
-    set: &RrSettings,
-    id: u32,
-    now: u64,
-) {
-    let Some(s) = table.get(id) else { return };
-    let rr = apps.rr(id);
-    if s.conn.state() == State::Established && rr.due(set, now) {
-        if !s.dirty {
-            s.dirty = true;
-            dirty.push(id);
-        }
-    } else if let Some(at) = rr.next_wake(set, now) {
-        pace.schedule(id, at);
-    }
 }
 
 #[cfg(test)]

@@ -1265,6 +1265,15 @@ fn generator_sized(
     (client, sink)
 }
 
+/// The generator opens `n` connections to the engine's echo port, from
+/// `FIRST_PEER_PORT` on.
+fn open_from_ports(client: &mut Engine, n: u16) {
+    for i in 0..n {
+        serve_port(client, FIRST_PEER_PORT + i);
+        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
+    }
+}
+
 /// The generator's client tuple from `port` to the engine's echo port.
 fn client_tuple(port: u16) -> sluice_tcp::Tuple {
     sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT }
@@ -1306,10 +1315,7 @@ fn active_opens_from_one_core_get_every_echo_from_a_sluice_server() {
     let set = RrSettings { size: 300, window: 2, rate_per_conn: 0.0, http: false, crr: false, once: false };
     let (mut client, sink) = generator(set, now0);
     const CONNS: u16 = 4;
-    for i in 0..CONNS {
-        serve_port(&mut client, FIRST_PEER_PORT + i);
-        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
-    }
+    open_from_ports(&mut client, CONNS);
     run_pair(&mut client, &mut server, now0, now0 + S / 2, |_, _| {});
     use std::sync::atomic::Ordering;
     let ok = sink.ok.load(Ordering::Relaxed);
@@ -1370,10 +1376,7 @@ fn an_http_generator_on_sluice_tcp_gets_every_answer_from_the_http_service() {
     let mut server = Engine::new(&server_setup, now0);
     let set = RrSettings { size: 0, window: 4, rate_per_conn: 0.0, http: true, crr: false, once: false };
     let (mut client, sink) = generator(set, now0);
-    for i in 0..3u16 {
-        serve_port(&mut client, FIRST_PEER_PORT + i);
-        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
-    }
+    open_from_ports(&mut client, 3);
     run_pair(&mut client, &mut server, now0, now0 + S / 4, |_, _| {});
     let ok = sink.ok.load(Ordering::Relaxed);
     assert!(ok > 100, "answers: {ok}");
@@ -1513,10 +1516,7 @@ fn an_open_loop_generator_counts_requests_that_went_out_late() {
         let mut server = Engine::new(&setup(1024), now0);
         let set = RrSettings { size: 64, window: 1, rate_per_conn, http: false, crr: false, once: false };
         let (mut client, sink) = generator(set, now0);
-        for i in 0..2u16 {
-            serve_port(&mut client, FIRST_PEER_PORT + i);
-            client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
-        }
+        open_from_ports(&mut client, 2);
         run_pair(&mut client, &mut server, now0, now0 + S / 5, |_, _| {});
         (sink.ok.load(Ordering::Relaxed), sink.deferred.load(Ordering::Relaxed))
     };
@@ -1538,10 +1538,7 @@ fn an_open_loop_generator_wakes_when_a_request_falls_due_and_sends_it_on_time() 
     // One request a millisecond on each of two connections.
     let set = RrSettings { size: 64, window: 1, rate_per_conn: 1_000.0, http: false, crr: false, once: false };
     let (mut client, sink) = generator(set, now0);
-    for i in 0..2u16 {
-        serve_port(&mut client, FIRST_PEER_PORT + i);
-        client.tcp.queue_connect(client_tuple(FIRST_PEER_PORT + i), ENGINE_MAC, 0);
-    }
+    open_from_ports(&mut client, 2);
     // Established, and the schedules begun.
     run_pair(&mut client, &mut server, now0, now0 + 2_000, |_, _| {});
     let before = sink.ok.load(Ordering::Relaxed);

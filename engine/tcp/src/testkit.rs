@@ -8,9 +8,9 @@
 #![allow(missing_docs)]
 use crate::buf::{Arena, VecChunk, NIL};
 use crate::config::TcpConfig;
-use crate::conn::{Blocked, Conn, Emit, Env, Events, Limits, PayloadRef, State};
+use crate::conn::{Blocked, Conn, Emit, Env, Events, HalfOpen, Limits, Negotiated, PayloadRef, State};
 use crate::listener::{Listen, Listener, Secrets, Tuple};
-use crate::segment::{parse_options, OutSegment, Segment};
+use crate::segment::{parse_options, Flags, OutSegment, Segment};
 use crate::seq::Seq;
 use crate::stats::TcpStats;
 use std::collections::VecDeque;
@@ -77,6 +77,28 @@ impl Core {
     pub fn close(&mut self, c: &mut Conn) {
         let released = &mut self.released;
         c.close(&mut self.arena, &mut |_c: VecChunk| *released += 1);
+    }
+
+    /// A passive open brought to ESTABLISHED by the handshake's ACK at
+    /// `now`: IRS 1000 and ISS 5000, so RCV.NXT 1001 and SND.NXT 5001; an
+    /// MSS of 1460, SACK, no timestamps, no window scaling, a 65535-byte
+    /// window.
+    pub fn established_server(&mut self, cfg: TcpConfig, now: u64) -> Conn {
+        let neg = Negotiated {
+            peer_mss: 1460,
+            rcv_wscale: 0,
+            snd_wscale: 0,
+            window_scaling: false,
+            timestamps: false,
+            sack: true,
+        };
+        let half =
+            HalfOpen { irs: Seq(1000), iss: Seq(5000), neg, ts_recent: 0, ts_offset: 0, wnd: 65535, synack_at: 0 };
+        let mut c = Conn::accept(cfg, &half, now);
+        let ack = Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, ..Segment::default() };
+        self.seg(&mut c, now, ack);
+        assert_eq!(c.state(), State::Established);
+        c
     }
 }
 

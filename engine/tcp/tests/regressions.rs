@@ -14,24 +14,7 @@ fn cfg() -> TcpConfig {
 }
 
 fn server(h: &mut H, now: u64) -> Conn {
-    let neg = Negotiated {
-        peer_mss: 1460,
-        rcv_wscale: 0,
-        snd_wscale: 0,
-        window_scaling: false,
-        timestamps: false,
-        sack: true,
-    };
-    let half = HalfOpen { irs: Seq(1000), iss: Seq(5000), neg, ts_recent: 0, ts_offset: 0, wnd: 65535, synack_at: 0 };
-    let mut c = Conn::accept(cfg(), &half, now);
-    h.seg_with(
-        &mut c,
-        now,
-        Segment { seq: Seq(1001), ack: Seq(5001), flags: Flags::ACK, wnd: 65535, ..Default::default() },
-        None,
-    );
-    assert_eq!(c.state(), State::Established);
-    c
+    h.established_server(cfg(), now)
 }
 
 fn ack(a: u32, sack: &[(u32, u32)]) -> Segment {

@@ -268,8 +268,7 @@ impl Conn {
         self.last_rx = env.now;
         self.keepalive_sent = 0;
         if seg.ack > self.snd_una {
-            let prior = (self.rec.rack_xmit != 0).then_some(self.rec.rack_end);
-            self.ack_new_data(seg, env, prior);
+            self.ack_new_data(seg, env, self.rack_prior());
         } else if seg.len == 0 && self.snd_max != self.snd_una {
             self.on_dupack(seg, env);
         }
@@ -300,7 +299,7 @@ impl Conn {
             return false;
         }
         // What RACK had delivered before this ACK (its reordering test).
-        let prior = (self.rec.rack_xmit != 0).then_some(self.rec.rack_end);
+        let prior = self.rack_prior();
         let sack_newly = if self.neg.sack && !seg.opts.sack.is_empty() {
             self.apply_sack(seg.opts.sack.blocks(), env.arena, env.now, prior)
         } else {
@@ -428,13 +427,12 @@ impl Conn {
             self.t_tlp = 0;
         } else {
             self.t_rto = now + self.rto() as u64;
-            if self.reo_armed && self.rec.sacked == 0 {
-                // Nothing SACKed, so nothing for the reordering timer to
-                // judge: the slot is the probe's again.
-                self.reo_armed = false;
-                self.t_tlp = 0;
+            if self.rec.sacked == 0 {
+                // Nothing SACKed, so nothing for the reordering timer to judge.
+                self.release_reo_slot(now);
+            } else {
+                self.arm_tlp(now);
             }
-            self.arm_tlp(now);
         }
         if data_acked > 0 {
             self.events.set(Events::WRITABLE);

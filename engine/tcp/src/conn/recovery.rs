@@ -177,6 +177,12 @@ impl Conn {
         newly
     }
 
+    /// What RACK had delivered before an ACK is applied (the `prior` of
+    /// [`rack_delivered`](Self::rack_delivered)).
+    pub(crate) fn rack_prior(&self) -> Option<Seq> {
+        (self.rec.rack_xmit != 0).then_some(self.rec.rack_end)
+    }
+
     /// RACK: a segment sent at `m.sent_at`, ending at `end`, was delivered
     /// (RFC 8985 6.2 step 2). Reordering is seen when it ends below what was
     /// delivered *before this ACK* (`prior`, as Linux's prior_fack): a
@@ -274,11 +280,7 @@ impl Conn {
                 self.t_tlp = reo_at;
                 self.reo_armed = true;
             } else if self.reo_armed {
-                // Nothing left for the reordering timer to judge: the slot
-                // is the probe's again.
-                self.reo_armed = false;
-                self.t_tlp = 0;
-                self.arm_tlp(now);
+                self.release_reo_slot(now);
             }
         } else if !self.neg.sack && u32::from(self.rec.dupacks) >= DUP_THRESH {
             marked = self.mark_head_lost(arena);

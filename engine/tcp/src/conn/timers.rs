@@ -169,6 +169,16 @@ impl Conn {
         self.t_persist = now + t.max(self.cfg.rto_min as u64);
     }
 
+    /// RACK's reordering timer has nothing left to judge: the slot it shares
+    /// is the probe's again, armed now if a probe is wanted.
+    pub(crate) fn release_reo_slot(&mut self, now: u64) {
+        if self.reo_armed {
+            self.reo_armed = false;
+            self.t_tlp = 0;
+        }
+        self.arm_tlp(now);
+    }
+
     /// Arms the tail loss probe after new data went out (RFC 8985 7.2):
     /// two smoothed RTTs, plus a delayed ACK's worth when one segment is
     /// outstanding, no later than the RTO.

@@ -8,7 +8,7 @@
 //! each way); the active side is `Conn::connect` with ISS 100, and its
 //! peer's SYN has ISN 7000. No timestamps, no window scaling, no delayed
 //! ACKs and no tail loss probes, so every ACK and timer is deterministic.
-use super::{Conn, Events, HalfOpen, Negotiated, State};
+use super::{Conn, Events, State};
 use crate::buf::VecChunk;
 use crate::config::TcpConfig;
 use crate::segment::{Flags, Segment};
@@ -40,18 +40,7 @@ fn hdrs(w: &[Wired]) -> Vec<(Flags, u32, u32)> {
 
 /// A passive open, ESTABLISHED: RCV.NXT 1001, SND.NXT 5001.
 fn server(h: &mut H, cfg: TcpConfig, now: u64) -> Conn {
-    let neg = Negotiated {
-        peer_mss: 1460,
-        rcv_wscale: 0,
-        snd_wscale: 0,
-        window_scaling: false,
-        timestamps: false,
-        sack: true,
-    };
-    let half = HalfOpen { irs: Seq(1000), iss: Seq(5000), neg, ts_recent: 0, ts_offset: 0, wnd: 65535, synack_at: 0 };
-    let mut c = Conn::accept(cfg, &half, now);
-    h.seg(&mut c, now, seg(1001, 5001, Flags::ACK));
-    assert_eq!(c.state(), State::Established);
+    let mut c = h.established_server(cfg, now);
     assert_eq!(c.take_events(), Events::ESTABLISHED);
     assert!(h.tx(&mut c, now).is_empty());
     c
