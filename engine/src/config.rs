@@ -76,6 +76,62 @@ pub enum FlowOwner {
     Learned,
     /// A fixed function of the flow: its hash modulo the number of cores.
     Hash,
+    /// The queue the NIC's RSS delivers the flow to (needs `[engine.rss]`).
+    Rss,
+}
+
+/// The NIC's receive-side scaling, as `ethtool -x IFACE` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RssConfig {
+    /// The Toeplitz key.
+    pub key: Vec<u8>,
+    /// The indirection table (`None`: the kernel's default, entry i is
+    /// queue i mod the NIC's rx queues, over `table_size` entries).
+    pub indirection: Option<Vec<u16>>,
+    /// Entries of the default indirection table (with no `indirection`).
+    pub table_size: u32,
+    /// Whether the NIC hashes UDP with its ports (`ethtool -n IFACE
+    /// rx-flow-hash udp4` says "L4 bytes 0 & 1 [TCP/UDP src port]").
+    pub udp_l4: bool,
+}
+
+impl RssConfig {
+    /// The indirection table of a NIC with `rx_queues` rx queues.
+    pub fn table(&self, rx_queues: u32) -> Vec<u16> {
+        match &self.indirection {
+            Some(t) => t.clone(),
+            None => (0..self.table_size).map(|i| (i % rx_queues.max(1)) as u16).collect(),
+        }
+    }
+
+    /// The table of a NIC with `rx_queues` queues, of which sluice serves
+    /// `0..served`: an entry naming a queue sluice does not serve would be
+    /// a flow's owner, or where an active open's replies come in, and no
+    /// socket is there.
+    fn checked_table(&self, rx_queues: u32, served: u32, ifname: &str) -> Result<Vec<u16>, String> {
+        let table = self.table(rx_queues);
+        match table.iter().find(|&&q| u32::from(q) >= served) {
+            None => Ok(table),
+            Some(bad) if self.indirection.is_some() => {
+                Err(format!("names queue {bad}, but sluice serves queues 0..{served} of {ifname}"))
+            }
+            Some(_) => Err(format!(
+                "the default table spreads flows over all {rx_queues} rx queues of {ifname}, but sluice serves \
+                 {served}: give the NIC's table (`ethtool -X {ifname} equal {served}` makes one of them, \
+                 `ethtool -x {ifname}` lists it)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRss {
+    key: String,
+    indirection: Option<Vec<u16>>,
+    table_size: Option<u32>,
+    #[serde(default)]
+    udp_l4: bool,
 }
 
 /// What a service does with its traffic.
@@ -282,6 +338,7 @@ struct RawEngine {
     answer_arp: ArpMode,
     #[serde(default)]
     flow_owner: FlowOwner,
+    rss: Option<RawRss>,
     frames: Option<u32>,
     umem_mb: Option<u32>,
     #[serde(default = "default_frame_size")]
@@ -390,6 +447,9 @@ pub struct EngineConfig {
     pub answer_arp: ArpMode,
     /// How a flow's owner core is found.
     pub flow_owner: FlowOwner,
+    /// The NIC's RSS settings, if given: active opens pick local ports
+    /// whose packets arrive on the opening core.
+    pub rss: Option<RssConfig>,
     /// UMEM frames in all (`None`: from `umem_mb`, else two rings' worth
     /// per queue).
     pub frames: Option<u32>,
@@ -448,6 +508,39 @@ fn check_range(e: &Errs, field: &str, v: u64, lo: u64, hi: u64) -> Result<(), Co
         return Err(e.at(format!("engine.{field}"), format!("{v} is out of range ({lo}..={hi})")));
     }
     Ok(())
+}
+
+fn validate_rss(e: &Errs, r: &RawRss) -> Result<RssConfig, ConfigError> {
+    let key = crate::rss::parse_key(&r.key).map_err(|p| e.at("engine.rss.key", p))?;
+    let (lo, hi) = (crate::rss::MIN_KEY_LEN, crate::rss::MAX_KEY_LEN);
+    if !(lo..=hi).contains(&key.len()) {
+        return Err(e.at("engine.rss.key", format!("{} bytes: a key has {lo}..={hi}", key.len())));
+    }
+    if let Some(t) = &r.indirection {
+        if r.table_size.is_some() {
+            return Err(e.at("engine.rss.table_size", "set either indirection or table_size, not both"));
+        }
+        if t.is_empty() || t.len() > 65536 {
+            return Err(e.at("engine.rss.indirection", format!("{} entries: 1..=65536", t.len())));
+        }
+    }
+    // No guess at the table: sizes differ by NIC (128, 512, ...), and a
+    // wrong one sends flows to queues nobody expects.
+    let table_size = match (&r.indirection, r.table_size) {
+        (Some(t), _) => t.len() as u32,
+        (None, Some(n)) => n,
+        (None, None) => {
+            return Err(e.at(
+                "engine.rss",
+                "give the NIC's indirection table (indirection = [...]) or its size (table_size): \
+                 `ethtool -x IFACE` shows both",
+            ))
+        }
+    };
+    if !(1..=65536).contains(&table_size) {
+        return Err(e.at("engine.rss.table_size", format!("{table_size} is out of range (1..=65536)")));
+    }
+    Ok(RssConfig { key, indirection: r.indirection.clone(), table_size, udp_l4: r.udp_l4 })
 }
 
 fn check_pow2(e: &Errs, field: &str, v: u32) -> Result<(), ConfigError> {
@@ -534,6 +627,19 @@ impl Config {
                 Some(a)
             }
         };
+        let rss = match &r.rss {
+            None if r.flow_owner == FlowOwner::Rss => {
+                return Err(e.at("engine.flow_owner", "\"rss\" needs the NIC's settings in [engine.rss]"));
+            }
+            None => None,
+            Some(_) if r.flow_owner == FlowOwner::Hash => {
+                return Err(e.at(
+                    "engine.flow_owner",
+                    "\"hash\" ignores the NIC's RSS given in [engine.rss]: use \"rss\" or \"learned\"",
+                ));
+            }
+            Some(raw) => Some(validate_rss(&e, raw)?),
+        };
         let engine = EngineConfig {
             interface: r.interface,
             queues: r.queues,
@@ -546,6 +652,7 @@ impl Config {
             zero_copy: r.zero_copy,
             answer_arp: r.answer_arp,
             flow_owner: r.flow_owner,
+            rss,
             frames: r.frames,
             umem_mb: r.umem_mb,
             frame_size: r.frame_size,
@@ -638,8 +745,9 @@ fn validate_tcp(e: &Errs, t: &RawTcp) -> Result<TcpSettings, ConfigError> {
         mss: t.mss,
         rcv_buf,
         snd_buf: t.snd_buf_kb * 1024,
-        // Enough frames for the buffer in full segments, and some slack for
-        // smaller ones; beyond, the window closes.
+        // Enough frames for the buffer in full segments, and slack for
+        // mid-sized ones (small ones share frames); beyond, the window
+        // closes.
         rcv_chunks: (rcv_buf / 512).max(16),
         ooo_chunks: (rcv_buf / 1024).max(8),
         snd_chunks: (t.snd_buf_kb * 1024 / 512).max(16),
@@ -788,6 +896,8 @@ pub struct SystemPlan {
     pub cpus: Vec<usize>,
     /// UMEM frames.
     pub frames: u32,
+    /// The NIC's RSS indirection table, when `[engine.rss]` gives it.
+    pub rss_table: Option<Vec<u16>>,
 }
 
 /// The CPUs this process may run on (sched_getaffinity), in order.
@@ -872,6 +982,10 @@ impl Config {
             Some(q) => q,
             None => have.min(sluice_ebpf::abi::MAX_QUEUES),
         };
+        let rss_table = match &self.engine.rss {
+            Some(rss) => Some(rss.checked_table(have, queues, ifname).map_err(|p| e.at("engine.rss.indirection", p))?),
+            None => None,
+        };
         let allowed = allowed_cpus()
             .map_err(|err| e.at("engine.cores", format!("cannot read the CPUs this process may run on: {err}")))?;
         if allowed.is_empty() {
@@ -944,7 +1058,7 @@ impl Config {
                 }
             }
         }
-        Ok(SystemPlan { ifindex, queues, cpus, frames })
+        Ok(SystemPlan { ifindex, queues, cpus, frames, rss_table })
     }
 }
 
@@ -1014,6 +1128,40 @@ kind = "echo"
                 panic!("{e}");
             }
         }
+    }
+
+    #[test]
+    fn rss_settings_and_their_errors() {
+        let with = |engine: &str, rss: &str| {
+            OK.replace(
+                "interface = \"sluice0\"\n",
+                &format!("interface = \"sluice0\"\n{engine}\n[engine.rss]\n{rss}\n"),
+            )
+        };
+        let key = "key = \"6d:5a:56:da:25:5b:0e:c2:41:67:25:3d:43:a3:8f:b0\"\ntable_size = 128";
+        let c = parse(&with("flow_owner = \"rss\"", key)).unwrap();
+        assert_eq!(c.engine.flow_owner, FlowOwner::Rss);
+        let rss = c.engine.rss.expect("given");
+        assert_eq!((rss.key.len(), rss.table_size, rss.udp_l4), (16, 128, false));
+        assert_eq!(rss.table(3)[..5], [0, 1, 2, 0, 1], "the kernel's default table");
+        // The default table over the NIC's queues: all served, or refused.
+        assert_eq!(rss.checked_table(2, 2, "eth0").unwrap().len(), 128);
+        assert!(rss.checked_table(8, 4, "eth0").unwrap_err().contains("ethtool -X eth0 equal 4"));
+        assert!(err_of(&with("", "key = \"6d:5a:56:da:25:5b:0e:c2:41:67:25:3d:43:a3:8f:b0\"")).contains("table_size"));
+        assert!(err_of(&with("flow_owner = \"hash\"", key)).contains("ignores the NIC's RSS"));
+        let plain = "key = \"6d:5a:56:da:25:5b:0e:c2:41:67:25:3d:43:a3:8f:b0\"";
+        let c = parse(&with("", &format!("{plain}\nindirection = [1, 0]\nudp_l4 = true"))).unwrap();
+        let rss = c.engine.rss.unwrap();
+        assert_eq!((rss.table(2), rss.udp_l4), (vec![1, 0], true));
+        assert_eq!(rss.checked_table(4, 2, "eth0").unwrap(), vec![1, 0], "an explicit table is the table");
+        assert!(rss.checked_table(4, 1, "eth0").unwrap_err().contains("names queue 1"));
+        assert!(err_of(&OK.replace("[engine]", "[engine]\nflow_owner = \"rss\"")).contains("[engine.rss]"));
+        assert!(err_of(&with("", "key = \"6d:5a\"\ntable_size = 4")).contains("engine.rss.key"));
+        assert!(err_of(&with("", "key = \"6d:5g\"\ntable_size = 4")).contains("not hex"));
+        assert!(err_of(&with("", &format!("{plain}\nindirection = []"))).contains("engine.rss.indirection"));
+        assert!(err_of(&with("", &format!("{plain}\nindirection = [0]\ntable_size = 4"))).contains("not both"));
+        assert!(err_of(&with("", &format!("{plain}\ntable_size = 0"))).contains("engine.rss.table_size"));
+        assert!(err_of(&with("", &format!("{key}\nhash = \"xor\""))).contains("unknown field"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::handoff::Handoff;
 use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
 use crate::port::Port;
+use crate::rss::RssMap;
 use crate::stats::{Counter, EngineStats, Gauge};
 use crate::steering::{Steering, XdpCounterReader};
 use crate::tcp::{ServiceSetup, TcpCore, TcpSetup};
@@ -143,12 +144,24 @@ impl Engine {
         let stats = Arc::new(EngineStats::new(n));
         let shared = Arc::new(Shared {
             services,
-            owners: match e.flow_owner {
-                FlowOwner::Learned => {
-                    let max = if cfg.serves_tcp() { cfg.tcp.max_connections } else { 0 };
-                    OwnerDirectory::new(owner_slots(max), e.flow_idle_timeout_s, random_seed())
+            owners: {
+                let rss = match (&e.rss, &plan.rss_table) {
+                    (Some(r), Some(table)) => Some(Arc::new(
+                        RssMap::new(&r.key, table.clone(), r.udp_l4).map_err(|p| anyhow::anyhow!("engine.rss: {p}"))?,
+                    )),
+                    _ => None,
+                };
+                match (e.flow_owner, rss) {
+                    (FlowOwner::Rss, Some(rss)) => OwnerDirectory::rss_owned(rss, random_seed()),
+                    (FlowOwner::Rss, None) => {
+                        unreachable!("the config refuses flow_owner = \"rss\" without [engine.rss]")
+                    }
+                    (FlowOwner::Hash, rss) => OwnerDirectory::hashed(n as u16, random_seed()).with_rss(rss),
+                    (FlowOwner::Learned, rss) => {
+                        let max = if cfg.serves_tcp() { cfg.tcp.max_connections } else { 0 };
+                        OwnerDirectory::new(owner_slots(max), e.flow_idle_timeout_s, random_seed()).with_rss(rss)
+                    }
                 }
-                FlowOwner::Hash => OwnerDirectory::hashed(n as u16, random_seed()),
             },
             handoff: Handoff::new(n, HANDOFF_CAPACITY).context("creating handoff eventfds")?.with_table(table.clone()),
             stats: stats.clone(),

@@ -13,6 +13,7 @@ pub mod idle;
 pub mod ownership;
 pub mod pool;
 pub mod port;
+pub mod rss;
 pub mod services;
 pub mod stats;
 pub mod steering;

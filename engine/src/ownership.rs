@@ -23,8 +23,10 @@
 //! hand off about (n-1)/n of all frames; learned ownership hands off only the
 //! frames that change queue mid-flow. (On a NIC with a known RSS key a fixed
 //! function matching the NIC's hash is the alternative; see ARCHITECTURE.md.)
+use crate::rss::RssMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A flow as the service sees it: protocol and both endpoints, as received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,8 +105,18 @@ pub struct OwnerDirectory {
     mask: u64,
     seed: u64,
     idle_s: u64,
-    /// `Some(n)`: ownership is the flow's hash modulo `n` cores, no table.
-    hashed: Option<u16>,
+    /// `Some`: ownership is a fixed function of the flow, no table.
+    fixed: Option<Fixed>,
+    /// The NIC's RSS, when known: the queue each flow arrives on.
+    rss: Option<Arc<RssMap>>,
+}
+
+/// A fixed function from a flow to its owner.
+enum Fixed {
+    /// The flow's hash modulo this many cores.
+    Hash(u16),
+    /// The queue the NIC's RSS delivers the flow to.
+    Rss(Arc<RssMap>),
 }
 
 impl OwnerDirectory {
@@ -117,21 +129,69 @@ impl OwnerDirectory {
             mask: n as u64 - 1,
             seed,
             idle_s,
-            hashed: None,
+            fixed: None,
+            rss: None,
         }
     }
 
     /// A directory that does not learn: the owner of a flow is its hash
     /// modulo `cores` (option (a) of the design, kept to measure against).
     pub fn hashed(cores: u16, seed: u64) -> Self {
-        OwnerDirectory { slots: Box::new([]), mask: 0, seed, idle_s: 0, hashed: Some(cores.max(1)) }
+        OwnerDirectory {
+            slots: Box::new([]),
+            mask: 0,
+            seed,
+            idle_s: 0,
+            fixed: Some(Fixed::Hash(cores.max(1))),
+            rss: None,
+        }
     }
 
-    /// The index of `flow`'s slot (`None` for a hashed directory): flows
+    /// A directory that does not learn: a flow's owner is the queue the
+    /// NIC's RSS delivers it to (`engine.flow_owner = "rss"`).
+    pub fn rss_owned(rss: Arc<RssMap>, seed: u64) -> Self {
+        OwnerDirectory {
+            slots: Box::new([]),
+            mask: 0,
+            seed,
+            idle_s: 0,
+            fixed: Some(Fixed::Rss(rss.clone())),
+            rss: Some(rss),
+        }
+    }
+
+    /// Makes the NIC's RSS known to a learning directory (active opens then
+    /// pick ports whose packets arrive on the opening core).
+    pub fn with_rss(mut self, rss: Option<Arc<RssMap>>) -> Self {
+        self.rss = rss;
+        self
+    }
+
+    /// Whether the NIC's RSS is known.
+    pub fn knows_arrivals(&self) -> bool {
+        self.rss.is_some()
+    }
+
+    /// The queue `flow`'s packets arrive on, when the NIC's RSS is known.
+    #[inline]
+    pub fn arrival_queue(&self, flow: &FlowKey) -> Option<u16> {
+        self.rss.as_ref().map(|r| r.queue_of(flow))
+    }
+
+    /// The owner of `flow` when ownership is a fixed function.
+    #[inline]
+    fn fixed_owner(&self, flow: &FlowKey) -> Option<u16> {
+        match self.fixed.as_ref()? {
+            Fixed::Hash(cores) => Some((flow.hash(self.seed) % *cores as u64) as u16),
+            Fixed::Rss(rss) => Some(rss.queue_of(flow)),
+        }
+    }
+
+    /// The index of `flow`'s slot (`None` for a fixed function): flows
     /// with the same index share an owner, so whoever opens connections
     /// from several cores spreads them by it and never collides.
     pub fn slot_index(&self, flow: &FlowKey) -> Option<usize> {
-        self.hashed.is_none().then(|| (flow.hash(self.seed) & self.mask) as usize)
+        self.fixed.is_none().then(|| (flow.hash(self.seed) & self.mask) as usize)
     }
 
     /// The seed flows are hashed with.
@@ -143,8 +203,7 @@ impl OwnerDirectory {
     /// lapsed. `now_s` is the engine's clock in whole seconds.
     #[inline]
     pub fn lookup(&self, flow: &FlowKey, me: u16, now_s: u64) -> Ownership {
-        if let Some(cores) = self.hashed {
-            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+        if let Some(owner) = self.fixed_owner(flow) {
             return if owner == me { Ownership::Mine { claimed: false } } else { Ownership::Other(owner) };
         }
         let slot = self.slot(flow);
@@ -184,8 +243,7 @@ impl OwnerDirectory {
     /// core's own claim is refreshed as by [`lookup`](Self::lookup).
     #[inline]
     pub fn peek(&self, flow: &FlowKey, me: u16, now_s: u64) -> Option<u16> {
-        if let Some(cores) = self.hashed {
-            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+        if let Some(owner) = self.fixed_owner(flow) {
             return (owner != me).then_some(owner);
         }
         match decode(self.slot(flow).load(Ordering::Acquire)) {
@@ -207,8 +265,7 @@ impl OwnerDirectory {
     /// is released with [`unpin`](Self::unpin). `Err(owner)` when another
     /// core owns the slot: the connection belongs there.
     pub fn pin(&self, flow: &FlowKey, me: u16, now_s: u64) -> Result<(), u16> {
-        if let Some(cores) = self.hashed {
-            let owner = (flow.hash(self.seed) % cores as u64) as u16;
+        if let Some(owner) = self.fixed_owner(flow) {
             return if owner == me { Ok(()) } else { Err(owner) };
         }
         let slot = self.slot(flow);
@@ -231,7 +288,7 @@ impl OwnerDirectory {
     /// Releases one pin of `me` on `flow`'s slot (the connection is gone);
     /// the slot may lapse once no pin is left. A saturated count stays.
     pub fn unpin(&self, flow: &FlowKey, me: u16, now_s: u64) {
-        if self.hashed.is_some() {
+        if self.fixed.is_some() {
             return;
         }
         let slot = self.slot(flow);
@@ -252,7 +309,7 @@ impl OwnerDirectory {
     /// through a handoff (the owner sees none of it in `lookup`).
     #[inline]
     pub fn touch(&self, flow: &FlowKey, me: u16, now_s: u64) {
-        if self.hashed.is_some() {
+        if self.fixed.is_some() {
             return;
         }
         let slot = self.slot(flow);
@@ -414,6 +471,33 @@ mod tests {
             };
             assert_eq!(h.peek(&flow(p), 0, 1), (owner != 0).then_some(owner));
         }
+    }
+
+    #[test]
+    fn rss_ownership_is_the_queue_the_nic_delivers_to() {
+        let key: Vec<u8> = (0..40).map(|i| (i * 37 + 11) as u8).collect();
+        // UDP by addresses alone (`udp_l4 = false`): one queue for all of
+        // these flows, whatever their ports, as the NIC would.
+        let by_addr = RssMap::new(&key, (0..128).map(|i| i % 2).collect(), false).unwrap();
+        assert!((0..200).all(|p| by_addr.queue_of(&flow(p)) == by_addr.queue_of(&flow(0))));
+        let rss = Arc::new(RssMap::new(&key, (0..128).map(|i| i % 2).collect(), true).unwrap());
+        let d = OwnerDirectory::rss_owned(rss.clone(), 5);
+        let learned = OwnerDirectory::new(16, 30, 7).with_rss(Some(rss.clone()));
+        let mut per_queue = [0u32; 2];
+        for p in 0..200 {
+            let q = rss.queue_of(&flow(p));
+            per_queue[q as usize] += 1;
+            assert_eq!(d.arrival_queue(&flow(p)), Some(q));
+            assert_eq!(learned.arrival_queue(&flow(p)), Some(q));
+            assert_eq!(d.lookup(&flow(p), q, 1), Ownership::Mine { claimed: false });
+            assert_eq!(d.lookup(&flow(p), 1 - q, 1), Ownership::Other(q));
+            assert_eq!(d.pin(&flow(p), 1 - q, 1), Err(q));
+            assert_eq!(d.pin(&flow(p), q, 1), Ok(()));
+            assert_eq!(d.peek(&flow(p), 1 - q, 1), Some(q));
+            assert_eq!(d.slot_index(&flow(p)), None);
+        }
+        assert!(per_queue.iter().all(|&n| n > 60), "{per_queue:?}");
+        assert_eq!(OwnerDirectory::new(16, 30, 7).arrival_queue(&flow(1)), None, "RSS unknown");
     }
 
     #[test]

@@ -454,21 +454,23 @@ fn a_flood_is_survived_and_every_frame_is_accounted_for() {
     assert_eq!(back, b"after the flood");
 }
 
-#[test]
-fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
-    if !sluice_lab::root_or_skip("handoff") {
-        return;
+/// Whether the handoff tests can run: root, and two CPUs to steer one flow
+/// onto two queues (CI machines have two: there it is a failure).
+fn can_steer_onto_two_queues(name: &str) -> bool {
+    if !sluice_lab::root_or_skip(name) {
+        return false;
     }
     if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
-        // Not silent, and not a pass in CI: CI machines have two cores.
-        assert!(std::env::var_os("CI").is_none(), "handoff: CI is set but this machine has one CPU");
-        let _ = writeln!(std::io::stderr(), "skipping handoff: needs 2 CPUs to steer one flow onto two queues");
-        return;
+        assert!(std::env::var_os("CI").is_none(), "{name}: CI is set but this machine has one CPU");
+        let _ = writeln!(std::io::stderr(), "skipping {name}: needs 2 CPUs to steer one flow onto two queues");
+        return false;
     }
-    let _g = serial();
-    let lab = lab("e2ehand", 2);
-    // XPS on the client veth: what CPU 0 sends leaves on tx queue 0, CPU 1's
-    // on tx queue 1, and the sender's tx queue is our rx queue.
+    true
+}
+
+/// XPS on the client veth: what CPU 0 sends leaves on tx queue 0, CPU 1's
+/// on tx queue 1, and the sender's tx queue is our rx queue.
+fn steer_by_cpu(lab: &Lab) {
     for (q, mask) in [(0, "1"), (1, "2")] {
         let st = lab
             .command_in(Side::Client, "sh")
@@ -478,40 +480,55 @@ fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
             .unwrap();
         assert!(st.success(), "setting XPS for tx-{q}");
     }
-    let d = Daemon::start(&lab, "hand", "");
-    // One unconnected socket (so the kernel picks the queue per packet by
-    // XPS), one flow, sent alternately from CPU 0 and CPU 1.
-    let (ok, total) = lab
-        .run_on(Side::Client, || {
-            let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).unwrap();
-            u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut ok = 0;
-            let mut total = 0;
-            for round in 0..20 {
-                let cpu = round % 2;
-                let u = &u;
-                ok += std::thread::scope(|sc| {
-                    sc.spawn(move || {
-                        assert!(core_affinity::set_for_current(core_affinity::CoreId { id: cpu }));
-                        let mut ok = 0;
-                        for i in 0..10 {
-                            let msg = format!("round {round} cpu {cpu} msg {i}");
-                            u.send_to(msg.as_bytes(), SocketAddrV4::new(SERVER, 7)).unwrap();
-                            let mut buf = [0u8; 64];
-                            if matches!(u.recv(&mut buf), Ok(n) if &buf[..n] == msg.as_bytes()) {
-                                ok += 1;
-                            }
+}
+
+/// One unconnected socket on `port` (so the kernel picks the queue per
+/// packet by XPS), one flow to the echo service, sent from CPU 0 in even
+/// rounds and CPU 1 in odd ones (so arriving on queue 0, then 1, ...):
+/// (echoes that came back right, datagrams sent).
+fn one_flow_from_both_queues(lab: &Lab, port: u16) -> (u32, u32) {
+    lab.run_on(Side::Client, || {
+        let u = UdpSocket::bind(SocketAddrV4::new(CLIENT, port)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut ok = 0;
+        let mut total = 0;
+        for round in 0..20 {
+            let cpu = round % 2;
+            let u = &u;
+            ok += std::thread::scope(|sc| {
+                sc.spawn(move || {
+                    assert!(core_affinity::set_for_current(core_affinity::CoreId { id: cpu }));
+                    let mut ok = 0;
+                    for i in 0..10 {
+                        let msg = format!("round {round} cpu {cpu} msg {i}");
+                        u.send_to(msg.as_bytes(), SocketAddrV4::new(SERVER, 7)).unwrap();
+                        let mut buf = [0u8; 64];
+                        if matches!(u.recv(&mut buf), Ok(n) if &buf[..n] == msg.as_bytes()) {
+                            ok += 1;
                         }
-                        ok
-                    })
-                    .join()
-                    .unwrap()
-                });
-                total += 10;
-            }
-            (ok, total)
-        })
-        .unwrap();
+                    }
+                    ok
+                })
+                .join()
+                .unwrap()
+            });
+            total += 10;
+        }
+        (ok, total)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
+    if !can_steer_onto_two_queues("handoff") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2ehand", 2);
+    steer_by_cpu(&lab);
+    let d = Daemon::start(&lab, "hand", "");
+    let (ok, total) = one_flow_from_both_queues(&lab, 40_123);
     assert_eq!(ok, total, "every datagram of the flow answered");
     let s = d.stats();
     for core in 0..2 {
@@ -526,6 +543,51 @@ fn a_flow_that_changes_queue_is_handed_to_its_owner_and_answered() {
     assert_eq!(counter(&s, None, "flows_claimed"), 1, "one flow, one owner");
     assert_eq!(counter(&s, None, "udp_echoed"), total as u64);
     assert_eq!(s.total.handoff_share, 0.5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_quiet(&d.stats());
+}
+
+/// `flow_owner = "rss"` with `[engine.rss]`: the flow's owner is the queue
+/// the NIC's hash names (computed here the same way; UDP by its addresses
+/// and, with `udp_l4`, its ports), whichever queue a datagram arrives on
+/// and whichever came first; nothing is claimed.
+#[test]
+fn with_rss_ownership_the_queue_the_nics_hash_names_owns_the_flow() {
+    if !can_steer_onto_two_queues("rss_owner") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("e2erss", 2);
+    steer_by_cpu(&lab);
+    let key = "6d:5a:56:da:25:5b:0e:c2:41:67:25:3d:43:a3:8f:b0:d0:ca:2b:cb:ae:7b:30:b4:77:cb:2d:a3:80:30:f2:0c:6a:42:b7:3b:be:ac:01:fa";
+    let map = |udp_l4| {
+        let table = (0..128).map(|i| i % 2).collect();
+        sluice_engine::rss::RssMap::new(&sluice_engine::rss::parse_key(key).unwrap(), table, udp_l4).unwrap()
+    };
+    let (rss, by_addr) = (map(true), map(false));
+    let flow =
+        |port| sluice_engine::ownership::FlowKey { proto: 17, src: CLIENT, dst: SERVER, src_port: port, dst_port: 7 };
+    let back =
+        |port| sluice_engine::ownership::FlowKey { proto: 17, src: SERVER, dst: CLIENT, src_port: 7, dst_port: port };
+    // A port whose owner would differ had sluiced hashed the other
+    // direction or left out the ports (udp_l4): the test tells them apart.
+    let port = (40_120..)
+        .find(|&p| {
+            rss.queue_of(&flow(p)) != rss.queue_of(&back(p)) && rss.queue_of(&flow(p)) != by_addr.queue_of(&flow(p))
+        })
+        .unwrap();
+    let owner = rss.queue_of(&flow(port)) as usize;
+    let extra = format!("flow_owner = \"rss\"\n[engine.rss]\nkey = \"{key}\"\ntable_size = 128\nudp_l4 = true\n");
+    let d = Daemon::start(&lab, "rss", &extra);
+    let (ok, total) = one_flow_from_both_queues(&lab, port);
+    assert_eq!(ok, total, "every datagram of the flow answered");
+    let s = d.stats();
+    let (hout, hin) = (counter(&s, None, "handoff_out"), counter(&s, None, "handoff_in"));
+    assert_eq!(hout, total as u64 / 2, "the datagrams that arrive on the other queue are handed over");
+    assert_eq!(hout, hin);
+    assert_eq!(counter(&s, Some(1 - owner), "handoff_out"), hout, "only the non-owner hands off (owner: {owner})");
+    assert_eq!(counter(&s, None, "flows_claimed"), 0, "a fixed function claims nothing");
+    assert_eq!(counter(&s, None, "udp_echoed"), total as u64);
     std::thread::sleep(Duration::from_millis(300));
     assert_quiet(&d.stats());
 }

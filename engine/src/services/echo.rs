@@ -1,5 +1,6 @@
 //! TCP echo (RFC 862): every byte read is sent back, in order, from the
-//! frame it arrived in; the peer's FIN is answered with ours once all of
+//! frame it arrived in (small segments coalesced on receipt share one);
+//! the peer's FIN is answered with ours once all of
 //! its data went back. Reading stops while the send buffer is full, so a
 //! peer that does not read its echo sees our window close: nothing is lost.
 use crate::tcp::chunk::FrameChunk;

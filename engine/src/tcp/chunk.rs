@@ -78,6 +78,24 @@ impl FrameChunk {
         }
     }
 
+    /// Receive coalescing: copies `other`'s payload right behind this
+    /// chunk's in its frame, if both frames are here and this one has room
+    /// (the connection then frees `other`'s frame).
+    pub fn absorb(&mut self, other: &FrameChunk, table: &FrameTable) -> bool {
+        let (FrameChunk::Held(p), FrameChunk::Held(o)) = (&mut *self, other) else { return false };
+        let end = p.off() as usize + p.len() as usize;
+        let n = o.len() as usize;
+        let Ok(new_len) = u16::try_from(p.len() as usize + n) else { return false };
+        if end + n > table.frame_size() as usize {
+            return false;
+        }
+        let src = &table.frame(&o.frame)[o.off() as usize..o.off() as usize + n];
+        table.frame_mut(&mut p.frame)[end..end + n].copy_from_slice(src);
+        let off = p.off();
+        p.set_range(off, new_len);
+        true
+    }
+
     /// The frame, if it is here (the chunk is done with).
     pub fn into_frame(self) -> Option<Frame> {
         match self {
@@ -148,5 +166,43 @@ mod tests {
         assert_eq!(c.bytes(&t).unwrap(), &[7u8; 60][..]);
         t.retire(c.into_frame().unwrap());
         t.retire(other);
+    }
+
+    #[test]
+    fn absorb_copies_behind_the_payload_while_the_frame_has_room_and_both_are_here() {
+        let t = FrameTable::create(3, 2048).unwrap();
+        let mut fs = t.take_all();
+        let (f3, f2, f1) = (fs.pop().unwrap(), fs.pop().unwrap(), fs.pop().unwrap());
+        let mut a = FrameChunk::new(f1, 1000, 10);
+        a.bytes(&t).unwrap().copy_from_slice(b"0123456789");
+        let mut b = FrameChunk::new(f2, 66, 5);
+        b.bytes(&t).unwrap().copy_from_slice(b"abcde");
+        assert!(a.absorb(&b, &t));
+        assert_eq!((a.off(), a.len()), (1000, 15));
+        assert_eq!(a.bytes(&t).unwrap(), b"0123456789abcde");
+        assert_eq!(b.bytes(&t).unwrap(), b"abcde", "the other chunk is left as it was");
+        // 1015 + 1040 > 2048: no room.
+        let mut big = FrameChunk::new(f3, 0, 1040);
+        big.bytes(&t).unwrap().fill(1);
+        assert!(!a.absorb(&big, &t));
+        assert_eq!(a.len(), 15);
+        // Read from the front: the room at the back is the same. 2048 -
+        // 1015 = 1033 bytes fit exactly, one more does not.
+        a.advance(5);
+        assert_eq!((a.off(), a.len()), (1005, 10));
+        let mut exact = FrameChunk::new(big.into_frame().unwrap(), 0, 1033);
+        assert!(a.absorb(&exact, &t));
+        assert_eq!((a.off(), a.len()), (1005, 1043));
+        exact.truncate(1);
+        assert!(!a.absorb(&exact, &t), "the frame is full");
+        let mut big = exact;
+        // A lent chunk takes nothing, nor gives.
+        let lent = big.lend().unwrap();
+        assert!(!a.absorb(&big, &t));
+        assert!(!big.absorb(&b, &t));
+        big.restore(lent.into_frame()).unwrap();
+        for c in [a, b, big] {
+            t.retire(c.into_frame().unwrap());
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! headers (checksums in software) in front of the payload.
 //!
 //! A segment whose payload is exactly one held chunk with room in front of
-//! it is sent from that chunk's own frame (the received frame, for echo):
+//! it is sent from that chunk's own frame (the received frame, for echo,
+//! holding one segment or several small ones coalesced):
 //! the headers are written before the payload, the frame goes to the tx ring
 //! with the connection's route, and it comes back to the connection as the
 //! retransmission copy. Any other payload is copied into a fresh frame. A

@@ -190,10 +190,13 @@ impl OpenSchedule {
 }
 
 impl Reopen {
-    fn advance(&mut self) -> u16 {
+    /// The next port of the share: every `stride`-th, or (`all`) every one
+    /// of the range.
+    fn advance(&mut self, all: bool) -> u16 {
         let p = self.next;
-        let n = u32::from(self.next) + u32::from(self.stride.max(1));
-        self.next = if n > u32::from(self.last) { self.first + self.offset } else { n as u16 };
+        let stride = if all { 1 } else { self.stride.max(1) };
+        let n = u32::from(self.next) + u32::from(stride);
+        self.next = if n > u32::from(self.last) { self.first + if all { 0 } else { self.offset } } else { n as u16 };
         p
     }
 }
@@ -212,6 +215,12 @@ pub const MAX_OPENING: usize = 1024;
 
 /// Ports a reopen tries before it counts a refused open.
 const REOPEN_TRIES: usize = 64;
+/// ... times this when RSS decides (most ports' replies land on other
+/// queues: a port in `queues` is this core's; up to 64 queues).
+const RSS_TRIES_FACTOR: usize = 64;
+/// Ports `connect_from` looks at, at most, before it gives up (a bounded
+/// stall of the core, however full the range is).
+const CONNECT_FROM_TRIES: u32 = 8192;
 
 /// One listening service on a core.
 struct Listening {
@@ -263,6 +272,8 @@ pub struct TcpCore {
     /// Connections a reopen found no free port for yet (every port of the
     /// share in use or in TIME-WAIT): tried again on every tick.
     reopen_owed: u32,
+    /// Where `connect_from` looks for a port next.
+    port_cursor: u16,
     /// The open-loop reopen's schedule.
     opens: OpenSchedule,
     /// Open-loop generator: when each connection's next request falls due.
@@ -350,6 +361,7 @@ impl TcpCore {
             opening: Vec::with_capacity(MAX_OPENING),
             reopen: None,
             reopen_owed: 0,
+            port_cursor: 0,
             opens: OpenSchedule::default(),
             pace: if setup.rr.as_ref().is_some_and(|(s, _)| s.rate_per_conn > 0.0) {
                 pace::PaceQueue::with_connections(conns as usize)
@@ -648,10 +660,11 @@ impl TcpCore {
         };
         let mut gone_lent = 0;
         {
-            let TcpCore { table, arena, stats, limits, released, dirty, .. } = self;
+            let TcpCore { table, arena, stats, limits, released, dirty, frames, .. } = self;
             let slot = table.get(id).expect("looked up above");
             let mut release = release_into(released, &mut gone_lent);
-            let mut env = Env { now, arena, stats, limits, release: &mut release };
+            let mut absorb = |a: &mut FrameChunk, b: &FrameChunk| a.absorb(b, frames);
+            let mut env = Env { now, arena, stats, limits, release: &mut release, absorb: &mut absorb };
             slot.conn.on_segment(&m.seg, payload, &mut env);
             if !slot.dirty {
                 slot.dirty = true;
@@ -726,8 +739,17 @@ impl TcpCore {
     fn open_next(&mut self, io: &mut Io<'_>, now: u64) -> Option<u32> {
         let mut r = self.reopen?;
         let mut opened = None;
-        for _ in 0..REOPEN_TRIES {
-            let t = Tuple { local_port: r.advance(), ..r.tuple };
+        // With the NIC's RSS known, the cores share the range by where each
+        // port's replies arrive (disjoint shares, as the stride's are): a
+        // core takes only ports whose packets come in on its own queue, so
+        // none of the connection's segments is handed off.
+        let by_rss = io.owners.knows_arrivals();
+        let tries = if by_rss { REOPEN_TRIES * RSS_TRIES_FACTOR } else { REOPEN_TRIES };
+        for _ in 0..tries {
+            let t = Tuple { local_port: r.advance(by_rss), ..r.tuple };
+            if by_rss && !self.lands_here(io, &t) {
+                continue;
+            }
             opened = self.try_connect(io, t, r.remote_mac, r.service, now);
             if opened.is_some() {
                 break;
@@ -735,6 +757,52 @@ impl TcpCore {
         }
         self.reopen = Some(r);
         opened
+    }
+
+    /// Whether `tuple`'s packets arrive on this core's queue (always, when
+    /// the NIC's RSS is not known).
+    fn lands_here(&self, io: &Io<'_>, tuple: &Tuple) -> bool {
+        io.owners.arrival_queue(&crate::datapath::tcp::flow_of(tuple)).is_none_or(|q| q == self.core)
+    }
+
+    /// An active open from `local_addr` to `remote` on a port of `ports`
+    /// chosen so that the connection stays on this core: with the NIC's RSS
+    /// known, its packets arrive on this core's queue; and its flow is
+    /// free for this core to own (not in use, not in TIME-WAIT, no other
+    /// core's). The search starts after the last port this core chose and
+    /// looks at `CONNECT_FROM_TRIES` ports at most. `None` (counted
+    /// `tcp_connect_failed`) when none of those is.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_from(
+        &mut self,
+        io: &mut Io<'_>,
+        local_addr: [u8; 4],
+        remote: ([u8; 4], u16),
+        ports: std::ops::RangeInclusive<u16>,
+        remote_mac: [u8; 6],
+        service: u32,
+        now: u64,
+    ) -> Option<u32> {
+        let (first, last) = (*ports.start(), *ports.end());
+        if first > last {
+            self.stats.add(TcpCounter::ConnectFailed, 1);
+            return None;
+        }
+        let span = u32::from(last - first) + 1;
+        let start = u32::from(self.port_cursor.clamp(first, last) - first);
+        for k in 0..span.min(CONNECT_FROM_TRIES) {
+            let port = first + ((start + k) % span) as u16;
+            let t = Tuple { local_addr, local_port: port, remote_addr: remote.0, remote_port: remote.1 };
+            if !self.lands_here(io, &t) {
+                continue;
+            }
+            if let Some(id) = self.try_connect(io, t, remote_mac, service, now) {
+                self.port_cursor = if port == last { first } else { port + 1 };
+                return Some(id);
+            }
+        }
+        self.stats.add(TcpCounter::ConnectFailed, 1);
+        None
     }
 
     /// A generator connection ended: the next one opens now, or (every port
@@ -863,10 +931,11 @@ impl TcpCore {
         for &id in &fired {
             let mut gone_lent = 0;
             {
-                let TcpCore { table, arena, stats, limits, released, .. } = self;
+                let TcpCore { table, arena, stats, limits, released, frames, .. } = self;
                 let Some(slot) = table.get(id) else { continue };
                 let mut release = release_into(released, &mut gone_lent);
-                let mut env = Env { now, arena, stats, limits, release: &mut release };
+                let mut absorb = |a: &mut FrameChunk, b: &FrameChunk| a.absorb(b, frames);
+                let mut env = Env { now, arena, stats, limits, release: &mut release, absorb: &mut absorb };
                 slot.conn.on_timer(&mut env);
             }
             self.give_back_released(io.port, gone_lent);
@@ -1000,7 +1069,8 @@ impl TcpCore {
                     }
                 }
             }
-            let mut env = Env { now, arena, stats, limits, release: &mut release };
+            let mut absorb = |a: &mut FrameChunk, b: &FrameChunk| a.absorb(b, frames);
+            let mut env = Env { now, arena, stats, limits, release: &mut release, absorb: &mut absorb };
             let path = path_for(*local_mac, &slot.tuple, slot.remote_mac);
             let mut em = Emitter { port: io.port, table: frames, path: &path, ip_id: io.ip_id, counts };
             let t = slot.conn.transmit(&mut env, &mut em);

@@ -549,6 +549,11 @@ struct PeerConn {
     close_when_echoed: bool,
     closed: bool,
     rng: Rng,
+    /// Writes at most one piece of 1..=N bytes a turn (Nagle off), so each
+    /// goes out as a segment of its own: a peer typing small writes.
+    trickle: Option<usize>,
+    /// Reads nothing until it has sent everything.
+    read_after_sending: bool,
 }
 
 struct Peer {
@@ -591,6 +596,8 @@ impl Peer {
             close_when_echoed,
             closed: false,
             rng: Rng(seed),
+            trickle: None,
+            read_after_sending: false,
         });
         self.conns.len() - 1
     }
@@ -616,18 +623,21 @@ impl Peer {
     fn app(&mut self) {
         for c in &mut self.conns {
             let s = self.sockets.get_mut::<tcp::Socket>(c.h);
-            while s.can_recv() {
+            let may_read = !c.read_after_sending || c.sent == c.to_send.len();
+            while may_read && s.can_recv() {
                 let got = s.recv(|b| (b.len(), b.to_vec())).unwrap();
                 if got.is_empty() {
                     break;
                 }
                 c.received.extend_from_slice(&got);
             }
+            s.set_nagle_enabled(c.trickle.is_none());
             while c.sent < c.to_send.len() && s.can_send() {
-                let piece = 1 + c.rng.below(4000) as usize;
+                let piece = 1 + c.rng.below(c.trickle.unwrap_or(4000) as u64) as usize;
                 let end = (c.sent + piece).min(c.to_send.len());
                 let n = s.send_slice(&c.to_send[c.sent..end]).unwrap();
-                if n == 0 {
+                if n == 0 || c.trickle.is_some() {
+                    c.sent += n;
                     break;
                 }
                 c.sent += n;
@@ -1163,6 +1173,33 @@ fn an_arena_full_of_unacknowledged_echo_drops_payload_and_the_transfer_still_com
     assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
 }
 
+/// A peer writing small segments (1..=100 bytes each) that reads nothing
+/// until it has sent all: echo's sends stop at the peer's closed window,
+/// so received data piles up, each small segment copied behind the one
+/// before it in that one's frame (receive coalescing, through
+/// `FrameChunk::absorb` on real frames), and every byte comes back in
+/// order once the peer reads.
+#[test]
+fn small_segments_to_a_stalled_echo_share_frames_and_come_back_whole() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(21);
+    let body = data(400 << 10, 21);
+    let i = w.peer.connect(body.clone(), true, 21);
+    w.peer.conns[i].trickle = Some(100);
+    w.peer.conns[i].read_after_sending = true;
+    w.run_to_close(600 * S);
+    assert_same("echo", &w.peer.conns[i].received, &body);
+    let e = &w.engine;
+    let coalesced = e.counter(TcpCounter::RcvCoalesced);
+    assert!(coalesced > 1000, "{coalesced} segments coalesced: {}", e.describe());
+    assert_eq!(e.drops(TcpDrop::RcvBufFull), 0, "{}", e.describe());
+    assert_all_tcp(&w);
+    e.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
 /// sluice against sluice, in memory: a core whose connections are opened
 /// by `TcpCore::connect` and driven by the generator's `rr-client` service,
 /// and a core serving echo; frames cross between their fake kernels. Every
@@ -1277,6 +1314,24 @@ fn open_from_ports(client: &mut Engine, n: u16) {
 /// The generator's client tuple from `port` to the engine's echo port.
 fn client_tuple(port: u16) -> sluice_tcp::Tuple {
     sluice_tcp::Tuple { local_addr: PEER_IP, local_port: port, remote_addr: ENGINE_IP, remote_port: ECHO_PORT }
+}
+
+/// A closed-loop connection-per-request reopen of the client's address
+/// to the echo service, from port `first` up, this core taking every
+/// `stride`-th (the first of them).
+fn crr_reopen(first: u16, stride: u16) -> crate::tcp::Reopen {
+    crate::tcp::Reopen {
+        tuple: client_tuple(0),
+        remote_mac: ENGINE_MAC,
+        service: 0,
+        first,
+        last: u16::MAX,
+        stride,
+        offset: 0,
+        next: 0,
+        rate: 0.0,
+        max_open: 0,
+    }
 }
 
 /// The client's port `port` (0: every port) is the rr-client service's.
@@ -1399,7 +1454,6 @@ fn memory_per_connection_does_not_grow_unnoticed() {
 #[test]
 fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_whole() {
     use crate::services::rr_client::RrSettings;
-    use crate::tcp::Reopen;
     use std::sync::atomic::Ordering;
     let now0 = 1_000_000;
     let mut server = Engine::new(&setup(1024), now0);
@@ -1407,19 +1461,7 @@ fn a_connection_per_request_generator_reopens_on_fresh_ports_and_every_echo_is_w
     let (mut client, sink) = generator(set, now0);
     // One entry for every port of the client's address.
     serve_port(&mut client, 0);
-    let base = client_tuple(0);
-    client.tcp.set_reopen(Reopen {
-        tuple: base,
-        remote_mac: ENGINE_MAC,
-        service: 0,
-        first: 41_000,
-        last: u16::MAX,
-        stride: 2,
-        offset: 0,
-        next: 0,
-        rate: 0.0,
-        max_open: 0,
-    });
+    client.tcp.set_reopen(crr_reopen(41_000, 2));
     for i in 0..4 {
         client.tcp.queue_connect(client_tuple(40_000 + i), ENGINE_MAC, 0);
     }
@@ -1699,4 +1741,128 @@ fn an_open_loop_connection_per_request_generator_opens_on_schedule_and_counts_la
     assert!(opens < 4_000 / 2, "one at a time cannot keep up: {opens}");
     assert!(late > opens / 2, "{late} of {opens} late");
     assert!(ok > 0 && max_us > 50_000, "latency grows with the backlog: {max_us} µs");
+}
+
+/// A NIC's RSS over two queues, this core (0) being one.
+fn two_queue_rss() -> Arc<crate::rss::RssMap> {
+    let key: Vec<u8> = (0..40).map(|i| (i * 53 + 7) as u8).collect();
+    Arc::new(crate::rss::RssMap::new(&key, (0..128).map(|i| i % 2).collect(), false).unwrap())
+}
+
+/// The queue the engine's packets of `port` (the client's port) arrive on.
+fn queue_of_client_port(rss: &crate::rss::RssMap, port: u16) -> u16 {
+    rss.queue_of(&crate::datapath::tcp::flow_of(&client_tuple(port)))
+}
+
+/// With the NIC's RSS known, the connection-per-request generator takes
+/// only ports whose replies arrive on its own queue: every connection the
+/// server saw came from one, and none was refused for want of a port.
+#[test]
+fn with_rss_known_reopens_take_only_ports_whose_replies_land_on_the_opening_core() {
+    use crate::control::conns::ConnFilter;
+    use crate::services::rr_client::RrSettings;
+    use std::collections::BTreeSet;
+    use std::sync::atomic::Ordering;
+    let now0 = 1_000_000;
+    let rss = two_queue_rss();
+    let mut server = Engine::new(&setup(1024), now0);
+    let set = RrSettings { size: 100, window: 1, rate_per_conn: 0.0, http: false, crr: true, once: false };
+    let (mut client, sink) = generator(set, now0);
+    client.owners = OwnerDirectory::new(1024, 30, 7).with_rss(Some(rss.clone()));
+    serve_port(&mut client, 0);
+    // The stride says 2 cores, this one the first: RSS overrides it.
+    client.tcp.set_reopen(crr_reopen(41_000, 2));
+    let firsts: Vec<u16> = (40_000..).filter(|&p| queue_of_client_port(&rss, p) == CORE).take(4).collect();
+    for &p in &firsts {
+        client.tcp.queue_connect(client_tuple(p), ENGINE_MAC, 0);
+    }
+    let mut ports = BTreeSet::new();
+    let filter = ConnFilter { service: None, state: None, detail: false };
+    run_pair(&mut client, &mut server, now0, now0 + S / 2, |now, server| {
+        let mut out = Vec::new();
+        server.tcp.snapshot(now, 64, &filter, &["echo".into()], &mut out);
+        for c in out {
+            ports.insert(c.remote.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+        }
+    });
+    let ok = sink.ok.load(Ordering::Relaxed);
+    assert!(ok > 20, "echoes: {ok}");
+    assert_eq!(sink.mismatched.load(Ordering::Relaxed), 0);
+    assert_eq!(client.tcp.stats().counter(TcpCounter::ConnectFailed), 0);
+    assert!(ports.len() > 20, "{} ports seen", ports.len());
+    let odd: Vec<u16> = ports.iter().copied().filter(|&p| queue_of_client_port(&rss, p) != CORE).collect();
+    assert!(odd.is_empty(), "ports whose replies land on the other queue: {odd:?}");
+    // The reopens (from 41 000) took ports of both parities: the stride's
+    // share (every other port) was not used.
+    let reopened: Vec<u16> = ports.iter().copied().filter(|&p| p >= 41_000).collect();
+    assert!(reopened.len() > 16, "{reopened:?}");
+    assert!(reopened.iter().any(|p| p % 2 == 1) && reopened.iter().any(|p| p % 2 == 0), "{reopened:?}");
+}
+
+/// `connect_from` picks a free port whose packets arrive on this core,
+/// moves on from the last one it chose, and says so when none is left.
+#[test]
+fn connect_from_picks_free_ports_that_land_on_this_core() {
+    let now0 = 1_000_000;
+    let rss = two_queue_rss();
+    let set = crate::services::rr_client::RrSettings {
+        size: 8,
+        window: 1,
+        rate_per_conn: 0.0,
+        http: false,
+        crr: false,
+        once: true,
+    };
+    let (mut client, _sink) = generator(set, now0);
+    client.owners = OwnerDirectory::new(1024, 30, 7).with_rss(Some(rss.clone()));
+    let range = 50_000..=50_063u16;
+    let landing: Vec<u16> = range.clone().filter(|&p| queue_of_client_port(&rss, p) == CORE).collect();
+    assert!(landing.len() > 16 && landing.len() < 48, "about half of 64: {}", landing.len());
+    let mut got = Vec::new();
+    for _ in 0..landing.len() {
+        let Engine { port, tcp, owners, ip_id, .. } = &mut client;
+        let id = tcp.connect_from(
+            &mut Io { port, owners, ip_id },
+            PEER_IP,
+            (ENGINE_IP, ECHO_PORT),
+            range.clone(),
+            ENGINE_MAC,
+            0,
+            now0,
+        );
+        assert!(id.is_some(), "{} of {} opened", got.len(), landing.len());
+        got.push(id.unwrap());
+    }
+    assert_eq!(client.tcp.connections(), landing.len());
+    // Every landing port is in use now: the next open finds none.
+    let Engine { port, tcp, owners, ip_id, .. } = &mut client;
+    let io = &mut Io { port, owners, ip_id };
+    assert!(tcp.connect_from(io, PEER_IP, (ENGINE_IP, ECHO_PORT), range.clone(), ENGINE_MAC, 0, now0).is_none());
+    assert_eq!(tcp.stats().counter(TcpCounter::ConnectFailed), 1);
+    // An empty range is refused, not searched.
+    #[allow(clippy::reversed_empty_ranges)]
+    let empty = 2..=1u16;
+    assert!(tcp.connect_from(io, PEER_IP, (ENGINE_IP, ECHO_PORT), empty, ENGINE_MAC, 0, now0).is_none());
+    // Which ports, in which order: the SYNs on the wire, each port the next
+    // landing one after the last.
+    let mut syn_ports: Vec<u16> = Vec::new();
+    client.pass(now0);
+    for f in client.kernel.take_sent(true) {
+        let s = seen(&f[14..]);
+        assert!(s.syn);
+        syn_ports.push(s.src_port);
+    }
+    assert_eq!(syn_ports, landing);
+    // A wider range goes on from the cursor (past 50 063), not from its
+    // start; a range the cursor is beyond starts at its last port and wraps.
+    let Engine { port, tcp, owners, ip_id, .. } = &mut client;
+    let io = &mut Io { port, owners, ip_id };
+    let next = (50_064..).find(|&p| queue_of_client_port(&rss, p) == CORE).unwrap();
+    tcp.connect_from(io, PEER_IP, (ENGINE_IP, ECHO_PORT), 49_000..=51_000, ENGINE_MAC, 0, now0).unwrap();
+    let low: Vec<u16> = (40_000..=40_100).filter(|&p| queue_of_client_port(&rss, p) == CORE).collect();
+    let wrap_start = if low.contains(&40_100) { 40_100 } else { low[0] };
+    tcp.connect_from(io, PEER_IP, (ENGINE_IP, ECHO_PORT), 40_000..=40_100, ENGINE_MAC, 0, now0).unwrap();
+    client.pass(now0);
+    let more: Vec<u16> = client.kernel.take_sent(true).iter().map(|f| seen(&f[14..]).src_port).collect();
+    assert_eq!(more, [next, wrap_start]);
 }

@@ -91,12 +91,14 @@ impl Core {
     fn with<R>(&mut self, f: impl FnOnce(&mut Env<'_, Len>) -> R) -> R {
         let released = &mut self.released;
         let mut release = |_c: Len| *released += 1;
+        let mut absorb = |_: &mut Len, _: &Len| false;
         let mut env = Env {
             now: NOW,
             arena: &mut self.arena,
             stats: &mut self.stats,
             limits: &mut self.limits,
             release: &mut release,
+            absorb: &mut absorb,
         };
         f(&mut env)
     }

@@ -320,6 +320,25 @@ impl<C: Chunk> Arena<C> {
         q.bytes -= before - n;
     }
 
+    /// Appends `other`'s bytes to node `i` of `q` if `absorb` can (the
+    /// node's storage has room after its bytes); `q` grows by them.
+    pub fn append_into(
+        &mut self,
+        q: &mut Queue,
+        i: u32,
+        other: &C,
+        absorb: &mut dyn FnMut(&mut C, &C) -> bool,
+    ) -> bool {
+        let c = self.nodes[i as usize].chunk.as_mut().expect("a queued node holds a chunk");
+        let before = c.len();
+        if !absorb(c, other) {
+            return false;
+        }
+        assert_eq!(c.len(), before + other.len(), "absorb appends all of the other chunk");
+        q.bytes += other.len() as u32;
+        true
+    }
+
     /// Gives every chunk of `q` to `release` and empties it.
     pub fn release_all(&mut self, q: &mut Queue, release: &mut dyn FnMut(C)) {
         while let Some((c, _)) = self.pop_front(q) {
@@ -376,6 +395,21 @@ impl VecChunk {
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// Appends `other`'s bytes if they fit within `cap` bytes of this
+    /// chunk's buffer, counted from the buffer's start (as a frame holds
+    /// them: bytes read from the front do not make room at the back): the
+    /// [`Env::absorb`](crate::conn::Env) of tests and simple users.
+    pub fn absorb(&mut self, other: &VecChunk, cap: usize) -> bool {
+        if self.end + other.len() > cap {
+            return false;
+        }
+        let mut v = self.data[..self.end].to_vec();
+        v.extend_from_slice(other.bytes());
+        self.data = std::rc::Rc::new(v);
+        self.end += other.len();
+        true
     }
 }
 

@@ -10,8 +10,9 @@ pub struct TcpConfig {
     pub rcv_buf: u32,
     /// Send buffer: the most data the application may queue.
     pub snd_buf: u32,
-    /// The most chunks (frames) received data may hold; small segments each
-    /// take a frame, so this caps a connection's frames whatever the bytes.
+    /// The most chunks (frames) received data may hold, so a connection's
+    /// frames are capped whatever the bytes (small segments share a chunk,
+    /// receive coalescing; larger ones take one each).
     pub rcv_chunks: u32,
     /// The most out-of-order segments held.
     pub ooo_chunks: u32,

@@ -77,6 +77,9 @@ named_enum! {
         ChallengeAcksLimited = "tcp_challenge_acks_limited",
         /// Segments that arrived out of order and were kept.
         OutOfOrder = "tcp_out_of_order",
+        /// Received segments whose payload was copied behind the data
+        /// before it in that one's frame (receive coalescing).
+        RcvCoalesced = "tcp_rcv_coalesced",
         /// Zero-window probes sent.
         WindowProbes = "tcp_window_probes",
         /// Keepalive probes sent.

@@ -15,6 +15,10 @@ use crate::seq::Seq;
 use crate::stats::TcpStats;
 use std::collections::VecDeque;
 
+/// Bytes a test chunk may grow to by receive coalescing (as a frame's room
+/// after its headroom would allow).
+pub const FRAME_ROOM: usize = 1800;
+
 /// One connection's core, for tests that drive a [`Conn`] by hand, one
 /// segment and timer at a time: its arena, counters and limits, and a
 /// count of the chunks it released.
@@ -38,11 +42,7 @@ impl Core {
 
     /// Runs `f` with the connection's environment at `now`.
     pub fn with<R>(&mut self, now: u64, f: impl FnOnce(&mut Env<'_, VecChunk>) -> R) -> R {
-        let released = &mut self.released;
-        let mut rel = |_c: VecChunk| *released += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
-        f(&mut env)
+        with_env(now, &mut self.arena, &mut self.stats, &mut self.limits, &mut self.released, f)
     }
 
     /// A segment without payload arrives.
@@ -100,6 +100,22 @@ impl Core {
         assert_eq!(c.state(), State::Established);
         c
     }
+}
+
+/// Runs `f` with an environment at `now` over these parts: released
+/// chunks are counted in `released`, and chunks coalesce up to
+/// [`FRAME_ROOM`] bytes.
+pub fn with_env<R>(
+    now: u64,
+    arena: &mut Arena<VecChunk>,
+    stats: &mut TcpStats,
+    limits: &mut Limits,
+    released: &mut u64,
+    f: impl FnOnce(&mut Env<'_, VecChunk>) -> R,
+) -> R {
+    let mut rel = |_c: VecChunk| *released += 1;
+    let mut absorb = |a: &mut VecChunk, b: &VecChunk| a.absorb(b, FRAME_ROOM);
+    f(&mut Env { now, arena, stats, limits, release: &mut rel, absorb: &mut absorb })
 }
 
 /// xorshift64*: a small deterministic generator for the link's faults.
@@ -257,12 +273,8 @@ impl Endpoint {
 
     /// Runs `f` with the connection and an environment at `now`.
     pub fn with<R>(&mut self, now: u64, f: impl FnOnce(&mut Conn, &mut Env<'_, VecChunk>) -> R) -> Option<R> {
-        let released = &mut self.released;
-        let mut rel = |_c: VecChunk| *released += 1;
-        let mut env =
-            Env { now, arena: &mut self.arena, stats: &mut self.stats, limits: &mut self.limits, release: &mut rel };
         let c = self.conn.as_mut()?;
-        Some(f(c, &mut env))
+        Some(with_env(now, &mut self.arena, &mut self.stats, &mut self.limits, &mut self.released, |env| f(c, env)))
     }
 
     fn deliver(&mut self, now: u64, w: &Wired, out: &mut Vec<Wired>) {

@@ -537,22 +537,26 @@ impl Conn {
         // few bytes past the buffer: the window field is rounded up, and it
         // never shrinks); beyond it, only what the buffer has room for.
         let promised = seg.seq + len <= self.rcv_adv;
-        // Out-of-order data makes room for in-order data, which is worth
-        // more (Linux's tcp_prune_ofo_queue).
-        while self.rcvq.count() + self.ooo.count() >= self.cfg.rcv_chunks && !self.ooo.is_empty() {
-            self.prune_ooo_tail(env);
-        }
-        if self.rcvq.count() + self.ooo.count() >= self.cfg.rcv_chunks || (!promised && len > self.rcv_space()) {
-            env.stats.drop(TcpDrop::RcvBufFull);
+        if self.coalesce_in_order(&p, promised, env) {
             (env.release)(p);
-            self.ack_now = true;
-            return;
-        }
-        if let Err(p) = env.arena.push_back(&mut self.rcvq, p, seg.seq) {
-            env.stats.drop(TcpDrop::ArenaFull);
-            (env.release)(p);
-            self.ack_now = true;
-            return;
+        } else {
+            // Out-of-order data makes room for in-order data, which is
+            // worth more (Linux's tcp_prune_ofo_queue).
+            while self.rcvq.count() + self.ooo.count() >= self.cfg.rcv_chunks && !self.ooo.is_empty() {
+                self.prune_ooo_tail(env);
+            }
+            if self.rcvq.count() + self.ooo.count() >= self.cfg.rcv_chunks || (!promised && len > self.rcv_space()) {
+                env.stats.drop(TcpDrop::RcvBufFull);
+                (env.release)(p);
+                self.ack_now = true;
+                return;
+            }
+            if let Err(p) = env.arena.push_back(&mut self.rcvq, p, seg.seq) {
+                env.stats.drop(TcpDrop::ArenaFull);
+                (env.release)(p);
+                self.ack_now = true;
+                return;
+            }
         }
         self.rcv_nxt += len;
         self.bytes_in += len as u64;
@@ -569,6 +573,65 @@ impl Conn {
             self.on_fin(f, env);
         }
         self.schedule_ack(len, env.now);
+    }
+
+    /// Whether a segment of `len` bytes is worth copying behind `tail`
+    /// bytes of data instead of keeping a frame of its own, as Linux's
+    /// `tcp_try_coalesce` merges into the queue's tail. While chunks are
+    /// plentiful: a small one (at most half what the peer's segments
+    /// carry: the copy costs less than the frame it frees, and a peer
+    /// writing small segments to a slow reader would otherwise run the
+    /// connection out of chunks long before the window's bytes), and only
+    /// if the two still make one segment of ours, so an echo sends them
+    /// back as one (a piece copied behind a full-sized segment would make
+    /// it two, both copied). Once half the connection's chunks are held,
+    /// any that fits (the frame's room decides: with 2048-byte frames,
+    /// segments longer than about half a frame still take one each, which
+    /// the window's chunk bound in `rcv_space` allows for).
+    fn coalesce_worthy(&self, len: u32, tail: u32) -> bool {
+        let pressed = 2 * (self.rcvq.count() + self.ooo.count()) >= self.cfg.rcv_chunks;
+        pressed || (len <= self.rcv_mss / 2 && tail + len <= self.mss)
+    }
+
+    /// Appends in-order `p` to the receive queue's last chunk if it is
+    /// worth it and the chunk's frame has room; the caller releases `p`
+    /// then. Data beyond the window's promise still needs buffer room.
+    fn coalesce_in_order<C: Chunk>(&mut self, p: &C, promised: bool, env: &mut Env<'_, C>) -> bool {
+        let len = p.len() as u32;
+        let tail = self.rcvq.tail();
+        if tail == NIL || !self.coalesce_worthy(len, env.arena.node(tail).chunk().len() as u32) {
+            return false;
+        }
+        let held = self.rcvq.bytes() + self.ooo.bytes();
+        if !promised && len > self.cfg.rcv_buf.saturating_sub(held) {
+            return false;
+        }
+        if !env.arena.append_into(&mut self.rcvq, tail, p, env.absorb) {
+            return false;
+        }
+        env.stats.add(TcpCounter::RcvCoalesced, 1);
+        true
+    }
+
+    /// Appends out-of-order `p` (at `seq`) to node `prev` of the
+    /// out-of-order queue if it follows it exactly and is worth it; then
+    /// `p` is released and reported in SACK blocks.
+    fn coalesce_out_of_order<C: Chunk>(&mut self, prev: u32, p: C, seq: Seq, env: &mut Env<'_, C>) -> Result<(), C> {
+        if prev == NIL {
+            return Err(p);
+        }
+        let n = env.arena.node(prev);
+        let (end, tail) = (n.meta.seq + n.chunk().len() as u32, n.chunk().len() as u32);
+        let len = p.len() as u32;
+        if end != seq || !self.coalesce_worthy(len, tail) || !env.arena.append_into(&mut self.ooo, prev, &p, env.absorb)
+        {
+            return Err(p);
+        }
+        (env.release)(p);
+        env.stats.add(TcpCounter::OutOfOrder, 1);
+        env.stats.add(TcpCounter::RcvCoalesced, 1);
+        self.note_sack(seq, seq + len, env);
+        Ok(())
     }
 
     /// Decides between an immediate and a delayed ACK for `len` new bytes.
@@ -590,8 +653,13 @@ impl Conn {
         self.ack_now = true;
         self.dupacks_owed += 1;
         if self.ooo.count() >= self.cfg.ooo_chunks || self.rcvq.count() + self.ooo.count() >= self.cfg.rcv_chunks {
-            env.stats.drop(TcpDrop::OooFull);
-            (env.release)(p);
+            // Full: only what goes right behind the highest data (the
+            // usual next segment) may still fit in its frame; the rest is
+            // dropped without a walk of the queue.
+            if let Err(p) = self.coalesce_out_of_order(self.ooo.tail(), p, seq, env) {
+                env.stats.drop(TcpDrop::OooFull);
+                (env.release)(p);
+            }
             return;
         }
         // Find the node to insert after; trim against neighbours.
@@ -632,6 +700,11 @@ impl Conn {
             return;
         }
         let len = p.len() as u32;
+        // Right behind the chunk before it: into that one's frame, if worth it.
+        let p = match self.coalesce_out_of_order(prev, p, seq, env) {
+            Ok(()) => return,
+            Err(p) => p,
+        };
         match env.arena.insert_after(&mut self.ooo, prev, p, seq) {
             Ok(_) => {
                 env.stats.add(TcpCounter::OutOfOrder, 1);
@@ -693,7 +766,9 @@ impl Conn {
             c.advance(skip as usize);
             let len = c.len() as u32;
             let at = self.rcv_nxt;
-            if let Err(c) = env.arena.push_back(&mut self.rcvq, c, at) {
+            if self.coalesce_in_order(&c, true, env) {
+                (env.release)(c);
+            } else if let Err(c) = env.arena.push_back(&mut self.rcvq, c, at) {
                 (env.release)(c);
                 break;
             }

@@ -181,6 +181,11 @@ pub struct Env<'a, C> {
     /// Where chunks the connection no longer needs go (acknowledged send
     /// data, duplicate or unwanted receive data).
     pub release: &'a mut dyn FnMut(C),
+    /// Receive coalescing: appends the second chunk's bytes to the first's
+    /// if the first's storage has room after them (small segments then
+    /// share one frame instead of holding one each); false leaves both as
+    /// they were. The connection releases the second when it returns true.
+    pub absorb: &'a mut dyn FnMut(&mut C, &C) -> bool,
 }
 
 /// Where a segment's payload is: `len` bytes starting `offset` bytes into
@@ -772,9 +777,9 @@ impl Conn {
     pub(crate) fn rcv_space(&self) -> u32 {
         let held = self.rcvq.bytes() + self.ooo.bytes();
         let chunks = self.rcvq.count() + self.ooo.count();
-        // Every segment takes a chunk (a frame): the window offers no more
-        // full-sized segments than chunks are left, or in-window data would
-        // have to be dropped.
+        // A segment takes a chunk (a frame) unless it is small enough to be
+        // coalesced: the window offers no more full-sized segments than
+        // chunks are left, or in-window data would have to be dropped.
         let by_chunks = self.cfg.rcv_chunks.saturating_sub(chunks).saturating_mul(self.rcv_mss.max(1));
         self.cfg.rcv_buf.saturating_sub(held).min(by_chunks)
     }
@@ -847,6 +852,8 @@ impl Conn {
     }
 }
 
+#[cfg(test)]
+mod coalescing_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
