@@ -220,6 +220,58 @@ fn echo_through_1_and_5_percent_loss_each_way_returns_every_byte() {
     assert_settles(&d);
 }
 
+/// A Linux peer writing 100-byte segments (TCP_NODELAY, autocorking off,
+/// a pause after each write so each goes out alone) to echo, and reading
+/// nothing until it has written all 200 KiB: the echo stops at the
+/// peer's closed window, and the rest piles up in sluice's receive queue
+/// in small segments. They share frames (receive coalescing); taking one
+/// each, they run the connection out of chunks while its window still
+/// offers bytes (without coalescing, the same run dropped an in-window
+/// segment for a full buffer, and the window shrank to what the chunks
+/// left). Every byte comes back in order.
+#[test]
+fn small_segments_from_a_linux_peer_that_reads_late_are_coalesced_and_echoed_intact() {
+    if !sluice_lab::root_or_skip("tcp_small_segments") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("tcpsmall", 2);
+    let st = lab.command_in(Side::Client, "sysctl").args(["-qw", "net.ipv4.tcp_autocorking=0"]).status().unwrap();
+    assert!(st.success(), "sysctl tcp_autocorking");
+    let d = start(&lab, "tcpsmall");
+    let data = stream(200 << 10, 21);
+    let back = lab
+        .run_on(Side::Client, || {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            sock.set_recv_buffer_size(64 << 10)?;
+            sock.connect_timeout(&SocketAddr::V4(ECHO).into(), Duration::from_secs(5))?;
+            let mut s: TcpStream = sock.into();
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+            for piece in data.chunks(100) {
+                s.write_all(piece)?;
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            s.shutdown(Shutdown::Write)?;
+            let mut got = Vec::new();
+            s.read_to_end(&mut got)?;
+            Ok::<_, io::Error>(got)
+        })
+        .unwrap()
+        .unwrap_or_else(|e| {
+            panic!("{e}: {:?}", d.request(Command::Conns { limit: None, service: None, state: None, detail: true }))
+        });
+    assert!(back == data, "{} bytes back of {}, not the same", back.len(), data.len());
+    let s = d.stats();
+    let (segs, coalesced) = (counter(&s, None, "tcp_segs_in"), counter(&s, None, "tcp_rcv_coalesced"));
+    let rcv_full = s.total.drops.get("tcp_rcv_buf_full").copied().unwrap_or(0);
+    eprintln!("small segments: {segs} segments in, {coalesced} coalesced, {rcv_full} dropped for a full buffer");
+    assert!(coalesced > 300, "{coalesced} of {segs} segments coalesced: {:?}", s.total.counters);
+    assert_eq!(rcv_full, 0, "in-window data dropped: {:?}", s.total.drops);
+    assert_settles(&d);
+}
+
 #[test]
 fn many_short_connections_from_many_threads_each_get_their_echo() {
     if !sluice_lab::root_or_skip("tcp_many_conns") {
