@@ -643,8 +643,10 @@ impl Conn {
 
     /// The sequence number of the first byte of the send queue.
     pub(crate) fn data_start(&self) -> Seq {
-        // Before the SYN is acknowledged, data starts after it.
-        if self.snd_una == self.iss {
+        // Before the SYN is acknowledged, data starts after it. Said by the
+        // state, not by SND.UNA = ISS: after 2^32 - 1 bytes acknowledged
+        // SND.UNA is ISS again, and the queue would be read one byte off.
+        if matches!(self.state, State::SynSent | State::SynReceived) {
             self.iss + 1
         } else {
             self.snd_una

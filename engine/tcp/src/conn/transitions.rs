@@ -679,3 +679,30 @@ mod rack {
         assert_eq!(h.stats.counter(TcpCounter::RackTimeouts), 0);
     }
 }
+
+/// Sequence numbers wrap: after 2^32 - 1 bytes acknowledged, SND.UNA is
+/// ISS again, and the connection must not take that for "our SYN is not
+/// yet acknowledged" (the send queue would be read one byte off).
+mod sequence_space {
+    use super::*;
+
+    #[test]
+    fn data_queued_when_snd_una_has_wrapped_round_to_iss_goes_out_at_snd_una() {
+        let mut h = H::new();
+        let mut c = server(&mut h, cfg(), T0);
+        // As if 2^32 - 1 bytes had been sent and acknowledged since the SYN.
+        c.snd_una = c.iss;
+        c.snd_nxt = c.iss;
+        c.snd_max = c.iss;
+        c.send(VecChunk::new(b"hello".to_vec()), &mut h.arena).unwrap();
+        let w = h.tx(&mut c, T0);
+        assert_eq!(hdrs(&w), [(Flags::PSH | Flags::ACK, 5000, 1001)]);
+        assert_eq!(w[0].payload, b"hello");
+        h.seg(&mut c, T0 + MS, seg(1001, 5005, Flags::ACK));
+        assert_eq!(c.send_queued(), 0, "all acknowledged");
+        c.send(VecChunk::new(b"again".to_vec()), &mut h.arena).unwrap();
+        let w = h.tx(&mut c, T0 + MS);
+        assert_eq!(hdrs(&w), [(Flags::PSH | Flags::ACK, 5005, 1001)]);
+        assert_eq!(w[0].payload, b"again");
+    }
+}
