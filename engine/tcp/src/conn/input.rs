@@ -172,11 +172,8 @@ impl Conn {
         // A simultaneous open's SYN-ACK in SYN-RECEIVED: the peer's SYN
         // again, now with our SYN acknowledged; take it as the ACK (as
         // Linux's tcp_validate_incoming does).
-        let crossing_synack = self.state == State::SynReceived
-            && f.syn()
-            && f.ack()
-            && seg.seq + 1 == self.rcv_nxt
-            && seg.ack == self.iss + 1;
+        let crossing_synack =
+            self.syn_unacked() && f.syn() && f.ack() && seg.seq + 1 == self.rcv_nxt && seg.ack == self.iss + 1;
         // SYN on a synchronized connection (RFC 5961 4.2).
         if f.syn() && !crossing_synack {
             env.stats.drop(TcpDrop::SynInSync);
@@ -187,8 +184,9 @@ impl Conn {
             env.stats.drop(TcpDrop::NoAck);
             return release(payload, env);
         }
-        if self.state == State::SynReceived {
-            // RFC 9293 3.10.7.4 step 5, SYN-RECEIVED.
+        if self.syn_unacked() {
+            // RFC 9293 3.10.7.4 step 5, SYN-RECEIVED (or the FIN-WAIT-1 a
+            // CLOSE there led to: its FIN is out behind the SYN).
             if seg.ack.in_range_inclusive(self.snd_una + 1, self.snd_nxt) {
                 self.snd_una = self.iss + 1;
                 self.syn_pending = false;
@@ -198,9 +196,14 @@ impl Conn {
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
-                self.set_state(State::Established);
-                self.events.set(Events::ESTABLISHED);
-                self.arm_keepalive(env.now);
+                if self.state == State::SynReceived {
+                    self.set_state(State::Established);
+                    self.events.set(Events::ESTABLISHED);
+                    self.arm_keepalive(env.now);
+                } else if self.snd_una != self.snd_max {
+                    // The FIN is still out: its timer runs on.
+                    self.t_rto = env.now + self.rto() as u64;
+                }
             } else {
                 self.reset_for = Some(seg.ack);
                 env.stats.drop(TcpDrop::BadAck);

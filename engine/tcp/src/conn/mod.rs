@@ -641,12 +641,25 @@ impl Conn {
         Ok(())
     }
 
+    /// Our SYN is not acknowledged yet: SYN-SENT, SYN-RECEIVED, or the
+    /// FIN-WAIT-1 a CLOSE in SYN-RECEIVED goes to (its FIN right behind
+    /// the SYN and nothing acknowledged: no data was ever sent, so SND.UNA
+    /// = ISS there cannot be a wrap).
+    pub(crate) fn syn_unacked(&self) -> bool {
+        match self.state {
+            State::SynSent | State::SynReceived => true,
+            State::FinWait1 => self.fin_seq == Some(self.iss + 1) && self.snd_una == self.iss,
+            _ => false,
+        }
+    }
+
     /// The sequence number of the first byte of the send queue.
     pub(crate) fn data_start(&self) -> Seq {
         // Before the SYN is acknowledged, data starts after it. Said by the
-        // state, not by SND.UNA = ISS: after 2^32 - 1 bytes acknowledged
-        // SND.UNA is ISS again, and the queue would be read one byte off.
-        if matches!(self.state, State::SynSent | State::SynReceived) {
+        // state, not by SND.UNA = ISS alone: after 2^32 - 1 bytes
+        // acknowledged SND.UNA is ISS again, and the queue would be read
+        // one byte off.
+        if self.syn_unacked() {
             self.iss + 1
         } else {
             self.snd_una

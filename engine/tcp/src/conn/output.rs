@@ -51,15 +51,15 @@ impl Conn {
         }
         match self.state {
             State::Closed => return t,
-            State::SynSent | State::SynReceived => {
-                if self.syn_pending {
-                    let _ = self.send_syn(env, emit, &mut t);
-                }
-                if self.state == State::SynSent {
-                    return t;
-                }
+            // The SYN (or SYN-ACK) first while it is not acknowledged; in
+            // FIN-WAIT-1 too, when a CLOSE in SYN-RECEIVED sent the FIN.
+            _ if self.syn_pending && self.syn_unacked() => {
+                let _ = self.send_syn(env, emit, &mut t);
             }
             _ => {}
+        }
+        if self.state == State::SynSent {
+            return t;
         }
         if self.state == State::TimeWait {
             if self.ack_now {
@@ -74,7 +74,10 @@ impl Conn {
             t.blocked = true;
             return t;
         }
-        if self.fin_queued && self.fin_seq.is_none() && self.send_cursor.0 == NIL && self.state != State::SynReceived {
+        // A CLOSE in SYN-RECEIVED with nothing queued sends its FIN at once
+        // and goes to FIN-WAIT-1 (RFC 9293 3.10.4); with data queued the
+        // FIN waits for ESTABLISHED, behind the data.
+        if self.fin_queued && self.fin_seq.is_none() && self.send_cursor.0 == NIL {
             let wnd_end = self.snd_una + self.snd_wnd;
             if self.snd_nxt < wnd_end || self.snd_wnd == 0 && self.snd_nxt == self.snd_una {
                 // A FIN alone (it occupies one sequence number; a zero
@@ -220,7 +223,7 @@ impl Conn {
         t: &mut Transmitted,
     ) -> Result<(), super::Blocked> {
         let now = env.now;
-        let syn_ack = self.state == State::SynReceived;
+        let syn_ack = self.state != State::SynSent;
         let mut seg = OutSegment {
             seq: self.iss,
             ack: if syn_ack { self.rcv_nxt } else { Seq(0) },
@@ -248,7 +251,10 @@ impl Conn {
         self.syn_xmits = self.syn_xmits.saturating_add(1);
         self.syn_pending = false;
         self.syn_sent_at = now as u32;
-        self.snd_nxt = self.iss + 1;
+        // (In FIN-WAIT-1 the FIN is out behind it: SND.NXT stays.)
+        if self.state != State::FinWait1 {
+            self.snd_nxt = self.iss + 1;
+        }
         self.snd_max = self.snd_max.max(self.snd_nxt);
         self.t_rto = now + self.rto() as u64;
         if syn_ack {

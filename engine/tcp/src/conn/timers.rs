@@ -99,7 +99,7 @@ impl Conn {
         let now = env.now;
         env.stats.add(TcpCounter::RtoExpired, 1);
         match self.state {
-            State::SynSent | State::SynReceived => {
+            _ if self.syn_unacked() => {
                 if self.syn_xmits > self.cfg.syn_retries {
                     env.stats.add(TcpCounter::Timeouts, 1);
                     self.set_state_closed(true);
@@ -108,8 +108,13 @@ impl Conn {
                 self.rtt.back_off();
                 // The SYN-ACK of a simultaneous open, or our SYN, goes again
                 // (send_syn always uses ISS; SND.NXT stays ISS + 1, so an
-                // answer arriving before the resend finds the numbers right).
+                // answer arriving before the resend finds the numbers right);
+                // after a CLOSE in SYN-RECEIVED, the FIN behind it too.
                 self.syn_pending = true;
+                if self.state == State::FinWait1 {
+                    self.enter_loss(env.arena, now);
+                    self.fin_lost = true;
+                }
                 self.t_rto = now + self.rto() as u64;
             }
             State::Closed | State::TimeWait => {}

@@ -293,6 +293,80 @@ mod syn_received {
     }
 }
 
+mod syn_received_close {
+    use super::*;
+
+    /// A simultaneous open, SYN-RECEIVED, and the application's CLOSE with
+    /// nothing queued: the FIN goes at once, right behind the SYN-ACK
+    /// (RFC 9293 3.10.4), and the connection is in FIN-WAIT-1.
+    fn closed_in_syn_received(h: &mut H) -> Conn {
+        let mut c = simultaneous(h, cfg(), T0);
+        h.close(&mut c);
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 10 * MS)), [(Flags::FIN | Flags::ACK, 101, 7001)]);
+        assert_eq!(c.state(), State::FinWait1);
+        c
+    }
+
+    #[test]
+    fn close_with_nothing_queued_sends_the_fin_at_once() {
+        let mut h = H::new();
+        let mut c = closed_in_syn_received(&mut h);
+        // The peer's SYN-ACK acknowledges our SYN, not yet the FIN.
+        h.seg(&mut c, T0 + 20 * MS, seg(7000, 101, Flags::SYN | Flags::ACK));
+        assert_eq!(c.state(), State::FinWait1);
+        assert_eq!(h.stats.drops(TcpDrop::SynInSync), 0, "taken as the ACK of our SYN");
+        assert_eq!(c.poll_at(), Some(T0 + 20 * MS + S), "the FIN's timer runs on");
+        // Its ACK of the FIN, then its own FIN.
+        h.seg(&mut c, T0 + 30 * MS, seg(7001, 102, Flags::ACK));
+        assert_eq!(c.state(), State::FinWait2);
+        h.seg(&mut c, T0 + 40 * MS, seg(7001, 102, Flags::FIN | Flags::ACK));
+        assert_eq!(c.state(), State::TimeWait);
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 40 * MS)), [(Flags::ACK, 102, 7002)]);
+    }
+
+    #[test]
+    fn one_ack_of_the_syn_and_the_fin_goes_to_fin_wait_2() {
+        let mut h = H::new();
+        let mut c = closed_in_syn_received(&mut h);
+        h.seg(&mut c, T0 + 20 * MS, seg(7001, 102, Flags::ACK));
+        assert_eq!(c.state(), State::FinWait2);
+        assert!(h.tx(&mut c, T0 + 20 * MS).is_empty());
+        assert_eq!((c.snd_una(), c.snd_nxt()), (Seq(102), Seq(102)));
+    }
+
+    #[test]
+    fn a_lost_syn_ack_goes_again_with_the_fin_behind_it() {
+        let mut h = H::new();
+        let mut c = closed_in_syn_received(&mut h);
+        // Nothing comes back: the SYN-ACK's timer (1 s from the SYN-ACK).
+        let at = c.poll_at().expect("the SYN-ACK's timer");
+        assert_eq!(at, T0 + 10 * MS + S);
+        h.timer(&mut c, at);
+        assert_eq!(
+            hdrs(&h.tx(&mut c, at)),
+            [(Flags::SYN | Flags::ACK, 100, 7001), (Flags::FIN | Flags::ACK, 101, 7001)]
+        );
+        assert_eq!(c.state(), State::FinWait1);
+        h.seg(&mut c, at + 10 * MS, seg(7001, 102, Flags::ACK));
+        assert_eq!(c.state(), State::FinWait2);
+    }
+
+    #[test]
+    fn close_with_data_queued_sends_the_fin_behind_it_once_established() {
+        let mut h = H::new();
+        let mut c = simultaneous(&mut h, cfg(), T0);
+        c.send(VecChunk::new(b"last words".to_vec()), &mut h.arena).unwrap();
+        h.close(&mut c);
+        assert!(h.tx(&mut c, T0 + 10 * MS).is_empty(), "data waits for ESTABLISHED, and the FIN behind it");
+        assert_eq!(c.state(), State::SynReceived);
+        h.seg(&mut c, T0 + 20 * MS, seg(7001, 101, Flags::ACK));
+        let w = h.tx(&mut c, T0 + 20 * MS);
+        assert_eq!(hdrs(&w), [(Flags::FIN | Flags::PSH | Flags::ACK, 101, 7001)]);
+        assert_eq!(w[0].payload, b"last words");
+        assert_eq!(c.state(), State::FinWait1);
+    }
+}
+
 mod fin_wait_1 {
     use super::*;
 
