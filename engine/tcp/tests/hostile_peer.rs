@@ -139,7 +139,7 @@ proptest! {
     // 256 cases unless PROPTEST_CASES says more.
     #[test]
     fn whatever_the_peer_sends_the_connection_stays_consistent(
-        active in any::<bool>(),
+        start in 0u8..3,
         ts in any::<bool>(),
         wscale in prop_oneof![Just(0u8), Just(7u8)],
         delayed_ack in any::<bool>(),
@@ -155,13 +155,21 @@ proptest! {
             ..TcpConfig::default()
         };
         let mut h = Core::new();
-        // An established passive open, or an active open in SYN-SENT.
-        let mut c = if active {
-            let mut c = Conn::connect(cfg, Seq(100), 0, T0, &mut h.stats);
-            let _ = h.tx(&mut c, T0);
-            c
-        } else {
-            established(&mut h, cfg, ts, wscale)
+        // An established passive open, an active open in SYN-SENT, or one
+        // in SYN-RECEIVED (a simultaneous open: the peer's SYN crossed ours).
+        let mut c = match start {
+            0 => established(&mut h, cfg, ts, wscale),
+            _ => {
+                let mut c = Conn::connect(cfg, Seq(100), 0, T0, &mut h.stats);
+                let _ = h.tx(&mut c, T0);
+                if start == 2 {
+                    let syn = Segment { seq: Seq(7000), flags: Flags::SYN, wnd: 65535, ..Segment::default() };
+                    h.seg(&mut c, T0, syn);
+                    assert_eq!(c.state(), State::SynReceived);
+                    let _ = h.tx(&mut c, T0);
+                }
+                c
+            }
         };
         let mut peer = Peer { tsval: 1000, ts };
         let mut now = T0;

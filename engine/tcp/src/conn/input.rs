@@ -174,8 +174,16 @@ impl Conn {
         // Linux's tcp_validate_incoming does).
         let crossing_synack =
             self.syn_unacked() && f.syn() && f.ack() && seg.seq + 1 == self.rcv_nxt && seg.ack == self.iss + 1;
+        if crossing_synack {
+            // Its SYN is the one we have: what else it carries (the ACK,
+            // data, a FIN) starts at RCV.NXT, as in on_syn_sent.
+            let mut s = *seg;
+            s.seq = seg.seq + 1;
+            s.flags = Flags(f.0 & !Flags::SYN.0);
+            return self.on_synchronized(&s, payload, env);
+        }
         // SYN on a synchronized connection (RFC 5961 4.2).
-        if f.syn() && !crossing_synack {
+        if f.syn() {
             env.stats.drop(TcpDrop::SynInSync);
             self.challenge_ack(env);
             return release(payload, env);
@@ -196,9 +204,11 @@ impl Conn {
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
+                // Synchronized now (in FIN-WAIT-1 too: an application that
+                // only shut down its side still learns the peer is there).
+                self.events.set(Events::ESTABLISHED);
                 if self.state == State::SynReceived {
                     self.set_state(State::Established);
-                    self.events.set(Events::ESTABLISHED);
                     self.arm_keepalive(env.now);
                 } else if self.snd_una != self.snd_max {
                     // The FIN is still out: its timer runs on.

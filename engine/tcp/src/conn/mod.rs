@@ -642,13 +642,15 @@ impl Conn {
     }
 
     /// Our SYN is not acknowledged yet: SYN-SENT, SYN-RECEIVED, or the
-    /// FIN-WAIT-1 a CLOSE in SYN-RECEIVED goes to (its FIN right behind
-    /// the SYN and nothing acknowledged: no data was ever sent, so SND.UNA
-    /// = ISS there cannot be a wrap).
+    /// FIN-WAIT-1 a CLOSE in SYN-RECEIVED goes to: its FIN right behind the
+    /// SYN, nothing acknowledged, and no data held. (A connection that sent
+    /// a multiple of 2^32 bytes has its FIN at ISS + 1 too, and SND.UNA =
+    /// ISS while its last byte is unacknowledged: but that byte is still in
+    /// the send queue.)
     pub(crate) fn syn_unacked(&self) -> bool {
         match self.state {
             State::SynSent | State::SynReceived => true,
-            State::FinWait1 => self.fin_seq == Some(self.iss + 1) && self.snd_una == self.iss,
+            State::FinWait1 => self.fin_seq == Some(self.iss + 1) && self.snd_una == self.iss && self.sndq.is_empty(),
             _ => false,
         }
     }

@@ -49,14 +49,16 @@ impl Conn {
             self.set_state_closed(true);
             return t;
         }
-        match self.state {
-            State::Closed => return t,
-            // The SYN (or SYN-ACK) first while it is not acknowledged; in
-            // FIN-WAIT-1 too, when a CLOSE in SYN-RECEIVED sent the FIN.
-            _ if self.syn_pending && self.syn_unacked() => {
-                let _ = self.send_syn(env, emit, &mut t);
-            }
-            _ => {}
+        if self.state == State::Closed {
+            return t;
+        }
+        // The SYN (or SYN-ACK) first while it is not acknowledged; in
+        // FIN-WAIT-1 too, when a CLOSE in SYN-RECEIVED sent the FIN.
+        // Nothing goes before it (a FIN would take its place in the
+        // sequence space).
+        if self.syn_pending && self.syn_unacked() && self.send_syn(env, emit, &mut t).is_err() {
+            t.blocked = true;
+            return t;
         }
         if self.state == State::SynSent {
             return t;

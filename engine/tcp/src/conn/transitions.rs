@@ -214,6 +214,18 @@ mod syn_received {
     use super::*;
 
     #[test]
+    fn a_crossing_syn_ack_with_data_delivers_it_from_the_byte_after_its_syn() {
+        let mut h = H::new();
+        let mut c = simultaneous(&mut h, cfg(), T0);
+        // The peer's SYN-ACK (its SYN is 7000) carries 5 bytes: 7001..7006.
+        h.data(&mut c, T0 + 20 * MS, seg(7000, 101, Flags::SYN | Flags::ACK | Flags::PSH), b"hello");
+        assert_eq!(c.state(), State::Established);
+        assert_eq!(c.rcv_nxt(), Seq(7006));
+        assert_eq!(c.recv(&mut h.arena).expect("the data").bytes(), b"hello");
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 20 * MS)), [(Flags::ACK, 101, 7006)]);
+    }
+
+    #[test]
     fn crossing_syns_enter_syn_received_and_the_peers_syn_ack_establishes() {
         let mut h = H::new();
         let mut c = simultaneous(&mut h, cfg(), T0);
@@ -322,6 +334,21 @@ mod syn_received_close {
         h.seg(&mut c, T0 + 40 * MS, seg(7001, 102, Flags::FIN | Flags::ACK));
         assert_eq!(c.state(), State::TimeWait);
         assert_eq!(hdrs(&h.tx(&mut c, T0 + 40 * MS)), [(Flags::ACK, 102, 7002)]);
+    }
+
+    #[test]
+    fn the_ack_of_the_syn_tells_the_application_the_peer_is_there() {
+        let mut h = H::new();
+        let mut c = simultaneous(&mut h, cfg(), T0);
+        // A half-close, not a CLOSE: the application goes on reading.
+        c.shutdown();
+        assert_eq!(hdrs(&h.tx(&mut c, T0 + 10 * MS)), [(Flags::FIN | Flags::ACK, 101, 7001)]);
+        h.seg(&mut c, T0 + 20 * MS, seg(7001, 101, Flags::ACK));
+        assert_eq!(c.state(), State::FinWait1);
+        assert_eq!(c.take_events(), Events::ESTABLISHED);
+        h.data(&mut c, T0 + 30 * MS, seg(7001, 102, Flags::ACK | Flags::PSH), b"still here");
+        assert_eq!(c.state(), State::FinWait2);
+        assert_eq!(c.recv(&mut h.arena).expect("data").bytes(), b"still here");
     }
 
     #[test]
@@ -778,5 +805,30 @@ mod sequence_space {
         let w = h.tx(&mut c, T0 + MS);
         assert_eq!(hdrs(&w), [(Flags::PSH | Flags::ACK, 5005, 1001)]);
         assert_eq!(w[0].payload, b"again");
+    }
+
+    #[test]
+    fn a_fin_at_iss_plus_1_after_a_wrap_is_not_taken_for_a_syn_received_close() {
+        let mut h = H::new();
+        let mut c = server(&mut h, cfg(), T0);
+        // As if a multiple of 2^32 bytes had gone, all but the last one
+        // acknowledged: the last byte at ISS, our FIN at ISS + 1.
+        c.snd_una = c.iss;
+        c.snd_nxt = c.iss;
+        c.snd_max = c.iss;
+        c.send(VecChunk::new(b"z".to_vec()), &mut h.arena).unwrap();
+        h.close(&mut c);
+        assert_eq!(hdrs(&h.tx(&mut c, T0)), [(Flags::FIN | Flags::PSH | Flags::ACK, 5000, 1001)]);
+        assert_eq!(c.state(), State::FinWait1);
+        // A duplicate ACK (SEG.ACK = ISS) is an ACK, not one to reset.
+        h.seg(&mut c, T0 + MS, seg(1001, 5000, Flags::ACK));
+        assert!(h.tx(&mut c, T0 + MS).is_empty(), "no RST, no SYN-ACK");
+        assert_eq!(c.state(), State::FinWait1);
+        // The RTO sends the byte and the FIN again, not a SYN-ACK.
+        let at = c.poll_at().expect("the RTO");
+        h.timer(&mut c, at);
+        assert_eq!(hdrs(&h.tx(&mut c, at)), [(Flags::FIN | Flags::PSH | Flags::ACK, 5000, 1001)]);
+        h.seg(&mut c, at + MS, seg(1001, 5002, Flags::ACK));
+        assert_eq!(c.state(), State::FinWait2);
     }
 }
