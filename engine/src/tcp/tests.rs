@@ -1866,3 +1866,5 @@ fn connect_from_picks_free_ports_that_land_on_this_core() {
     let more: Vec<u16> = client.kernel.take_sent(true).iter().map(|f| seen(&f[14..]).src_port).collect();
     assert_eq!(more, [next, wrap_start]);
 }
+
+mod hostile;
