@@ -103,20 +103,43 @@ fn a_partly_read_chunk_takes_bytes_behind_it_only_up_to_its_frames_end() {
 }
 
 #[test]
-fn medium_segments_coalesce_once_half_the_chunks_are_held() {
+fn a_larger_segment_goes_behind_a_small_tail_only_once_half_the_chunks_are_held() {
     let mut h = H::new();
-    // Eight chunks: the window offers 8 x 1460 bytes.
+    // Eight chunks: half of them held is four.
     let mut c = h.established_server(TcpConfig { rcv_chunks: 8, ..cfg() }, T0);
-    // Twelve 800-byte segments (9,600 bytes, inside the window): 800 is
-    // more than half the MSS, so the first four keep their chunks; from
-    // the fifth on (half held) each pair shares one: 4 + 4 chunks, where
-    // without coalescing the ninth would find none.
-    let want = pattern(9600, 10);
-    send_in(&mut h, &mut c, 1001, &want, 800);
+    // 1000, then 600 (1600 would be more than one segment of ours: a
+    // chunk of its own), then 800: more than half the MSS, so it goes
+    // behind the 600 (1400, one segment) only under pressure. The first
+    // time three chunks are held: it keeps its own. The second time five
+    // are: it is copied.
+    let want = pattern(2 * 2400, 10);
+    let mut seq = 1001;
+    for round in 0..2 {
+        for (k, len) in [1000usize, 600, 800].into_iter().enumerate() {
+            let from = round * 2400 + [0, 1000, 1600][k];
+            h.data(&mut c, T0, data(seq), &want[from..from + len]);
+            seq += len as u32;
+        }
+    }
+    assert_eq!(h.stats.counter(TcpCounter::RcvCoalesced), 1);
+    assert_eq!(c.recv_queue().count(), 5);
     assert_eq!(h.stats.drops(TcpDrop::RcvBufFull), 0);
-    assert_eq!(c.rcv_nxt(), Seq(1001 + 9600));
-    assert_eq!(c.recv_queue().count(), 8);
-    assert_eq!(h.stats.counter(TcpCounter::RcvCoalesced), 4);
+    assert_eq!(read_all(&mut h, &mut c), want);
+}
+
+#[test]
+fn under_pressure_a_segment_is_still_not_copied_past_one_segment_of_ours() {
+    let mut h = H::new();
+    let mut c = h.established_server(TcpConfig { rcv_chunks: 8, ..cfg() }, T0);
+    // Five 1000-byte chunks held (pressure), then 750: 1750 fits the
+    // (test) frame, but is more than one segment of ours; sent back it
+    // would be two segments from one chunk. (So do two full-sized
+    // segments in a 4096-byte frame.)
+    let want = pattern(5 * 1000 + 750, 16);
+    send_in(&mut h, &mut c, 1001, &want[..5000], 1000);
+    h.data(&mut c, T0, data(6001), &want[5000..]);
+    assert_eq!(c.recv_queue().count(), 6);
+    assert_eq!(h.stats.counter(TcpCounter::RcvCoalesced), 0);
     assert_eq!(read_all(&mut h, &mut c), want);
 }
 
@@ -185,7 +208,7 @@ fn a_fin_on_a_coalesced_segment_closes_the_read_side_after_all_its_bytes() {
 #[test]
 fn a_full_out_of_order_queue_still_takes_the_segment_behind_its_top_and_prunes_it_whole() {
     let mut h = H::new();
-    // Eight chunks: coalescing is always on once four are held.
+    // Eight chunks.
     let mut c = h.established_server(TcpConfig { rcv_chunks: 8, ..cfg() }, T0);
     let want = pattern(2000, 15);
     let at = |k: usize| 1001 + (k * 100) as u32;
