@@ -512,10 +512,7 @@ fn check_range(e: &Errs, field: &str, v: u64, lo: u64, hi: u64) -> Result<(), Co
 
 fn validate_rss(e: &Errs, r: &RawRss) -> Result<RssConfig, ConfigError> {
     let key = crate::rss::parse_key(&r.key).map_err(|p| e.at("engine.rss.key", p))?;
-    let (lo, hi) = (crate::rss::MIN_KEY_LEN, crate::rss::MAX_KEY_LEN);
-    if !(lo..=hi).contains(&key.len()) {
-        return Err(e.at("engine.rss.key", format!("{} bytes: a key has {lo}..={hi}", key.len())));
-    }
+    crate::rss::check_key(&key).map_err(|p| e.at("engine.rss.key", p))?;
     if let Some(t) = &r.indirection {
         if r.table_size.is_some() {
             return Err(e.at("engine.rss.table_size", "set either indirection or table_size, not both"));

@@ -71,9 +71,7 @@ impl RssMap {
     /// numbers); `udp_l4`: UDP is hashed with its ports (TCP always is,
     /// other protocols never are).
     pub fn new(key: &[u8], indirection: Vec<u16>, udp_l4: bool) -> Result<RssMap, String> {
-        if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
-            return Err(format!("a {}-byte key: {MIN_KEY_LEN}..={MAX_KEY_LEN} bytes", key.len()));
-        }
+        check_key(key)?;
         if indirection.is_empty() {
             return Err("an empty indirection table".into());
         }
@@ -119,11 +117,14 @@ impl RssMap {
     pub fn queue_of(&self, flow: &FlowKey) -> u16 {
         self.indirection[self.flow_hash(flow) as usize % self.indirection.len()]
     }
+}
 
-    /// The indirection table.
-    pub fn indirection(&self) -> &[u16] {
-        &self.indirection
+/// Whether `key` has a length a Toeplitz key of a NIC has.
+pub fn check_key(key: &[u8]) -> Result<(), String> {
+    if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
+        return Err(format!("a {}-byte key: {MIN_KEY_LEN}..={MAX_KEY_LEN} bytes", key.len()));
     }
+    Ok(())
 }
 
 /// Parses a key as `ethtool -x` prints it (`6d:5a:56:...`), or as plain

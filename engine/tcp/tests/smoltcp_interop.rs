@@ -16,7 +16,7 @@
 //! `INTEROP_TRACE=1` prints every packet.
 use sluice_tcp::buf::NIL;
 use sluice_tcp::segment::parse_options;
-use sluice_tcp::testkit::FRAME_ROOM;
+use sluice_tcp::testkit::with_env;
 use sluice_tcp::{
     Arena, Blocked, Conn, Emit, Env, Events, Flags, Limits, Listen, Listener, OutSegment, PayloadRef, Secrets, Segment,
     Seq, State, TcpConfig, TcpCounter, TcpDrop, TcpStats, Tuple, VecChunk,
@@ -377,11 +377,8 @@ impl Sluice {
     fn with<R>(&mut self, now: u64, f: impl FnOnce(&mut Conn, &mut Env<'_, VecChunk>, &mut ToWire) -> R) -> Option<R> {
         let Sluice { conn, arena, stats, limits, released, out, tuple, .. } = self;
         let c = conn.as_mut()?;
-        let mut rel = |_c: VecChunk| *released += 1;
-        let mut absorb = |a: &mut VecChunk, b: &VecChunk| a.absorb(b, FRAME_ROOM);
-        let mut env = Env { now, arena, stats, limits, release: &mut rel, absorb: &mut absorb };
         let mut w = ToWire { tuple: *tuple, out };
-        Some(f(c, &mut env, &mut w))
+        Some(with_env(now, arena, stats, limits, released, |env| f(c, env, &mut w)))
     }
 
     fn deliver(&mut self, now: u64, pkt: &[u8]) {
