@@ -635,7 +635,8 @@ impl Conn {
             return Err(p);
         }
         let n = env.arena.node(prev);
-        let (end, tail) = (n.meta.seq + n.chunk().len() as u32, n.chunk().len() as u32);
+        let tail = n.chunk().len() as u32;
+        let end = n.meta.seq + tail;
         let len = p.len() as u32;
         if end != seq || !self.coalesce_worthy(len, tail) || !env.arena.append_into(&mut self.ooo, prev, &p, env.absorb)
         {
