@@ -143,12 +143,17 @@ impl Worker {
             // Gauges follow every pass that moved anything (frames on or off
             // rings, rebalancing) and, for a core that never sleeps, at
             // least every 100 ms.
-            if work > 0 || self.moved || now >= next_gauges {
+            // The 100 ms mark moves only when it is reached: were it pushed
+            // on by every busy pass, a core with work in every 100 ms (all
+            // of them under load in `busy` mode, which never sleeps) would
+            // never publish its TCP counters.
+            let due = now >= next_gauges;
+            if work > 0 || self.moved || due {
                 self.publish_gauges();
-                if now >= next_gauges {
+                if due {
                     self.tcp.publish_counters(self.stats());
+                    next_gauges = now + 100_000;
                 }
-                next_gauges = now + 100_000;
             }
             if work > 0 {
                 idle.reset();

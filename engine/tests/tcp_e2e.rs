@@ -352,6 +352,47 @@ fn half_close_keeps_the_other_direction_open_and_discard_reads_everything() {
 }
 
 #[test]
+fn tcp_counters_keep_up_with_a_busy_core_under_steady_traffic() {
+    if !sluice_lab::root_or_skip("tcp_counters_busy") {
+        return;
+    }
+    let _g = serial();
+    let lab = lab("tcpbusy", 1);
+    // `busy` never sleeps, so only the worker's 100 ms mark publishes.
+    let d = Daemon::start_with(&lab, "tcpbusy", |s| tcp_config(s, "poll = \"busy\""));
+    // The socket is made in the client's namespace and used from here.
+    let mut s = lab.run_on(Side::Client, || TcpStream::connect(ECHO)).unwrap().expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_nodelay(true).unwrap();
+    // An echo a millisecond: the core has work in every 100 ms.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut echoes = 0u64;
+    let segs_in = loop {
+        s.write_all(b"ping ping ping ping").unwrap();
+        let mut back = [0u8; 19];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping ping ping ping");
+        echoes += 1;
+        std::thread::sleep(Duration::from_millis(1));
+        if echoes.is_multiple_of(50) {
+            let n = tcp_counter(&d, "tcp_segs_in");
+            if tcp_counter(&d, "tcp_passive_opens") == 1 && n >= 200 {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {echoes} echoes the stats say {n} segments in and {} passive opens",
+                tcp_counter(&d, "tcp_passive_opens")
+            );
+        }
+    };
+    // Published at most 100 ms late: an echo is two segments in at most.
+    assert!(segs_in <= 2 * echoes + 2, "{segs_in} segments in for {echoes} echoes");
+    drop(s);
+    assert_settles(&d);
+}
+
+#[test]
 fn conns_lists_open_connections_and_a_stopping_sluiced_resets_them() {
     if !sluice_lab::root_or_skip("tcp_conns_and_reset") {
         return;
