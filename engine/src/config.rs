@@ -459,7 +459,8 @@ pub struct EngineConfig {
     pub frame_size: u32,
     /// Slots of each rx/tx/fill/completion ring.
     pub ring_size: u32,
-    /// Seconds after which an idle flow's ownership lapses.
+    /// Seconds after which an idle stateless flow's ownership (UDP) lapses;
+    /// TCP state pins its flow's owner and frees it when it is gone.
     pub flow_idle_timeout_s: u64,
     /// Loopback address of the Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,

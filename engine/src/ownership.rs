@@ -12,11 +12,18 @@
 //! Flows that hash to one slot share its owner; that keeps the table a fixed
 //! size with no deletion, and only costs a handoff when two such flows first
 //! arrived on different cores. A slot idle for longer than the idle timeout is
-//! free to claim again, unless it is *pinned*: a connection (TCP) pins its
-//! slot when it is created and unpins it when it is gone, so however long a
-//! connection idles, no other core can take its flow. Half-open handshakes
-//! do not pin (a SYN flood cannot fill the table); only established state
-//! does.
+//! free to claim again, unless it is *pinned*: whatever keeps state for a
+//! flow (TCP: a SYN queue entry, a connection, a TIME-WAIT entry) pins its
+//! slot when it is made and unpins it when it is gone, so however long a
+//! connection idles, no other core can take its flow. The last unpin frees
+//! the slot at once: a new connection whose flow shares it is then owned by
+//! the core it arrives on, not by the one an earlier connection was on
+//! (with connections coming and going faster than the idle timeout, every
+//! slot would otherwise be held by a closed connection's core, and on veth
+//! half of all new connections would be handed off for their whole life).
+//! Stateless flows sharing the slot (UDP echo) merely claim it again where
+//! they next arrive. A SYN flood cannot fill the table with pins: the SYN
+//! queue is bounded, and SYN cookies keep nothing.
 //!
 //! Why learned ownership rather than a fixed hash of the flow: on veth the
 //! arrival queue is the sender's choice, so a fixed function of the flow would
@@ -120,8 +127,8 @@ enum Fixed {
 }
 
 impl OwnerDirectory {
-    /// A table of `slots` (rounded up to a power of two) slots; ownership of
-    /// a slot lapses after `idle_s` seconds without traffic.
+    /// A table of `slots` (rounded up to a power of two) slots; an unpinned
+    /// claim lapses after `idle_s` seconds without traffic.
     pub fn new(slots: usize, idle_s: u64, seed: u64) -> Self {
         let n = slots.max(1).next_power_of_two();
         OwnerDirectory {
@@ -260,10 +267,11 @@ impl OwnerDirectory {
         &self.slots[(flow.hash(self.seed) & self.mask) as usize]
     }
 
-    /// Pins `flow`'s slot for `me` (a connection is created on `me`): claims
-    /// it if free or lapsed, and from then on it cannot lapse until every pin
-    /// is released with [`unpin`](Self::unpin). `Err(owner)` when another
-    /// core owns the slot: the connection belongs there.
+    /// Pins `flow`'s slot for `me` (state for the flow is made on `me`):
+    /// claims it if free or lapsed, and from then on it stays `me`'s until
+    /// every pin is released with [`unpin`](Self::unpin), the last of which
+    /// frees it. `Err(owner)` when another core owns the slot: the state
+    /// belongs there.
     pub fn pin(&self, flow: &FlowKey, me: u16, now_s: u64) -> Result<(), u16> {
         if let Some(owner) = self.fixed_owner(flow) {
             return if owner == me { Ok(()) } else { Err(owner) };
@@ -285,8 +293,8 @@ impl OwnerDirectory {
         }
     }
 
-    /// Releases one pin of `me` on `flow`'s slot (the connection is gone);
-    /// the slot may lapse once no pin is left. A saturated count stays.
+    /// Releases one pin of `me` on `flow`'s slot (the state is gone); the
+    /// last one frees the slot. A saturated count stays.
     pub fn unpin(&self, flow: &FlowKey, me: u16, now_s: u64) {
         if self.fixed.is_some() {
             return;
@@ -295,7 +303,8 @@ impl OwnerDirectory {
         let mut v = slot.load(Ordering::Acquire);
         loop {
             let next = match decode(v) {
-                Some((owner, pins, _)) if owner == me && pins > 0 && pins < PIN_MAX => encode(me, pins - 1, now_s),
+                Some((owner, 1, _)) if owner == me => 0,
+                Some((owner, pins, _)) if owner == me && pins > 1 && pins < PIN_MAX => encode(me, pins - 1, now_s),
                 _ => return,
             };
             match slot.compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire) {
@@ -319,6 +328,13 @@ impl OwnerDirectory {
                 let _ = slot.compare_exchange(v, encode(me, pins, now_s), Ordering::AcqRel, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The owner and pin count of `flow`'s slot, `None` when it is free
+    /// (for the tests' accounting of who pins what).
+    #[cfg(test)]
+    pub(crate) fn slot_state(&self, flow: &FlowKey) -> Option<(u16, u64)> {
+        decode(self.slot(flow).load(Ordering::Acquire)).map(|(o, pins, _)| (o, pins))
     }
 
     /// Slots currently owned (not lapsed) by each of `cores` cores.
@@ -448,9 +464,21 @@ mod tests {
         d.unpin(&flow(1), 0, 100 + 86_400);
         assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400 + 100), Ownership::Other(0), "one pin left");
         d.unpin(&flow(1), 1, 100 + 86_400 + 100); // not the owner: ignored
+        assert_eq!(d.peek(&flow(1), 1, 100 + 86_400 + 100), Some(0));
         d.unpin(&flow(1), 0, 100 + 86_400 + 100);
-        assert_eq!(d.lookup(&flow(1), 1, 100 + 86_400 + 100 + 31), Ownership::Mine { claimed: true });
+        // The last pin gone, the slot is free at once: the next flow in it
+        // belongs to the core it arrives on, with no idle timeout to wait.
+        assert_eq!(d.peek(&flow(1), 1, 100 + 86_400 + 100), None);
+        assert_eq!(d.owned_per_core(2, 100 + 86_400 + 100), vec![0, 0]);
+        assert_eq!(d.pin(&flow(1), 1, 100 + 86_400 + 101), Ok(()));
         assert_eq!(d.owned_per_core(2, 100 + 86_400 + 131), vec![0, 1]);
+        assert_eq!(d.lookup(&flow(1), 0, 100 + 86_400 + 200), Ownership::Other(1));
+        // A learned (unpinned) claim that a pin joined is freed with it.
+        let d = OwnerDirectory::new(16, 30, 7);
+        assert_eq!(d.lookup(&flow(2), 0, 10), Ownership::Mine { claimed: true });
+        assert_eq!(d.pin(&flow(2), 0, 11), Ok(()));
+        d.unpin(&flow(2), 0, 12);
+        assert_eq!(d.peek(&flow(2), 1, 12), None);
     }
 
     #[test]

@@ -386,7 +386,7 @@ fn tcp_counters_keep_up_with_a_busy_core_under_steady_traffic() {
             );
         }
     };
-    // Published at most 100 ms late: an echo is two segments in at most.
+    // Counted, not invented: an echo is two segments in at most.
     assert!(segs_in <= 2 * echoes + 2, "{segs_in} segments in for {echoes} echoes");
     drop(s);
     assert_settles(&d);

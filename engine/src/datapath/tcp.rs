@@ -3,9 +3,10 @@
 //! ([`crate::tcp`]) serves them.
 //!
 //! Ownership differs from UDP: a segment never claims its flow here. The
-//! core that creates state for the flow (a SYN queue entry, a connection)
-//! claims or pins it then, so a flood of SYNs answered with cookies, or of
-//! stray ACKs, costs no directory slot.
+//! core that creates state for the flow (a SYN queue entry, a connection,
+//! a TIME-WAIT entry) pins it then, and the last unpin frees the slot, so a
+//! flood of SYNs answered with cookies, or of stray ACKs, costs no
+//! directory slot.
 use super::{Arrival, Context, L4Verdict, ServiceEntry};
 use crate::config::Proto;
 use crate::ownership::FlowKey;

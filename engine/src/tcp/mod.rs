@@ -33,7 +33,7 @@ use crate::config::{HttpSettings, ServiceKind, TcpSettings};
 use crate::control::conns::ConnFilter;
 use crate::control::protocol::ConnEntry;
 use crate::datapath::TcpInput;
-use crate::ownership::{OwnerDirectory, Ownership};
+use crate::ownership::OwnerDirectory;
 use crate::port::{Port, Route};
 use crate::services::http::HttpService;
 use crate::services::rr_client::{RrSettings, RrSink};
@@ -43,7 +43,7 @@ use crate::wire::ethernet::EthernetAddress;
 use chunk::FrameChunk;
 use emit::{node_of, send_bare, EmitCounts, Emitter, Path};
 use sluice_tcp::conn::{Env, Events, Limits, State, TwVerdict};
-use sluice_tcp::listener::{Listen, Listener, Secrets, Tuple};
+use sluice_tcp::listener::{Listen, Listener, Secrets, SynTimer, Tuple};
 use sluice_tcp::{Arena, Conn, TcpConfig, TcpCounter, TcpStats, TimerWheel};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
@@ -552,7 +552,34 @@ impl TcpCore {
         }
         let kind = l.kind;
         let ctx = mac_word(m.remote_mac);
-        match l.listener.on_segment(&m.tuple, &m.seg, now, &mut self.stats, ctx) {
+        // A SYN queue entry pins its flow's owner slot, as a connection
+        // does, so the handshake's later segments come to this core and the
+        // slot is free again the moment nothing is kept for any of its
+        // flows. A SYN that will make one (a new one, no FIN, room in the
+        // queue: cookies and drops keep nothing) pins first: if another
+        // core has just claimed the slot, the SYN goes there untouched.
+        let flow = m.flow();
+        let had = l.listener.holds(&m.tuple);
+        let syn_pin = f.syn() && !f.ack() && !f.rst() && !f.fin() && !had && l.listener.has_room();
+        if syn_pin {
+            if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
+                return Input::HandOff(o, pkt);
+            }
+        }
+        let verdict = l.listener.on_segment(&m.tuple, &m.seg, now, &mut self.stats, ctx);
+        let holds = l.listener.holds(&m.tuple);
+        if holds && !had && !syn_pin {
+            // Only such a SYN makes an entry (`Listener::holds`); should
+            // that ever change, the entry still pins, here.
+            tracing::warn!(core = self.core, "a SYN queue entry from a segment that did not pin");
+            let _ = io.owners.pin(&flow, self.core, now_s);
+        }
+        // An entry gone other than into a connection (a RST, a SYN that
+        // replaced it and got a cookie) or a SYN that made none lets go.
+        if (had || syn_pin) && !holds && !matches!(verdict, Listen::Accept(_)) {
+            io.owners.unpin(&flow, self.core, now_s);
+        }
+        match verdict {
             Listen::SynAck { seg, kept } => {
                 self.stats.add(TcpCounter::SegsIn, 1);
                 io.port.free(pkt.into_frame());
@@ -561,15 +588,6 @@ impl TcpCore {
                     self.cookie_clock.fetch_max(now, Ordering::Relaxed);
                 }
                 if kept {
-                    // State is kept for the flow now: claim it, so its
-                    // retransmitted SYN and final ACK come here.
-                    if let Ownership::Other(o) = io.owners.lookup(&m.flow(), self.core, now_s) {
-                        tracing::debug!(
-                            core = self.core,
-                            owner = o,
-                            "a SYN queue entry for a flow another core claimed meanwhile"
-                        );
-                    }
                     let at = now + self.cfg.rto_initial as u64;
                     self.listen_at = Some(self.listen_at.map_or(at, |t| t.min(at)));
                 }
@@ -577,15 +595,22 @@ impl TcpCore {
                 Input::Done
             }
             Listen::Accept(h) => {
+                // `had`: the entry's pin becomes the connection's. A cookie's
+                // handshake (nothing kept) pins here.
+                let entry_pin = had;
                 if !has_room {
                     self.stats.add(TcpCounter::SegsIn, 1);
                     self.stats.add(TcpCounter::ListenOverflows, 1);
                     io.port.free(pkt.into_frame());
+                    if entry_pin {
+                        io.owners.unpin(&flow, self.core, now_s);
+                    }
                     return Input::Done;
                 }
-                let flow = m.flow();
-                if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
-                    return Input::HandOff(o, pkt);
+                if !entry_pin {
+                    if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
+                        return Input::HandOff(o, pkt);
+                    }
                 }
                 let slot = Slot {
                     conn: Conn::accept(self.cfg.clone(), &h, now),
@@ -951,12 +976,20 @@ impl TcpCore {
         n
     }
 
-    /// SYN-ACK retransmissions; each keeps its flow's claim fresh.
+    /// SYN-ACK retransmissions; an entry that gave up lets go of its
+    /// flow's owner slot.
     fn listener_timers(&mut self, io: &mut Io<'_>, now: u64) {
         let TcpCore { listeners, stats, local_mac, frames, counts, core, .. } = self;
         let mut next: Option<u64> = None;
         for l in listeners.iter_mut().flatten() {
-            let mut out = |t: &Tuple, ctx: u64, seg: sluice_tcp::OutSegment| {
+            let mut out = |t: &Tuple, ctx: u64, ev: SynTimer| {
+                let seg = match ev {
+                    SynTimer::Resend(seg) => seg,
+                    SynTimer::Expired => {
+                        io.owners.unpin(&crate::datapath::tcp::flow_of(t), *core, now / 1_000_000);
+                        return;
+                    }
+                };
                 let path = Path {
                     local_mac: *local_mac,
                     remote_mac: EthernetAddress(mac_of_word(ctx)),
@@ -970,7 +1003,6 @@ impl TcpCore {
                 if !send_bare(io.port, frames, &path, &seg, id) {
                     counts.no_frame += 1;
                 }
-                io.owners.touch(&crate::datapath::tcp::flow_of(t), *core, now / 1_000_000);
             };
             let before = stats.counter(TcpCounter::RetransSyn);
             if let Some(t) = l.listener.on_timer(now, stats, &mut out) {
@@ -1152,7 +1184,8 @@ impl TcpCore {
         }
     }
 
-    /// Frees every connection left (the engine stops; TIME-WAIT ones too).
+    /// Frees every connection left (the engine stops; TIME-WAIT ones and
+    /// SYN queue entries too): every pin of this core is released.
     pub fn free_all(&mut self, io: &mut Io<'_>, now: u64) {
         let ids: Vec<u32> = self.table.ids().collect();
         for id in ids {
@@ -1160,6 +1193,9 @@ impl TcpCore {
         }
         let core = self.core;
         self.tw.expire(u64::MAX, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
+        for l in self.listeners.iter_mut().flatten() {
+            l.listener.clear(&mut |t| io.owners.unpin(&crate::datapath::tcp::flow_of(t), core, now / 1_000_000));
+        }
     }
 
     /// Open-loop generator: marks for service the connections whose next

@@ -27,6 +27,7 @@ use crate::port::Port;
 use crate::stats::{CoreStats, DropReason};
 use crate::wire::ethernet::EthernetAddress;
 use sluice_tcp::listener::Secrets;
+use sluice_tcp::listener::Tuple;
 use sluice_tcp::{TcpCounter, TcpDrop};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
@@ -34,7 +35,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 const MS: u64 = 1000;
@@ -410,6 +411,31 @@ impl Engine {
         assert_eq!(c.user, f.free + f.out + f.tx_backlog + self.shared.exchanged() as u32, "{c:?} {f:?}");
         assert_eq!((c.lent_rx, c.lent_tx), (f.lent_rx, f.lent_tx), "{c:?} {f:?}");
         assert_eq!(c.user + c.lent_rx + c.lent_tx, FRAMES, "{c:?}");
+    }
+
+    /// The owner directory's pins agree with the state kept for these
+    /// flows (a connection, a TIME-WAIT entry, a SYN queue entry: one pin
+    /// each, on this core), and a slot none of them keeps is free.
+    #[track_caller]
+    fn assert_pins(&self, tuples: &[Tuple]) {
+        let mut kept: HashMap<usize, u64> = HashMap::new();
+        for t in tuples {
+            let flow = crate::datapath::tcp::flow_of(t);
+            let n = u64::from(self.tcp.table.find(t).is_some())
+                + u64::from(self.tcp.tw.find(t).is_some())
+                + self.tcp.listeners.iter().flatten().filter(|l| l.listener.holds(t)).count() as u64;
+            *kept.entry(self.owners.slot_index(&flow).unwrap()).or_default() += n;
+        }
+        for t in tuples {
+            let flow = crate::datapath::tcp::flow_of(t);
+            let n = kept[&self.owners.slot_index(&flow).unwrap()];
+            let state = self.owners.slot_state(&flow);
+            if n == 0 {
+                assert_eq!(state, None, "{t:?}: nothing kept, yet the slot is held");
+            } else {
+                assert_eq!(state, Some((CORE, n)), "{t:?}: {n} pins expected");
+            }
+        }
     }
 
     /// Every frame is back: none out of the port's hands, none held by a
@@ -1038,6 +1064,109 @@ fn the_listener_retransmits_a_syn_ack_whose_ack_was_lost() {
     assert_same("echo", &w.peer.conns[0].received, &body);
     assert_all_tcp(&w);
     w.engine.assert_frames_home();
+    drop(w);
+    assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
+}
+
+/// The tuple of the engine's echo connection from the peer's `port`.
+fn echo_tuple(port: u16) -> Tuple {
+    Tuple { local_addr: ENGINE_IP, local_port: ECHO_PORT, remote_addr: PEER_IP, remote_port: port }
+}
+
+#[test]
+fn a_flow_is_pinned_from_its_syn_to_its_end_and_its_slot_is_free_the_moment_after() {
+    let mut w = World::roomy(11);
+    // The handshake's ACK is lost once, so the SYN queue entry lives a while.
+    let mut first = true;
+    w.to_engine.drop_if = Some(Box::new(move |s: &Seen| {
+        let hit = first && s.pure_ack();
+        first &= !hit;
+        hit
+    }));
+    w.peer.connect(Vec::new(), false, 11);
+    assert!(w.run_until(S, |w| w.to_peer.log.iter().any(|(_, s)| s.syn)), "{}", w.describe());
+    let port = w.to_peer.log.iter().find(|(_, s)| s.syn).unwrap().1.peer_port();
+    let flow = crate::datapath::tcp::flow_of(&echo_tuple(port));
+    assert_eq!(w.engine.tcp.connections(), 0);
+    assert_eq!(w.engine.owners.slot_state(&flow), Some((CORE, 1)), "the SYN queue entry pins the flow");
+    // The retransmitted SYN-ACK brings the ACK: the entry's pin is the
+    // connection's now, not a second one.
+    assert!(w.run_until(5 * S, |w| w.engine.tcp.connections() == 1), "{}", w.describe());
+    assert_eq!(w.engine.owners.slot_state(&flow), Some((CORE, 1)));
+    let body = data(8 << 10, 11);
+    w.peer.conns[0].to_send = body.clone();
+    w.peer.conns[0].close_when_echoed = true;
+    w.run_to_close(30 * S);
+    assert_same("echo", &w.peer.conns[0].received, &body);
+    // The peer closed first: no TIME-WAIT here, and nothing keeps the slot,
+    // so a new flow in it belongs to whichever core it arrives on.
+    assert_eq!((w.engine.tcp.connections(), w.engine.tcp.tw.len()), (0, 0));
+    assert_eq!(w.engine.owners.slot_state(&flow), None);
+    assert_eq!(w.engine.owners.peek(&flow, OTHER_CORE, w.now / S), None);
+}
+
+#[test]
+fn a_stopping_core_lets_go_of_its_syn_queue_entries_pins() {
+    let mut w = World::roomy(13);
+    w.to_engine.drop_if = Some(Box::new(|s: &Seen| s.pure_ack()));
+    w.peer.connect(Vec::new(), false, 13);
+    assert!(w.run_until(S, |w| w.to_peer.log.iter().any(|(_, s)| s.syn)), "{}", w.describe());
+    let port = w.to_peer.log.iter().find(|(_, s)| s.syn).unwrap().1.peer_port();
+    let flow = crate::datapath::tcp::flow_of(&echo_tuple(port));
+    assert_eq!(w.engine.owners.slot_state(&flow), Some((CORE, 1)));
+    let now = w.now;
+    let e = &mut w.engine;
+    e.tcp.free_all(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, now);
+    assert_eq!(e.owners.slot_state(&flow), None);
+    assert!(e.tcp.listeners.iter().flatten().all(|l| l.listener.half_open() == 0));
+}
+
+#[test]
+fn a_syn_for_a_flow_another_core_just_pinned_goes_there_and_leaves_no_entry() {
+    let _g = crate::afxdp::frames::leak_check();
+    let leaked = frames_leaked();
+    let mut w = World::roomy(12);
+    w.peer.connect(Vec::new(), false, 12);
+    let ok = w.run_until(S, |w| w.to_engine.queue.iter().any(|(_, ip)| seen(ip).syn));
+    assert!(ok, "{}", w.describe());
+    let syn = w.to_engine.queue.pop_front().map(|q| q.1).unwrap();
+    assert!(seen(&syn).syn);
+    w.engine.deliver(&syn, w.now);
+    let mut rx = Vec::new();
+    assert_eq!(w.engine.port.receive(&mut rx).descs, 1);
+    let mut p = rx.pop().unwrap();
+    let table = w.engine.port.table().clone();
+    let now = w.now;
+    let m = {
+        let e = &w.engine;
+        let cx = Context {
+            services: &e.services,
+            owners: &e.owners,
+            core: CORE,
+            now_us: now,
+            stats: &e.stats,
+            ip_id: &e.ip_id,
+        };
+        match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
+            Verdict::Tcp(m) => m,
+            v => panic!("not for TCP: {v:?}"),
+        }
+    };
+    // Between the datapath's look and the listener, another core claimed
+    // the slot for a flow of its own.
+    w.engine.owners.pin(&m.flow(), OTHER_CORE, now / S).unwrap();
+    let e = &mut w.engine;
+    let Input::HandOff(owner, p) =
+        e.tcp.input(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, p, &m, now)
+    else {
+        panic!("not handed off")
+    };
+    assert_eq!(owner, OTHER_CORE);
+    assert!(!e.tcp.listeners.iter().flatten().any(|l| l.listener.holds(&m.tuple)), "no entry here");
+    assert_eq!(e.owners.slot_state(&m.flow()), Some((OTHER_CORE, 1)), "and no pin of ours");
+    assert_eq!(e.counter(TcpCounter::SegsOut), 0, "no SYN-ACK");
+    e.port.free(p.into_frame());
+    e.assert_frames_home();
     drop(w);
     assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
 }

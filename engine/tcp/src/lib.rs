@@ -41,7 +41,7 @@ pub use conn::{
     Blocked, Conn, ConnInfo, Emit, Env, Events, HalfOpen, Limits, Negotiated, PayloadRef, State, TimeWait, Transmitted,
     TwVerdict,
 };
-pub use listener::{Listen, Listener, Secrets, Tuple};
+pub use listener::{Listen, Listener, Secrets, SynTimer, Tuple};
 pub use segment::{Flags, OutSegment, Segment};
 pub use seq::Seq;
 pub use stats::{TcpCounter, TcpDrop, TcpStats};

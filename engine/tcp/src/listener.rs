@@ -128,6 +128,15 @@ pub enum Listen {
     Drop,
 }
 
+/// What [`Listener::on_timer`] reports of a SYN queue entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynTimer {
+    /// Its SYN-ACK is due again: send this.
+    Resend(OutSegment),
+    /// It ran out of retransmissions and is gone.
+    Expired,
+}
+
 /// A listening service's half-open connections on one core.
 pub struct Listener {
     cfg: TcpConfig,
@@ -208,6 +217,30 @@ impl Listener {
         self.used
     }
 
+    /// Whether a new SYN would get an entry (else a cookie, or nothing).
+    pub fn has_room(&self) -> bool {
+        (self.used as usize) < self.table.len() * 3 / 4
+    }
+
+    /// Ends every entry (the core stops), reporting each.
+    pub fn clear(&mut self, gone: &mut dyn FnMut(&Tuple)) {
+        for e in self.table.iter_mut().filter(|e| e.used) {
+            e.used = false;
+            gone(&e.tuple);
+        }
+        self.used = 0;
+    }
+
+    /// Whether a SYN queue entry holds a handshake of `t`. Only
+    /// [`on_segment`](Self::on_segment) with a SYN of `t` makes one, and
+    /// only `on_segment` with a segment of `t` and
+    /// [`on_timer`](Self::on_timer) (as [`SynTimer::Expired`]) end one: a
+    /// caller keeping something per entry (the engine pins the flow's
+    /// owner) asks before and after.
+    pub fn holds(&self, t: &Tuple) -> bool {
+        self.find(t).is_some()
+    }
+
     /// When this listener last answered with a SYN cookie, µs (0: never).
     pub fn last_cookie(&self) -> u64 {
         self.last_cookie
@@ -241,7 +274,7 @@ impl Listener {
     }
 
     fn insert(&mut self, e: Entry) -> bool {
-        if self.used as usize >= self.table.len() * 3 / 4 {
+        if !self.has_room() {
             return false;
         }
         let n = self.table.len();
@@ -557,12 +590,13 @@ impl Listener {
 
     /// SYN-ACKs due again at `now` (exponential backoff from the initial
     /// RTO, Linux's inet_csk_reqsk_queue_prune), through `out`; entries
-    /// past their retries are dropped. Returns the next deadline.
+    /// past their retries are dropped and reported so. Returns the next
+    /// deadline.
     pub fn on_timer(
         &mut self,
         now: u64,
         stats: &mut TcpStats,
-        out: &mut dyn FnMut(&Tuple, u64, OutSegment),
+        out: &mut dyn FnMut(&Tuple, u64, SynTimer),
     ) -> Option<u64> {
         let mut next: Option<u64> = None;
         let mut i = 0;
@@ -576,11 +610,12 @@ impl Listener {
             if now >= due {
                 if e.xmits > self.synack_retries {
                     self.remove(i);
+                    out(&e.tuple, e.ctx, SynTimer::Expired);
                     // The slot may now hold a shifted entry: look again.
                     continue;
                 }
                 let seg = self.syn_ack(&e.half, now, None);
-                out(&e.tuple, e.ctx, seg);
+                out(&e.tuple, e.ctx, SynTimer::Resend(seg));
                 stats.add(TcpCounter::RetransSyn, 1);
                 let e = &mut self.table[i];
                 e.xmits += 1;
@@ -794,14 +829,19 @@ mod tests {
         let mut l = listener(8);
         let mut st = TcpStats::default();
         let _ = l.on_segment(&tuple(1), &syn(1, false), 0, &mut st, 0);
-        let mut sent = 0;
+        let (mut sent, mut expired) = (0, Vec::new());
         let mut now = 0;
         for _ in 0..200 {
             now += 500_000;
-            l.on_timer(now, &mut st, &mut |_, _, _| sent += 1);
+            l.on_timer(now, &mut st, &mut |t, _, ev| match ev {
+                SynTimer::Resend(_) => sent += 1,
+                SynTimer::Expired => expired.push(*t),
+            });
         }
         assert_eq!(sent, 5, "five retransmissions (1, 2, 4, 8, 16 s)");
         assert_eq!(l.half_open(), 0, "then dropped");
+        assert_eq!(expired, vec![tuple(1)], "and said so, once");
+        assert!(!l.holds(&tuple(1)));
     }
 
     #[test]

@@ -3,16 +3,18 @@
 //! queue, which then overflows into SYN cookies), on retransmission
 //! timers. Whatever comes, no handshake completes unless its ACK
 //! acknowledges a SYN-ACK this listener sent to that peer (no blind
-//! connection), the queue never holds more than its capacity, and nothing
-//! panics. (A cookie's MSS index is added to its low bits, as in Linux, so
+//! connection), the queue never holds more than its capacity, an entry
+//! is made only by its peer's SYN and ended only by its peer's segment or
+//! its timer's `Expired` (what the engine's owner pins rely on), and
+//! nothing panics. (A cookie's MSS index is added to its low bits, as in Linux, so
 //! a peer that saw the cookie may move it by up to 3 and get another MSS
 //! of the table: only a peer that was sent the SYN-ACK can.)
 use proptest::prelude::*;
-use sluice_tcp::listener::{Listen, Listener, Secrets, Tuple};
+use sluice_tcp::listener::{Listen, Listener, Secrets, SynTimer, Tuple};
 use sluice_tcp::segment::{Flags, Segment, Timestamp};
 use sluice_tcp::stats::TcpStats;
 use sluice_tcp::{Seq, TcpConfig};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const PEERS: u8 = 6;
 const CAPACITY: u32 = 3;
@@ -61,6 +63,9 @@ proptest! {
         let mut sent: HashMap<u8, Vec<(Seq, Seq, bool)>> = HashMap::new();
         // What each peer last asked for, to complete it.
         let mut isn: HashMap<u8, u32> = HashMap::new();
+        // The peers with a queue entry, as `holds` and the timer's reports
+        // say.
+        let mut held: HashSet<u8> = HashSet::new();
         for op in ops {
             let (k, seg) = match op {
                 Op::Syn { k, isn: n, ts, wscale, sack } => {
@@ -93,7 +98,17 @@ proptest! {
                 Op::Advance { us } => {
                     now += u64::from(us);
                     let mut again = Vec::new();
-                    l.on_timer(now, &mut stats, &mut |t, _ctx, seg| again.push((*t, seg.seq, seg.ack)));
+                    let mut expired = Vec::new();
+                    l.on_timer(now, &mut stats, &mut |t, _ctx, ev| match ev {
+                        SynTimer::Resend(seg) => again.push((*t, seg.seq, seg.ack)),
+                        SynTimer::Expired => expired.push(*t),
+                    });
+                    for t in expired {
+                        prop_assert!(held.remove(&t.remote_addr[3]), "expired without an entry: {:?}", t);
+                    }
+                    for j in 0..PEERS {
+                        prop_assert_eq!(l.holds(&tuple(j)), held.contains(&j), "peer {} after the timer", j);
+                    }
                     for (t, seq, ack) in again {
                         let k = t.remote_addr[3];
                         prop_assert_eq!(t, tuple(k));
@@ -103,7 +118,26 @@ proptest! {
                     continue;
                 }
             };
-            match l.on_segment(&tuple(k), &seg, now, &mut stats, u64::from(k)) {
+            let room = l.has_room();
+            let verdict = l.on_segment(&tuple(k), &seg, now, &mut stats, u64::from(k));
+            let holds = l.holds(&tuple(k));
+            if holds && !held.contains(&k) {
+                // What the engine pins ahead of: a new entry only from a
+                // SYN (no ACK, RST or FIN) when there was room.
+                let f = seg.flags;
+                prop_assert!(f.syn() && !f.ack() && !f.rst() && !f.fin(), "an entry from {:?}", f);
+                prop_assert!(room, "an entry made with no room");
+            }
+            if holds {
+                held.insert(k);
+            } else {
+                held.remove(&k);
+            }
+            for j in (0..PEERS).filter(|&j| j != k) {
+                prop_assert_eq!(l.holds(&tuple(j)), held.contains(&j), "peer {}'s entry after peer {}'s segment", j, k);
+            }
+            prop_assert_eq!(l.half_open() as usize, held.len());
+            match verdict {
                 Listen::SynAck { seg: out, kept } => {
                     prop_assert!(out.flags.syn() && out.flags.ack());
                     sent.entry(k).or_default().push((out.seq, out.ack, kept));

@@ -428,7 +428,11 @@ impl Sluice {
     fn listener_timer(&mut self, now: u64) {
         let Some(l) = self.listener.as_mut() else { return };
         let out = &mut self.out;
-        self.listener_at = l.on_timer(now, &mut self.stats, &mut |t, _ctx, seg| out.push(build_packet(t, &seg, &[])));
+        self.listener_at = l.on_timer(now, &mut self.stats, &mut |t, _ctx, ev| {
+            if let sluice_tcp::SynTimer::Resend(seg) = ev {
+                out.push(build_packet(t, &seg, &[]));
+            }
+        });
     }
 
     fn poll_at(&self) -> Option<u64> {

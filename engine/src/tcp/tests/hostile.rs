@@ -5,7 +5,9 @@
 //! comes, every frame is in exactly one place after every pass (the frame
 //! table's census agrees with the port's and the connections' counts), and
 //! once the core aborts its connections every frame comes home and no
-//! frame token was dropped.
+//! frame token was dropped. The owner directory's pins match the state
+//! kept (connections, TIME-WAIT and SYN queue entries) after every pass,
+//! and every slot is free once all of it is gone.
 use super::*;
 use proptest::prelude::*;
 use smoltcp::wire::{IpProtocol, Ipv4Address, TcpSeqNumber};
@@ -90,12 +92,24 @@ proptest! {
     #[test]
     fn whatever_the_peer_sends_every_frame_stays_accounted_and_comes_home(
         ops in prop::collection::vec(op(), 1..120),
+        // 2: one entry, then SYN cookies (and their handshakes); 128: room.
+        backlog in prop_oneof![Just(2u32), Just(128u32)],
     ) {
         let _g = crate::afxdp::frames::leak_check();
         let leaked = frames_leaked();
         let mut now = S;
+        let tuples: Vec<Tuple> = (0..PORTS)
+            .map(|p| Tuple {
+                local_addr: ENGINE_IP,
+                local_port: ECHO_PORT,
+                remote_addr: PEER_IP,
+                remote_port: FIRST_PEER_PORT + p,
+            })
+            .collect();
         {
-            let mut e = Engine::new(&setup(512), now);
+            let mut s = setup(512);
+            s.settings.syn_backlog = backlog;
+            let mut e = Engine::new(&s, now);
             let mut peers = [PeerPort::default(); PORTS as usize];
             for op in ops {
                 let ip = match op {
@@ -136,6 +150,7 @@ proptest! {
                     }
                 }
                 e.assert_census();
+                e.assert_pins(&tuples);
             }
             // The core gives up its connections: every frame comes home.
             let Engine { port, tcp, owners, ip_id, .. } = &mut e;
@@ -147,6 +162,15 @@ proptest! {
             let _ = e.transmit();
             prop_assert_eq!(e.tcp.connections(), 0);
             e.assert_frames_home();
+            // The SYN queue's entries give up in time (5 retries, 63 s);
+            // TIME-WAIT ends. Then nothing holds any slot.
+            for _ in 0..70 {
+                now += S;
+                e.pass(now);
+                let _ = e.transmit();
+            }
+            e.assert_pins(&tuples);
+            prop_assert_eq!(e.owners.owned_per_core(2, now / S), vec![0, 0]);
         }
         prop_assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
     }
