@@ -20,7 +20,7 @@ use super::{Input, Io, TcpCore, TcpSetup};
 use crate::afxdp::fake::FakeKernel;
 use crate::afxdp::{frames_leaked, Desc, FrameTable, Packet};
 use crate::config::{Config, Proto};
-use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, Verdict};
+use crate::datapath::{handle_frame, Arrival, Context, ServiceTable, TcpInput, Verdict};
 use crate::ownership::OwnerDirectory;
 use crate::pool::SharedFrames;
 use crate::port::Port;
@@ -323,6 +323,34 @@ impl Engine {
         self.port.flush(None);
         self.port.refill(b.descs);
         b.descs
+    }
+
+    /// `ip` received and checked by the datapath as on this core, then
+    /// another core pins its flow before the stack sees it (the race
+    /// between the datapath's look and the stack's): what the stack does.
+    fn input_raced_by_other_core(&mut self, ip: &[u8], now: u64) -> (Input, TcpInput) {
+        self.deliver(ip, now);
+        let mut rx = Vec::new();
+        assert_eq!(self.port.receive(&mut rx).descs, 1);
+        let mut p = rx.pop().unwrap();
+        let table = self.port.table().clone();
+        let m = {
+            let cx = Context {
+                services: &self.services,
+                owners: &self.owners,
+                core: CORE,
+                now_us: now,
+                stats: &self.stats,
+                ip_id: &self.ip_id,
+            };
+            match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
+                Verdict::Tcp(m) => m,
+                v => panic!("not for TCP: {v:?}"),
+            }
+        };
+        self.owners.pin(&m.flow(), OTHER_CORE, now / S).unwrap();
+        let Engine { port, tcp, owners, ip_id, .. } = self;
+        (tcp.input(&mut Io { port, owners, ip_id }, p, &m, now), m)
     }
 
     /// A received packet through the datapath's checks into the stack.
@@ -993,35 +1021,11 @@ fn a_segment_of_a_flow_another_core_pinned_is_handed_off_with_its_frame() {
     let ack = w.to_engine.queue.pop_front().map(|q| q.1).unwrap();
     assert!(seen(&ack).pure_ack());
     assert_eq!(w.engine.counter(TcpCounter::SynCookiesSent), 1);
-    w.engine.deliver(&ack, w.now);
-    let mut rx = Vec::new();
-    assert_eq!(w.engine.port.receive(&mut rx).descs, 1);
-    let mut p = rx.pop().unwrap();
-    let table = w.engine.port.table().clone();
-    let now = w.now;
-    let m = {
-        let e = &w.engine;
-        let cx = Context {
-            services: &e.services,
-            owners: &e.owners,
-            core: CORE,
-            now_us: now,
-            stats: &e.stats,
-            ip_id: &e.ip_id,
-        };
-        match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
-            Verdict::Tcp(m) => m,
-            v => panic!("not for TCP: {v:?}"),
-        }
-    };
     // Meanwhile another core created the connection's state.
-    w.engine.owners.pin(&m.flow(), OTHER_CORE, now / S).unwrap();
+    let table = w.engine.port.table().clone();
+    let (input, _) = w.engine.input_raced_by_other_core(&ack, w.now);
+    let Input::HandOff(owner, mut p) = input else { panic!("not handed off") };
     let e = &mut w.engine;
-    let Input::HandOff(owner, mut p) =
-        e.tcp.input(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, p, &m, now)
-    else {
-        panic!("not handed off")
-    };
     assert_eq!(owner, OTHER_CORE);
     assert_eq!(table.packet_mut(&mut p).unwrap()[14..], ack[..], "the packet is the segment, untouched");
     assert_eq!(e.tcp.connections(), 0, "no connection here");
@@ -1131,36 +1135,11 @@ fn a_syn_for_a_flow_another_core_just_pinned_goes_there_and_leaves_no_entry() {
     assert!(ok, "{}", w.describe());
     let syn = w.to_engine.queue.pop_front().map(|q| q.1).unwrap();
     assert!(seen(&syn).syn);
-    w.engine.deliver(&syn, w.now);
-    let mut rx = Vec::new();
-    assert_eq!(w.engine.port.receive(&mut rx).descs, 1);
-    let mut p = rx.pop().unwrap();
-    let table = w.engine.port.table().clone();
-    let now = w.now;
-    let m = {
-        let e = &w.engine;
-        let cx = Context {
-            services: &e.services,
-            owners: &e.owners,
-            core: CORE,
-            now_us: now,
-            stats: &e.stats,
-            ip_id: &e.ip_id,
-        };
-        match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
-            Verdict::Tcp(m) => m,
-            v => panic!("not for TCP: {v:?}"),
-        }
-    };
     // Between the datapath's look and the listener, another core claimed
     // the slot for a flow of its own.
-    w.engine.owners.pin(&m.flow(), OTHER_CORE, now / S).unwrap();
+    let (input, m) = w.engine.input_raced_by_other_core(&syn, w.now);
+    let Input::HandOff(owner, p) = input else { panic!("not handed off") };
     let e = &mut w.engine;
-    let Input::HandOff(owner, p) =
-        e.tcp.input(&mut Io { port: &mut e.port, owners: &e.owners, ip_id: &e.ip_id }, p, &m, now)
-    else {
-        panic!("not handed off")
-    };
     assert_eq!(owner, OTHER_CORE);
     assert!(!e.tcp.listeners.iter().flatten().any(|l| l.listener.holds(&m.tuple)), "no entry here");
     assert_eq!(e.owners.slot_state(&m.flow()), Some((OTHER_CORE, 1)), "and no pin of ours");
