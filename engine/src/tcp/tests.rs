@@ -325,6 +325,18 @@ impl Engine {
         b.descs
     }
 
+    /// The datapath's view of this core at `now`.
+    fn context(&self, now: u64) -> Context<'_> {
+        Context {
+            services: &self.services,
+            owners: &self.owners,
+            core: CORE,
+            now_us: now,
+            stats: &self.stats,
+            ip_id: &self.ip_id,
+        }
+    }
+
     /// `ip` received and checked by the datapath as on this core, then
     /// another core pins its flow before the stack sees it (the race
     /// between the datapath's look and the stack's): what the stack does.
@@ -335,14 +347,7 @@ impl Engine {
         let mut p = rx.pop().unwrap();
         let table = self.port.table().clone();
         let m = {
-            let cx = Context {
-                services: &self.services,
-                owners: &self.owners,
-                core: CORE,
-                now_us: now,
-                stats: &self.stats,
-                ip_id: &self.ip_id,
-            };
+            let cx = self.context(now);
             match handle_frame(table.packet_mut(&mut p).unwrap(), Arrival::Rx, &cx) {
                 Verdict::Tcp(m) => m,
                 v => panic!("not for TCP: {v:?}"),
@@ -357,14 +362,7 @@ impl Engine {
     fn handle(&mut self, mut p: Packet, now: u64) {
         let table = self.port.table().clone();
         let verdict = {
-            let cx = Context {
-                services: &self.services,
-                owners: &self.owners,
-                core: CORE,
-                now_us: now,
-                stats: &self.stats,
-                ip_id: &self.ip_id,
-            };
+            let cx = self.context(now);
             match table.packet_mut(&mut p) {
                 Some(bytes) => handle_frame(bytes, Arrival::Rx, &cx),
                 None => Verdict::Drop(DropReason::BadDescriptor),
