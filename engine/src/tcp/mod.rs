@@ -505,7 +505,7 @@ impl TcpCore {
 
     /// A TIME-WAIT entry ended: its flow's pin goes.
     fn end_time_wait(&mut self, io: &mut Io<'_>, e: &TwEntry, now: u64) {
-        io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), self.core, now / 1_000_000);
+        unpin_flow(io.owners, &e.tuple, self.core, now);
     }
 
     /// A segment for no connection: the listener's.
@@ -595,19 +595,18 @@ impl TcpCore {
                 Input::Done
             }
             Listen::Accept(h) => {
-                // `had`: the entry's pin becomes the connection's. A cookie's
-                // handshake (nothing kept) pins here.
-                let entry_pin = had;
                 if !has_room {
                     self.stats.add(TcpCounter::SegsIn, 1);
                     self.stats.add(TcpCounter::ListenOverflows, 1);
                     io.port.free(pkt.into_frame());
-                    if entry_pin {
+                    if had {
                         io.owners.unpin(&flow, self.core, now_s);
                     }
                     return Input::Done;
                 }
-                if !entry_pin {
+                // With an entry (`had`) its pin becomes the connection's; a
+                // cookie's handshake (nothing kept) pins here.
+                if !had {
                     if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
                         return Input::HandOff(o, pkt);
                     }
@@ -969,7 +968,7 @@ impl TcpCore {
         fired.clear();
         self.scratch = fired;
         let core = self.core;
-        self.tw.expire(now, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
+        self.tw.expire(now, |e| unpin_flow(io.owners, &e.tuple, core, now));
         if self.listen_at.is_some_and(|t| t <= now) {
             self.listener_timers(io, now);
         }
@@ -986,7 +985,7 @@ impl TcpCore {
                 let seg = match ev {
                     SynTimer::Resend(seg) => seg,
                     SynTimer::Expired => {
-                        io.owners.unpin(&crate::datapath::tcp::flow_of(t), *core, now / 1_000_000);
+                        unpin_flow(io.owners, t, *core, now);
                         return;
                     }
                 };
@@ -1164,7 +1163,7 @@ impl TcpCore {
         self.wheel.cancel(id);
         self.pace.remove(id);
         if unpin {
-            io.owners.unpin(&crate::datapath::tcp::flow_of(&slot.tuple), self.core, now / 1_000_000);
+            unpin_flow(io.owners, &slot.tuple, self.core, now);
         }
         self.stats.add(TcpCounter::Closed, 1);
     }
@@ -1192,9 +1191,9 @@ impl TcpCore {
             self.free(io, id, now);
         }
         let core = self.core;
-        self.tw.expire(u64::MAX, |e| io.owners.unpin(&crate::datapath::tcp::flow_of(&e.tuple), core, now / 1_000_000));
+        self.tw.expire(u64::MAX, |e| unpin_flow(io.owners, &e.tuple, core, now));
         for l in self.listeners.iter_mut().flatten() {
-            l.listener.clear(&mut |t| io.owners.unpin(&crate::datapath::tcp::flow_of(t), core, now / 1_000_000));
+            l.listener.clear(&mut |t| unpin_flow(io.owners, t, core, now));
         }
     }
 
@@ -1346,6 +1345,12 @@ fn path_for(local_mac: EthernetAddress, t: &Tuple, remote_mac: [u8; 6]) -> Path 
         local_port: t.local_port,
         remote_port: t.remote_port,
     }
+}
+
+/// Releases `core`'s pin on the owner slot of `t`'s flow (its state is
+/// gone), at `now` µs.
+fn unpin_flow(owners: &OwnerDirectory, t: &Tuple, core: u16, now: u64) {
+    owners.unpin(&crate::datapath::tcp::flow_of(t), core, now / 1_000_000);
 }
 
 /// A MAC as the listener's context word.

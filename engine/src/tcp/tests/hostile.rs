@@ -98,14 +98,7 @@ proptest! {
         let _g = crate::afxdp::frames::leak_check();
         let leaked = frames_leaked();
         let mut now = S;
-        let tuples: Vec<Tuple> = (0..PORTS)
-            .map(|p| Tuple {
-                local_addr: ENGINE_IP,
-                local_port: ECHO_PORT,
-                remote_addr: PEER_IP,
-                remote_port: FIRST_PEER_PORT + p,
-            })
-            .collect();
+        let tuples: Vec<Tuple> = (0..PORTS).map(|p| echo_tuple(FIRST_PEER_PORT + p)).collect();
         {
             let mut s = setup(512);
             s.settings.syn_backlog = backlog;
