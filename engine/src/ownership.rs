@@ -126,6 +126,13 @@ enum Fixed {
     Rss(Arc<RssMap>),
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Slots this thread's unpins freed, for tests that check a slot was
+    /// never free for a moment (another core could have claimed it then).
+    pub(crate) static SLOTS_FREED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl OwnerDirectory {
     /// A table of `slots` (rounded up to a power of two) slots; an unpinned
     /// claim lapses after `idle_s` seconds without traffic.
@@ -308,7 +315,13 @@ impl OwnerDirectory {
                 _ => return,
             };
             match slot.compare_exchange_weak(v, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return,
+                Ok(_) => {
+                    #[cfg(test)]
+                    if next == 0 {
+                        SLOTS_FREED.with(|n| n.set(n.get() + 1));
+                    }
+                    return;
+                }
                 Err(now_v) => v = now_v,
             }
         }

@@ -459,13 +459,18 @@ impl TcpCore {
                 return Input::Done;
             }
             // A new connection in place of the TIME-WAIT one (Linux's
-            // TCP_TW_SYN): the listener takes the SYN.
+            // TCP_TW_SYN): the listener takes the SYN. The ended entry's pin
+            // is let go only after, so no other core can claim the slot in
+            // between and have the SYN handed off to it.
+            let r = self.listen(io, pkt, m, now);
+            unpin_flow(io.owners, &m.tuple, self.core, now);
+            return r;
         }
         self.listen(io, pkt, m, now)
     }
 
-    /// A segment of a TIME-WAIT entry; true when it is a SYN that ends the
-    /// entry and should go to the listener.
+    /// A segment of a TIME-WAIT entry; true when it is a SYN that ended the
+    /// entry and should go to the listener (the entry's pin still held).
     fn time_wait_segment(&mut self, io: &mut Io<'_>, i: u32, m: &TcpInput, now: u64) -> bool {
         let Some(e) = self.tw.get(i) else { return false };
         let mac = e.remote_mac;
@@ -495,10 +500,8 @@ impl TcpCore {
                 false
             }
             TwVerdict::Reopen => {
-                if let Some(e) = self.tw.kill(i) {
-                    self.end_time_wait(io, &e, now);
-                }
-                true
+                // The entry's pin stays for the caller to let go.
+                self.tw.kill(i).is_some()
             }
         }
     }
@@ -558,10 +561,14 @@ impl TcpCore {
         // flows. A SYN that will make one (a new one, no FIN, room in the
         // queue: cookies and drops keep nothing) pins first: if another
         // core has just claimed the slot, the SYN goes there untouched.
+        // An ACK that may complete a handshake by its cookie pins first
+        // too: the listener counts the open when it accepts, so the ACK must
+        // not be handed off after that (the owner would count it again).
         let flow = m.flow();
         let had = l.listener.holds(&m.tuple);
         let syn_pin = f.syn() && !f.ack() && !f.rst() && !f.fin() && !had && l.listener.has_room();
-        if syn_pin {
+        let cookie_pin = !f.syn() && f.ack() && !f.rst() && !had && l.listener.checks_cookies(now);
+        if syn_pin || cookie_pin {
             if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
                 return Input::HandOff(o, pkt);
             }
@@ -575,8 +582,9 @@ impl TcpCore {
             let _ = io.owners.pin(&flow, self.core, now_s);
         }
         // An entry gone other than into a connection (a RST, a SYN that
-        // replaced it and got a cookie) or a SYN that made none lets go.
-        if (had || syn_pin) && !holds && !matches!(verdict, Listen::Accept(_)) {
+        // replaced it and got a cookie), a SYN that made none or an ACK
+        // whose cookie failed lets go.
+        if (had || syn_pin || cookie_pin) && !holds && !matches!(verdict, Listen::Accept(_)) {
             io.owners.unpin(&flow, self.core, now_s);
         }
         match verdict {
@@ -599,14 +607,16 @@ impl TcpCore {
                     self.stats.add(TcpCounter::SegsIn, 1);
                     self.stats.add(TcpCounter::ListenOverflows, 1);
                     io.port.free(pkt.into_frame());
-                    if had {
+                    if had || cookie_pin {
                         io.owners.unpin(&flow, self.core, now_s);
                     }
                     return Input::Done;
                 }
-                // With an entry (`had`) its pin becomes the connection's; a
-                // cookie's handshake (nothing kept) pins here.
-                if !had {
+                // The entry's pin (`had`) or the cookie ACK's becomes the
+                // connection's. Only those two accept (`checks_cookies`);
+                // should that ever change, the connection still pins, here.
+                if !had && !cookie_pin {
+                    tracing::warn!(core = self.core, "a handshake accepted from a segment that did not pin");
                     if let Err(o) = io.owners.pin(&flow, self.core, now_s) {
                         return Input::HandOff(o, pkt);
                     }

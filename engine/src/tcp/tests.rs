@@ -630,12 +630,18 @@ impl Peer {
 
     /// Opens a connection to the echo service; returns its index.
     fn connect(&mut self, to_send: Vec<u8>, close_when_echoed: bool, seed: u64) -> usize {
+        let port = FIRST_PEER_PORT + self.conns.len() as u16;
+        self.connect_from(port, to_send, close_when_echoed, seed)
+    }
+
+    /// A connection from this local port (one whose earlier connection has
+    /// closed, say).
+    fn connect_from(&mut self, port: u16, to_send: Vec<u8>, close_when_echoed: bool, seed: u64) -> usize {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; 256 * 1024]),
             tcp::SocketBuffer::new(vec![0u8; 256 * 1024]),
         );
         s.set_tsval_generator(Some(smol_tsval));
-        let port = FIRST_PEER_PORT + self.conns.len() as u16;
         let [a0, a1, a2, a3] = ENGINE_IP;
         s.connect(self.iface.context(), (IpAddress::v4(a0, a1, a2, a3), ECHO_PORT), port).unwrap();
         let h = self.sockets.add(s);
@@ -1021,15 +1027,27 @@ fn a_segment_of_a_flow_another_core_pinned_is_handed_off_with_its_frame() {
     assert_eq!(w.engine.counter(TcpCounter::SynCookiesSent), 1);
     // Meanwhile another core created the connection's state.
     let table = w.engine.port.table().clone();
-    let (input, _) = w.engine.input_raced_by_other_core(&ack, w.now);
+    let (input, m) = w.engine.input_raced_by_other_core(&ack, w.now);
     let Input::HandOff(owner, mut p) = input else { panic!("not handed off") };
     let e = &mut w.engine;
     assert_eq!(owner, OTHER_CORE);
     assert_eq!(table.packet_mut(&mut p).unwrap()[14..], ack[..], "the packet is the segment, untouched");
     assert_eq!(e.tcp.connections(), 0, "no connection here");
     assert_eq!(e.port.frames().out, 1, "the packet is in hand");
-    // The frame goes back (as the worker's handoff gives it to the owner).
-    e.port.free(p.into_frame());
+    // Nor counted here: the owner counts the open when it accepts.
+    assert_eq!(e.counter(TcpCounter::PassiveOpens), 0);
+    assert_eq!(e.counter(TcpCounter::SynCookiesValid), 0);
+    let flow = m.flow();
+    assert_eq!(e.owners.slot_state(&flow), Some((OTHER_CORE, 1)), "and no pin of ours");
+    // Should the owner hand it back (its state gone, the slot free), the
+    // handshake completes once, and counts once.
+    e.owners.unpin(&flow, OTHER_CORE, w.now / S);
+    e.handle(p, w.now);
+    assert_eq!(e.tcp.connections(), 1);
+    assert_eq!(e.counter(TcpCounter::PassiveOpens), 1);
+    assert_eq!(e.counter(TcpCounter::SynCookiesValid), 1);
+    assert_eq!(e.owners.slot_state(&flow), Some((CORE, 1)), "the connection's pin");
+    e.assert_pins(&[m.tuple]);
     e.assert_frames_home();
     drop(w);
     assert_eq!(frames_leaked(), leaked, "frame tokens dropped");
@@ -1351,6 +1369,41 @@ fn an_http_client_that_never_closes_after_connection_close_does_not_hold_its_con
     let took = w.now - t0;
     assert!(took >= crate::services::http::LINGER_IDLE, "not before the linger: {} ms", took / MS);
     assert!(took <= crate::services::http::LINGER_IDLE + 4 * S, "{} ms", took / MS);
+    w.engine.assert_census();
+}
+
+#[test]
+fn a_syn_that_reopens_a_time_wait_flow_keeps_its_slot_pinned_throughout() {
+    // The server closes first (`Connection: close`), so the flow waits out
+    // TIME-WAIT here; the same peer port then opens again (Linux's
+    // TCP_TW_SYN). The TIME-WAIT entry's pin is let go only after the
+    // listener has pinned for the new SYN: the slot is never free between
+    // the two, so no other core can take the flow in between.
+    let mut w = http_world(4);
+    w.peer.connect(CLOSE_REQUEST.to_vec(), true, 4);
+    let port = w.peer.conns[0].port;
+    let t = echo_tuple(port);
+    let flow = crate::datapath::tcp::flow_of(&t);
+    assert!(w.run_until(5 * S, |w| w.engine.tcp.tw.len() == 1 && w.peer.finished(0)), "{}", w.describe());
+    assert_eq!(w.engine.tcp.connections(), 0);
+    assert_eq!(w.engine.owners.slot_state(&flow), Some((CORE, 1)), "the TIME-WAIT entry pins");
+    let syns = w.engine.counter(TcpCounter::PassiveOpens);
+    let freed = crate::ownership::SLOTS_FREED.with(|n| n.get());
+    w.peer.connect_from(port, CLOSE_REQUEST.to_vec(), true, 5);
+    let ok = w.run_until(S, |w| w.engine.tcp.tw.is_empty());
+    assert!(ok, "the SYN did not reopen the flow: {}", w.describe());
+    assert_eq!(crate::ownership::SLOTS_FREED.with(|n| n.get()), freed, "the slot was free for a moment");
+    w.engine.assert_pins(&[t]);
+    assert_eq!(w.engine.owners.slot_state(&flow), Some((CORE, 1)), "the new handshake's pin, and only it");
+    assert!(w.run_until(5 * S, |w| w.engine.tcp.tw.len() == 1 && w.peer.finished(1)), "{}", w.describe());
+    let got = String::from_utf8_lossy(&w.peer.conns[1].received).to_string();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with("hello\n"), "{got}");
+    assert_eq!(w.engine.counter(TcpCounter::PassiveOpens), syns + 1);
+    assert!(w.engine.handed_off.is_empty(), "handed off to {:?}", w.engine.handed_off);
+    w.engine.assert_pins(&[t]);
+    // TIME-WAIT runs out: the slot is free.
+    assert!(w.run_until(130 * S, |w| w.engine.tcp.tw.is_empty()), "{}", w.describe());
+    assert_eq!(w.engine.owners.slot_state(&flow), None);
     w.engine.assert_census();
 }
 

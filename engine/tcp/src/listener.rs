@@ -246,6 +246,15 @@ impl Listener {
         self.last_cookie
     }
 
+    /// Whether an ACK for no entry would be checked for a SYN cookie now
+    /// (cookies on, and sent lately): only then can such an ACK complete a
+    /// handshake ([`Listen::Accept`]), and a caller keeping something per
+    /// connection (the engine pins the flow's owner) takes it first, since
+    /// the open is counted when the listener accepts.
+    pub fn checks_cookies(&self, now: u64) -> bool {
+        self.cookies && self.last_cookie != 0 && now.saturating_sub(self.last_cookie) < 2 * COOKIE_TICK_US
+    }
+
     /// Another listener of the same service (another core) sent a cookie at
     /// `at`: ACKs that reach this one are checked for cookies too, since
     /// the cookie's final ACK may arrive on any core.
@@ -439,7 +448,7 @@ impl Listener {
     /// The handshake an ACK completes by its cookie, when cookies were sent
     /// lately (counted valid or failed).
     fn cookie_handshake(&self, t: &Tuple, seg: &Segment, now: u64, stats: &mut TcpStats) -> Option<HalfOpen> {
-        if !self.cookies || self.last_cookie == 0 || now.saturating_sub(self.last_cookie) >= 2 * COOKIE_TICK_US {
+        if !self.checks_cookies(now) {
             return None;
         }
         let h = self.check_cookie(t, seg, now);
