@@ -754,37 +754,19 @@ mod tests {
 
     /// Every event of `input` fed in pieces of the given sizes (cycled).
     fn events(input: &[u8], pieces: &[usize], lim: &Limits) -> Vec<Event> {
+        trace(input, pieces, lim, false).into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Each event with the offset it came at, `input` fed in pieces of the
+    /// given sizes (cycled), by `feed` or (`bytewise`) one `step` per byte.
+    fn trace(input: &[u8], pieces: &[usize], lim: &Limits, bytewise: bool) -> Vec<(usize, Event)> {
         let mut p = Parser::default();
         let mut out = Vec::new();
         let mut at = 0;
         let mut k = 0;
         while at < input.len() {
-            let n = pieces[k % pieces.len()].max(1).min(input.len() - at);
+            let end = at + pieces[k % pieces.len()].max(1).min(input.len() - at);
             k += 1;
-            let mut piece = &input[at..at + n];
-            while !piece.is_empty() {
-                let (used, ev) = p.feed(piece, lim);
-                piece = &piece[used..];
-                if let Some(e) = ev {
-                    out.push(e);
-                }
-                if used == 0 {
-                    break;
-                }
-            }
-            at += n;
-        }
-        out
-    }
-
-    /// Each event with the offset it came at, `input` fed in pieces of
-    /// `piece` bytes, by `feed` or (`bytewise`) one `step` per byte.
-    fn trace(input: &[u8], piece: usize, lim: &Limits, bytewise: bool) -> Vec<(usize, Event)> {
-        let mut p = Parser::default();
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < input.len() {
-            let end = (at + piece.max(1)).min(input.len());
             while at < end {
                 let (used, ev) =
                     if bytewise { p.feed_bytewise(&input[at..end], lim) } else { p.feed(&input[at..end], lim) };
@@ -799,6 +781,22 @@ mod tests {
             at = end;
         }
         out
+    }
+
+    /// `s` with each edit (offset, byte, kind) applied: kind 0 flips the
+    /// byte there, 1 inserts one, 2 deletes one.
+    fn mutate(s: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+        for &(at, b, kind) in edits {
+            let at = at % (s.len() + 1);
+            match kind {
+                0 if at < s.len() => s[at] = b,
+                1 => s.insert(at, b),
+                _ if at < s.len() => {
+                    s.remove(at);
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]
@@ -964,15 +962,7 @@ mod tests {
         ) {
             let mut s = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n\
                 4;x=1\r\nabcd\r\n0\r\nX-T: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz".to_vec();
-            for (at, b, kind) in edits {
-                let at = at % (s.len() + 1);
-                match kind {
-                    0 if at < s.len() => s[at] = b,
-                    1 => s.insert(at, b),
-                    _ if at < s.len() => { s.remove(at); }
-                    _ => {}
-                }
-            }
+            mutate(&mut s, &edits);
             let evs = events(&s, &[piece], &LIM);
             prop_assert!(evs.iter().filter(|e| matches!(e, Event::Request(_))).count() <= 3);
             for e in evs {
@@ -999,17 +989,9 @@ mod tests {
                 Connection: keep-alive\r\nContent-Length: 4\r\nX-Y:\r\n\r\nabcd\
                 POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n\
                 3\r\nxyz\r\n0\r\n\r\nGET / HTTP/1.0\r\n\r\n".to_vec();
-            for (at, b, kind) in edits {
-                let at = at % (s.len() + 1);
-                match kind {
-                    0 if at < s.len() => s[at] = b,
-                    1 => s.insert(at, b),
-                    _ if at < s.len() => { s.remove(at); }
-                    _ => {}
-                }
-            }
+            mutate(&mut s, &edits);
             let lim = Limits { max_head, max_body: 1 << 20 };
-            prop_assert_eq!(trace(&s, piece, &lim, false), trace(&s, piece, &lim, true));
+            prop_assert_eq!(trace(&s, &[piece], &lim, false), trace(&s, &[piece], &lim, true));
         }
 
         /// Garbage never panics, and what is reported is a request or a
